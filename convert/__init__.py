@@ -1,0 +1,1 @@
+"""Workstation side of statecast: training and Keras -> TFLite step-model conversion (needs TensorFlow)."""

@@ -1,0 +1,34 @@
+"""Calibration data for full-integer quantization: the states the float step model really visits.
+
+Zeros or random noise give the quantizer the wrong ranges (an LSTM cell state wanders far
+outside [-1, 1] on real data), so we run the float32 step model over real sequences, several
+in parallel from a cold start, and sample (x, states) at the steps it visits.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from statecast.daemon.step_model import StepModel
+
+
+def visited_states(model: StepModel, x_scaled: np.ndarray, lanes: int = 8, samples: int = 1024,
+                   seed: int = 0) -> list[dict[str, np.ndarray]]:
+    """x_scaled: (rows, features). Returns `samples` signature-input dicts of batch 1."""
+    rows = x_scaled.shape[0]
+    lanes = max(1, min(lanes, rows // 64 or 1))
+    length = rows // lanes
+    lane_inputs = x_scaled[: lanes * length].reshape(lanes, length, -1)   # (lanes, steps, features)
+    states = model.zero_states(lanes)
+    visited_x, visited_states_ = [], [[] for _ in states]
+    for t in range(length):
+        x_t = lane_inputs[:, t, :].astype(np.float32)                     # (lanes, features)
+        visited_x.append(x_t)
+        for store, state in zip(visited_states_, states):
+            store.append(state)
+        _, states = model.step(x_t, states)
+    all_x = np.concatenate(visited_x)                                     # (steps*lanes, features)
+    all_states = [np.concatenate(store) for store in visited_states_]
+    pick = np.random.default_rng(seed).choice(all_x.shape[0], size=min(samples, all_x.shape[0]), replace=False)
+    manifest = model.manifest
+    return [{manifest.input: all_x[i:i + 1],
+             **{pair.input: s[i:i + 1] for pair, s in zip(manifest.state, all_states)}} for i in pick]

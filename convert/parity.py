@@ -1,0 +1,126 @@
+"""The conversion contract as numbers: Keras full sequence vs the step TFLite, step by step.
+
+All comparisons are in sensor units (after the manifest's output scaling). Error tolerances
+are fractions of the output range seen over the run; int8 is judged on forecast RMSE against
+the true series relative to the float model, plus a long-stream drift check.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from statecast.daemon.step_model import StepModel, run_sequence
+
+# Max |step - keras| as a fraction of the output range, per mode. float32 differs from Keras only
+# by op order / fused kernels (~1e-7 relative); float16 and int8-weight (dynamic) rounding of the
+# weights is ~1e-3 relative per weight, which stays well below 1% of the range at the output.
+RANGE_TOLERANCE = {"float32": 1e-5, "float16": 1e-2, "dynamic": 1e-2}
+# int8: forecast RMSE against the truth may be at most 5% worse than the float model's.
+INT8_RMSE_RATIO = 1.05
+DRIFT_STEPS = 50_000
+DRIFT_WINDOW = 1_000
+
+
+def keras_full_sequence(model, x_raw: np.ndarray) -> np.ndarray:
+    """Run the Keras model over the whole sequence at once: (steps, features) -> (steps, outputs).
+
+    Recurrent layers are rebuilt with return_sequences=True (same weights), so every step's
+    output is available; other layers (Normalization, Dense, Rescaling) apply per step as they are.
+    """
+    import keras
+
+    inputs = keras.Input((None, x_raw.shape[-1]))
+    h = inputs
+    rebuilt = []
+    for layer in model.layers:
+        kind = type(layer).__name__
+        if kind in ("InputLayer", "Dropout", "GaussianNoise", "GaussianDropout", "SpatialDropout1D"):
+            continue
+        if kind in ("LSTM", "GRU", "SimpleRNN"):
+            config = {**layer.get_config(), "return_sequences": True, "stateful": False,
+                      "name": layer.name + "_fullseq"}
+            twin = type(layer).from_config(config)
+            h = twin(h)
+            rebuilt.append((twin, layer.get_weights()))
+        else:
+            h = layer(h)
+    for twin, weights in rebuilt:
+        twin.set_weights(weights)
+    full = keras.Model(inputs, h)
+    return np.asarray(full(x_raw[None].astype(np.float32), training=False))[0]
+
+
+def to_sensor_units(model: StepModel, y_model: np.ndarray) -> np.ndarray:
+    m = model.manifest
+    targets = len(m.targets)
+    scale = np.tile(np.asarray(m.output_scale, np.float32), y_model.shape[-1] // targets)
+    offset = np.tile(np.asarray(m.output_offset, np.float32), y_model.shape[-1] // targets)
+    return y_model * scale + offset
+
+
+def scale_inputs(model: StepModel, x_raw: np.ndarray) -> np.ndarray:
+    m = model.manifest
+    return ((x_raw - np.asarray(m.input_mean)) / np.asarray(m.input_std)).astype(np.float32)
+
+
+def one_step_rmse(forecast: np.ndarray, truth: np.ndarray, n_targets: int, skip: int = 0) -> float:
+    """RMSE of the next-step forecast (first n_targets outputs) made at t against truth at t+1."""
+    predicted = forecast[skip:-1, :n_targets]
+    actual = truth[skip + 1:, :n_targets]
+    return float(np.sqrt(np.mean((predicted - actual) ** 2)))
+
+
+def parity_figures(keras_out: np.ndarray, step_out: np.ndarray, truth: np.ndarray, mode: str,
+                   float_rmse: float | None, n_targets: int) -> dict:
+    error = np.abs(step_out - keras_out)
+    output_range = float(np.ptp(keras_out)) or 1.0
+    keras_rmse = one_step_rmse(keras_out, truth, n_targets)
+    step_rmse = one_step_rmse(step_out, truth, n_targets)
+    figures = {
+        "steps": int(keras_out.shape[0]), "mode": mode,
+        "max_abs_error": float(error.max()), "output_range": output_range,
+        "max_abs_error_over_range": float(error.max() / output_range),
+        "rmse_keras": keras_rmse, "rmse_step": step_rmse,
+    }
+    if mode == "int8":
+        reference = float_rmse if float_rmse is not None else keras_rmse
+        figures["rmse_ratio"] = step_rmse / reference if reference > 0 else 1.0
+        figures["tolerance"] = f"rmse_ratio <= {INT8_RMSE_RATIO}"
+        figures["pass"] = figures["rmse_ratio"] <= INT8_RMSE_RATIO
+    else:
+        figures["tolerance"] = f"max_abs_error_over_range <= {RANGE_TOLERANCE[mode]:g}"
+        figures["pass"] = figures["max_abs_error_over_range"] <= RANGE_TOLERANCE[mode]
+    return figures
+
+
+def drift_stream(x_raw: np.ndarray, truth: np.ndarray, steps: int = DRIFT_STEPS, window: int = DRIFT_WINDOW):
+    """Tile a real segment into a `steps`-long stream whose last `window` rows repeat its first.
+
+    The period P divides steps - window, so the first and last windows see identical inputs and
+    differ only in how much history the state carries.
+    """
+    usable = x_raw.shape[0]
+    period = max(p for p in range(window + 1, min(usable, steps - window) + 1) if (steps - window) % p == 0)
+    reps = -(-steps // period)
+    return np.tile(x_raw[:period], (reps, 1))[:steps], np.tile(truth[:period], (reps, 1))[:steps], period
+
+
+def drift_figures(int8_model: StepModel, float_model: StepModel, x_raw: np.ndarray, truth: np.ndarray,
+                  n_targets: int) -> dict:
+    """LSTM cell state is unbounded: check that int8 error does not grow over a 50,000-step stream."""
+    x_long, truth_long, period = drift_stream(x_raw, truth)
+    q = to_sensor_units(int8_model, run_sequence(int8_model, scale_inputs(int8_model, x_long)))
+    f = to_sensor_units(float_model, run_sequence(float_model, scale_inputs(float_model, x_long)))
+    w = DRIFT_WINDOW
+    first = slice(0, w)
+    last = slice(len(x_long) - w, len(x_long))
+    # rmse inside each window: forecast at t vs truth at t+1, both within the window
+    def window_rmse(pred, sl):
+        return one_step_rmse(pred[sl], truth_long[sl], n_targets)
+    figures = {
+        "steps": len(x_long), "period": period, "window": w,
+        "rmse_first": window_rmse(q, first), "rmse_last": window_rmse(q, last),
+        "float_rmse_first": window_rmse(f, first), "float_rmse_last": window_rmse(f, last),
+        "mean_abs_vs_float_first": float(np.mean(np.abs(q[first] - f[first]))),
+        "mean_abs_vs_float_last": float(np.mean(np.abs(q[last] - f[last]))),
+    }
+    return figures

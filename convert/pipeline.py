@@ -1,0 +1,211 @@
+"""`statecast convert`: Keras file -> verified step-model artifact directory.
+
+Order: read + validate the Keras model, build the step graph, convert (int8 calibrates on the
+states the float32 step model visits), write into a temporary directory, run parity against
+Keras, and only then move the artifact into place, so a failure never leaves a partial one.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+
+import numpy as np
+
+from statecast.daemon.artifact import CALENDAR_FEATURES, MANIFEST_FILE, MODEL_FILE, sha256_hex
+from statecast.daemon.backends import select_backend
+from statecast.daemon.features import assemble_inputs
+from statecast.daemon.series_csv import SeriesError, read_series
+from statecast.daemon.step_model import StepModel, run_sequence
+
+from . import parity
+from .calibration import visited_states
+from .edgetpu_report import edgetpu_report
+from .errors import ConversionError
+from .keras_reader import load_keras_model, read_model_spec
+from .model_spec import ModelSpec
+from .quantize import SIGNATURE, to_tflite
+from .step_graph import INPUT_NAME, OUTPUT_NAME, StepModule, state_input_name, state_output_name
+
+PARITY_STEPS = 5_000
+SIDECAR_SUFFIX = ".json"      # `statecast train` writes M.keras.json beside M.keras
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    model_path: str
+    mode: str
+    out_dir: str
+    calibration_csv: str | None = None
+    time_column: str = "timestamp"
+    features: tuple[str, ...] | None = None
+    targets: tuple[str, ...] | None = None
+    horizon: int | None = None
+    name: str | None = None
+    static_batch: int | None = None
+    keep_on_parity_failure: bool = False
+
+
+def read_sidecar(model_path: str) -> dict:
+    path = model_path + SIDECAR_SUFFIX
+    if not os.path.isfile(path):
+        return {}
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, json.JSONDecodeError) as error:
+        raise ConversionError(f"{path}: unreadable training metadata ({error})") from None
+
+
+def _describe_io(spec: ModelSpec, options: ConvertOptions, meta: dict):
+    features = tuple(options.features or meta.get("features") or
+                     (("value",) if spec.n_features == 1 else tuple(f"f{i}" for i in range(spec.n_features))))
+    if len(features) != spec.n_features:
+        raise ConversionError(f"--features names {len(features)} features but the model takes {spec.n_features}")
+    values = tuple(f for f in features if f not in CALENDAR_FEATURES)
+    targets = tuple(options.targets or meta.get("targets") or values[:1])
+    if spec.n_outputs % len(targets):
+        raise ConversionError(f"model has {spec.n_outputs} outputs, not a multiple of {len(targets)} targets")
+    horizon = options.horizon or meta.get("horizon") or spec.n_outputs // len(targets)
+    if horizon * len(targets) != spec.n_outputs:
+        raise ConversionError(f"horizon {horizon} x {len(targets)} targets != {spec.n_outputs} model outputs")
+    return features, values, targets, int(horizon)
+
+
+def _parity_series(options: ConvertOptions, meta: dict, features, values, targets):
+    """(x_raw (rows, features), truth (rows, targets), label) from the calibration CSV or training CSV."""
+    csv_path = options.calibration_csv or meta.get("csv")
+    if not csv_path:
+        return None
+    try:
+        series = read_series(csv_path, options.time_column if options.calibration_csv else
+                             meta.get("time_column", "timestamp"), tuple(dict.fromkeys(values + targets)))
+    except SeriesError as error:
+        raise ConversionError(str(error)) from None
+    x_raw = assemble_inputs(series.timestamps, series.values, features, series.columns)
+    truth = series.values[:, [series.columns.index(t) for t in targets]]
+    return x_raw.astype(np.float32), truth, os.path.basename(csv_path)
+
+
+def build_manifest(spec: ModelSpec, options: ConvertOptions, content: bytes, features, targets, horizon,
+                   module: StepModule) -> dict:
+    state = []
+    for index, layer in enumerate(spec.recurrent):
+        for part in layer.state_names:
+            state.append({"input": state_input_name(index, part), "output": state_output_name(index, part),
+                          "shape": [layer.units], "layer": index, "part": part})
+    name = options.name or os.path.basename(os.path.normpath(options.out_dir))
+    return {
+        "format": "statecast-model/1", "name": name, "kind": "step",
+        "signature": SIGNATURE, "input": INPUT_NAME, "output": OUTPUT_NAME, "state": state,
+        "cell": spec.cell,
+        "layers": [{"name": l.name, "cell": l.cell, "units": l.units, "activation": l.activation,
+                    **({"reset_after": l.reset_after} if l.cell == "gru" else {})} for l in spec.recurrent],
+        "heads": [{"name": d.name, "units": int(d.kernel.shape[1]), "activation": d.activation} for d in spec.heads],
+        "features": list(features), "n_features": spec.n_features, "targets": list(targets), "horizon": horizon,
+        "output_layout": "step-major: output[k * n_targets + j] is target j, k+1 steps ahead",
+        "input_scaling": {"mode": "fixed", "mean": spec.input_mean.tolist(), "std": spec.input_std.tolist()},
+        "output_scaling": {"scale": spec.output_scale.tolist(), "offset": spec.output_offset.tolist()},
+        "quantization": options.mode, "sha256": sha256_hex(content), "tflite_bytes": len(content),
+        "source": {"file": os.path.basename(options.model_path)},
+    }
+
+
+def _write_artifact(directory: str, content: bytes, manifest: dict) -> None:
+    with open(os.path.join(directory, MODEL_FILE), "wb") as handle:
+        handle.write(content)
+    _write_manifest(directory, manifest)
+
+
+def _write_manifest(directory: str, manifest: dict) -> None:
+    with open(os.path.join(directory, MANIFEST_FILE), "w", encoding="utf-8") as handle:
+        json.dump(manifest, handle, indent=2, sort_keys=False)
+        handle.write("\n")
+
+
+def _residual_calibration(step_out: np.ndarray, truth: np.ndarray, n_targets: int, warmup: int) -> dict:
+    residual = step_out[warmup:-1, :n_targets] - truth[warmup + 1:, :n_targets]
+    return {"residual_mean": residual.mean(axis=0).tolist(), "residual_std": residual.std(axis=0).tolist(),
+            "steps": int(residual.shape[0]), "warmup_steps": warmup}
+
+
+def _move_into_place(staging: str, out_dir: str) -> None:
+    if os.path.exists(out_dir):
+        old = out_dir.rstrip("/") + ".old-" + str(os.getpid())
+        os.replace(out_dir, old)
+        os.replace(staging, out_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(staging, out_dir)
+
+
+def convert(options: ConvertOptions) -> dict:
+    """Run the whole conversion; returns the manifest written. Raises ConversionError."""
+    meta = read_sidecar(options.model_path)
+    model = load_keras_model(options.model_path)
+    spec = read_model_spec(model)
+    features, values, targets, horizon = _describe_io(spec, options, meta)
+    data = _parity_series(options, meta, features, values, targets)
+    if options.mode == "int8" and data is None:
+        raise ConversionError("int8 quantization needs --calibration-csv (real sequences to calibrate states on)")
+    backend = select_backend("auto")
+    module = StepModule(spec, batch_size=options.static_batch)
+    parent = os.path.dirname(os.path.abspath(options.out_dir)) or "."
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".statecast-convert-", dir=parent)
+    try:
+        # The float32 artifact is always built: it is the int8 calibration source and drift reference.
+        float_dir = os.path.join(staging, "float32")
+        os.makedirs(float_dir)
+        float_content = to_tflite(module, "float32")
+        _write_artifact(float_dir, float_content, build_manifest(spec, options, float_content, features,
+                                                                 targets, horizon, module))
+        float_model = StepModel(float_dir, backend=backend)
+        representative = None
+        if options.mode == "int8":
+            x_cal = parity.scale_inputs(float_model, data[0])
+            samples = visited_states(float_model, x_cal)
+            representative = lambda: iter(samples)
+        content = float_content if options.mode == "float32" else to_tflite(module, options.mode, representative)
+        final_dir = os.path.join(staging, "artifact")
+        os.makedirs(final_dir)
+        manifest = build_manifest(spec, options, content, features, targets, horizon, module)
+        _write_artifact(final_dir, content, manifest)
+        step_model = StepModel(final_dir, backend=backend)
+        manifest["edgetpu"] = edgetpu_report(step_model._interpreter_for(1)[0], options.mode)
+        if data is not None:
+            manifest.update(_parity_section(model, step_model, float_model, data, options.mode, len(targets)))
+        _write_manifest(final_dir, manifest)
+        if data is not None and not manifest["parity"]["pass"] and not options.keep_on_parity_failure:
+            raise ConversionError(f"parity check failed ({manifest['parity']['tolerance']}, got "
+                                  f"{_headline(manifest['parity'])}); no artifact written")
+        _move_into_place(final_dir, options.out_dir)
+        return manifest
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _headline(figures: dict) -> str:
+    if "rmse_ratio" in figures:
+        return f"rmse_ratio {figures['rmse_ratio']:.4f}"
+    return f"max_abs_error_over_range {figures['max_abs_error_over_range']:.3g}"
+
+
+def _parity_section(model, step_model: StepModel, float_model: StepModel, data, mode: str, n_targets: int) -> dict:
+    x_raw, truth, label = data
+    x_raw, truth = x_raw[:PARITY_STEPS], truth[:PARITY_STEPS]
+    keras_out = parity.keras_full_sequence(model, x_raw)
+    step_out = parity.to_sensor_units(step_model, run_sequence(step_model, parity.scale_inputs(step_model, x_raw)))
+    float_rmse = None
+    if mode == "int8":
+        float_out = parity.to_sensor_units(float_model, run_sequence(float_model, parity.scale_inputs(float_model, x_raw)))
+        float_rmse = parity.one_step_rmse(float_out, truth, n_targets)
+    figures = parity.parity_figures(keras_out, step_out, truth, mode, float_rmse, n_targets)
+    figures["series"] = label
+    section = {"parity": figures,
+               "anomaly": _residual_calibration(step_out, truth, n_targets, warmup=min(100, len(truth) // 10))}
+    if mode == "int8" and len(data[0]) > parity.DRIFT_WINDOW * 2:
+        section["drift"] = parity.drift_figures(step_model, float_model, data[0], data[1], n_targets)
+    return section

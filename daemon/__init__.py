@@ -1,0 +1,1 @@
+"""Device side of statecast. Never imports TensorFlow or Keras."""

@@ -1,0 +1,125 @@
+"""Runs a step-model artifact: one invoke advances a whole batch of streams by one step.
+
+Interpreters are kept per batch-size bucket (powers of two up to max_batch), each allocated
+once, so a batch never pays for resize + allocate; a batch is padded up to its bucket.
+State tensors are paired by name from the manifest, never by position.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .artifact import ArtifactError, Manifest, load_artifact
+from .backends import Backend, select_backend
+
+
+class StepModel:
+    def __init__(self, directory: str, backend: Backend | None = None, max_batch: int = 1024,
+                 num_threads: int = 1, delegates: list | None = None):
+        self.manifest, self._content = load_artifact(directory)
+        self.directory = directory
+        self.backend = backend or select_backend("auto")
+        self.max_batch = max_batch
+        self._num_threads = num_threads
+        self._delegates = delegates or []
+        self._buckets: dict[int, tuple] = {}
+        probe = self._interpreter_for(1)[0]
+        self.state_sizes = [pair.shape for pair in self.manifest.state]
+        self.output_width = int(probe.get_tensor(self._interpreter_for(1)[2]).shape[-1])
+        self.n_features = len(self.manifest.features)
+
+    # --- interpreters -------------------------------------------------------------------
+    def _make_interpreter(self, batch: int):
+        kwargs = {"model_content": self._content, "num_threads": self._num_threads}
+        if self._delegates:
+            kwargs["experimental_delegates"] = self._delegates
+        interpreter = self.backend.interpreter_class(**kwargs)
+        # Signature name -> tensor index (same API in LiteRT, tflite_runtime and tf.lite). Using
+        # indices directly avoids the signature runner's per-call overhead on the hot path.
+        signature = interpreter._get_full_signature_list().get(self.manifest.signature)
+        if signature is None:
+            raise ArtifactError(f"{self.directory}: model has no signature '{self.manifest.signature}'")
+        inputs, outputs = signature["inputs"], signature["outputs"]
+        details = {d["index"]: d for d in interpreter.get_input_details()}
+        for name in [self.manifest.input] + [p.input for p in self.manifest.state]:
+            if name not in inputs:
+                raise ArtifactError(f"{self.directory}: model signature has no input '{name}' "
+                                    "(manifest and model disagree)")
+            shape = list(details[inputs[name]]["shape"])
+            if shape[0] != batch:
+                shape[0] = batch
+                interpreter.resize_tensor_input(inputs[name], shape, strict=False)
+        for name in [self.manifest.output] + [p.output for p in self.manifest.state]:
+            if name not in outputs:
+                raise ArtifactError(f"{self.directory}: model signature has no output '{name}' "
+                                    "(manifest and model disagree)")
+        interpreter.allocate_tensors()
+        x_index = inputs[self.manifest.input]
+        state_in = [inputs[p.input] for p in self.manifest.state]
+        y_index = outputs[self.manifest.output]
+        state_out = [outputs[p.output] for p in self.manifest.state]
+        return interpreter, x_index, y_index, state_in, state_out
+
+    def _bucket(self, batch: int) -> int:
+        bucket = 1
+        while bucket < batch:
+            bucket *= 2
+        return min(bucket, self.max_batch) if batch <= self.max_batch else batch
+
+    def _interpreter_for(self, bucket: int):
+        if bucket not in self._buckets:
+            self._buckets[bucket] = self._make_interpreter(bucket)
+        return self._buckets[bucket]
+
+    # --- stepping -----------------------------------------------------------------------
+    def zero_states(self, batch: int) -> list[np.ndarray]:
+        return [np.zeros((batch,) + shape, np.float32) for shape in self.state_sizes]
+
+    def step(self, x: np.ndarray, states: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+        """x: (batch, features) already scaled; states: per state tensor (batch, units).
+
+        Returns the model-space output (batch, horizon * targets) and the new states.
+        Batches larger than max_batch are split.
+        """
+        batch = x.shape[0]
+        if batch > self.max_batch:
+            parts = [self.step(x[i:i + self.max_batch], [s[i:i + self.max_batch] for s in states])
+                     for i in range(0, batch, self.max_batch)]
+            y = np.concatenate([p[0] for p in parts])
+            return y, [np.concatenate([p[1][k] for p in parts]) for k in range(len(states))]
+        bucket = self._bucket(batch)
+        interpreter, x_index, y_index, state_in, state_out = self._interpreter_for(bucket)
+        if bucket != batch:                                    # pad to the bucket with zeros
+            x = np.concatenate([x, np.zeros((bucket - batch,) + x.shape[1:], np.float32)])
+            states = [np.concatenate([s, np.zeros((bucket - batch,) + s.shape[1:], np.float32)]) for s in states]
+        interpreter.set_tensor(x_index, np.ascontiguousarray(x, np.float32))
+        for index, state in zip(state_in, states):
+            interpreter.set_tensor(index, np.ascontiguousarray(state, np.float32))
+        interpreter.invoke()
+        y = interpreter.get_tensor(y_index)[:batch]
+        return y, [interpreter.get_tensor(index)[:batch] for index in state_out]
+
+    def ops(self) -> list[str]:
+        """Op names of the model graph (for reports and tests)."""
+        interpreter = self._interpreter_for(1)[0]
+        return [op["op_name"] for op in interpreter._get_ops_details()]
+
+
+def describe(model: StepModel) -> str:
+    m: Manifest = model.manifest
+    return (f"{m.name}: {m.raw.get('cell', '?')} step model, {len(m.state)} state tensors, "
+            f"{len(m.features)} features, horizon {m.horizon}, {m.quantization}, runtime {model.backend.name}")
+
+
+def run_sequence(model: StepModel, x_scaled: np.ndarray, lanes_first: bool = False) -> np.ndarray:
+    """Advance fresh state over a whole sequence, one step per row.
+
+    x_scaled: (steps, features) -> (steps, output_width) in model space; or, with
+    lanes_first, (lanes, steps, features) -> (lanes, steps, output_width), all lanes in one batch.
+    """
+    x = x_scaled if lanes_first else x_scaled[None]
+    lanes, steps = x.shape[0], x.shape[1]
+    states = model.zero_states(lanes)
+    out = np.empty((lanes, steps, model.output_width), np.float32)
+    for t in range(steps):
+        out[:, t], states = model.step(x[:, t].astype(np.float32), states)
+    return out if lanes_first else out[0]
