@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from statecast.daemon.scaling import IoScaling
 from statecast.daemon.step_model import StepModel, run_sequence
 
 # Max |step - keras| as a fraction of the output range, per mode. float32 differs from Keras only
@@ -49,17 +50,26 @@ def keras_full_sequence(model, x_raw: np.ndarray) -> np.ndarray:
     return np.asarray(full(x_raw[None].astype(np.float32), training=False))[0]
 
 
-def to_sensor_units(model: StepModel, y_model: np.ndarray) -> np.ndarray:
-    m = model.manifest
-    targets = len(m.targets)
-    scale = np.tile(np.asarray(m.output_scale, np.float32), y_model.shape[-1] // targets)
-    offset = np.tile(np.asarray(m.output_offset, np.float32), y_model.shape[-1] // targets)
-    return y_model * scale + offset
-
-
 def scale_inputs(model: StepModel, x_raw: np.ndarray) -> np.ndarray:
+    """x_raw: (steps, features) in manifest order (values first, then calendar) -> model space."""
     m = model.manifest
     return ((x_raw - np.asarray(m.input_mean)) / np.asarray(m.input_std)).astype(np.float32)
+
+
+def run_step_model(model: StepModel, x_raw: np.ndarray) -> np.ndarray:
+    """The step model over a whole sequence, outputs in sensor units (as the engine computes them)."""
+    scaling = IoScaling(model.manifest)
+    values = x_raw[:, : len(model.manifest.value_features)]
+    return scaling.outputs(run_sequence(model, scale_inputs(model, x_raw)), values)
+
+
+def keras_absolute(model, step_model: StepModel, x_raw: np.ndarray) -> np.ndarray:
+    """Keras full-sequence outputs in sensor units (residual models get the level added back)."""
+    out = keras_full_sequence(model, x_raw)
+    scaling = IoScaling(step_model.manifest)
+    if scaling.residual:
+        out = out + x_raw[:, scaling.base_index]
+    return out
 
 
 def one_step_rmse(forecast: np.ndarray, truth: np.ndarray, n_targets: int, skip: int = 0) -> float:
@@ -108,8 +118,8 @@ def drift_figures(int8_model: StepModel, float_model: StepModel, x_raw: np.ndarr
                   n_targets: int) -> dict:
     """LSTM cell state is unbounded: check that int8 error does not grow over a 50,000-step stream."""
     x_long, truth_long, period = drift_stream(x_raw, truth)
-    q = to_sensor_units(int8_model, run_sequence(int8_model, scale_inputs(int8_model, x_long)))
-    f = to_sensor_units(float_model, run_sequence(float_model, scale_inputs(float_model, x_long)))
+    q = run_step_model(int8_model, x_long)
+    f = run_step_model(float_model, x_long)
     w = DRIFT_WINDOW
     first = slice(0, w)
     last = slice(len(x_long) - w, len(x_long))

@@ -18,7 +18,7 @@ from statecast.daemon.artifact import CALENDAR_FEATURES, MANIFEST_FILE, MODEL_FI
 from statecast.daemon.backends import select_backend
 from statecast.daemon.features import assemble_inputs
 from statecast.daemon.series_csv import SeriesError, read_series
-from statecast.daemon.step_model import StepModel, run_sequence
+from statecast.daemon.step_model import StepModel
 
 from . import parity
 from .calibration import visited_states
@@ -46,6 +46,7 @@ class ConvertOptions:
     name: str | None = None
     static_batch: int | None = None
     keep_on_parity_failure: bool = False
+    residual: bool | None = None      # None: from training metadata, else False
 
 
 def read_sidecar(model_path: str) -> dict:
@@ -65,6 +66,9 @@ def _describe_io(spec: ModelSpec, options: ConvertOptions, meta: dict):
     if len(features) != spec.n_features:
         raise ConversionError(f"--features names {len(features)} features but the model takes {spec.n_features}")
     values = tuple(f for f in features if f not in CALENDAR_FEATURES)
+    if features[: len(values)] != values:
+        raise ConversionError("--features: list value features first, then calendar features "
+                              f"({', '.join(CALENDAR_FEATURES)})")
     targets = tuple(options.targets or meta.get("targets") or values[:1])
     if spec.n_outputs % len(targets):
         raise ConversionError(f"model has {spec.n_outputs} outputs, not a multiple of {len(targets)} targets")
@@ -90,7 +94,7 @@ def _parity_series(options: ConvertOptions, meta: dict, features, values, target
 
 
 def build_manifest(spec: ModelSpec, options: ConvertOptions, content: bytes, features, targets, horizon,
-                   module: StepModule) -> dict:
+                   meta: dict) -> dict:
     state = []
     for index, layer in enumerate(spec.recurrent):
         for part in layer.state_names:
@@ -108,6 +112,8 @@ def build_manifest(spec: ModelSpec, options: ConvertOptions, content: bytes, fea
         "output_layout": "step-major: output[k * n_targets + j] is target j, k+1 steps ahead",
         "input_scaling": {"mode": "fixed", "mean": spec.input_mean.tolist(), "std": spec.input_std.tolist()},
         "output_scaling": {"scale": spec.output_scale.tolist(), "offset": spec.output_offset.tolist()},
+        "output_residual": bool(options.residual if options.residual is not None
+                                else meta.get("output_residual", False)),
         "quantization": options.mode, "sha256": sha256_hex(content), "tflite_bytes": len(content),
         "source": {"file": os.path.basename(options.model_path)},
     }
@@ -161,7 +167,7 @@ def convert(options: ConvertOptions) -> dict:
         os.makedirs(float_dir)
         float_content = to_tflite(module, "float32")
         _write_artifact(float_dir, float_content, build_manifest(spec, options, float_content, features,
-                                                                 targets, horizon, module))
+                                                                 targets, horizon, meta))
         float_model = StepModel(float_dir, backend=backend)
         representative = None
         if options.mode == "int8":
@@ -171,7 +177,7 @@ def convert(options: ConvertOptions) -> dict:
         content = float_content if options.mode == "float32" else to_tflite(module, options.mode, representative)
         final_dir = os.path.join(staging, "artifact")
         os.makedirs(final_dir)
-        manifest = build_manifest(spec, options, content, features, targets, horizon, module)
+        manifest = build_manifest(spec, options, content, features, targets, horizon, meta)
         _write_artifact(final_dir, content, manifest)
         step_model = StepModel(final_dir, backend=backend)
         manifest["edgetpu"] = edgetpu_report(step_model._interpreter_for(1)[0], options.mode)
@@ -196,11 +202,11 @@ def _headline(figures: dict) -> str:
 def _parity_section(model, step_model: StepModel, float_model: StepModel, data, mode: str, n_targets: int) -> dict:
     x_raw, truth, label = data
     x_raw, truth = x_raw[:PARITY_STEPS], truth[:PARITY_STEPS]
-    keras_out = parity.keras_full_sequence(model, x_raw)
-    step_out = parity.to_sensor_units(step_model, run_sequence(step_model, parity.scale_inputs(step_model, x_raw)))
+    keras_out = parity.keras_absolute(model, step_model, x_raw)
+    step_out = parity.run_step_model(step_model, x_raw)
     float_rmse = None
     if mode == "int8":
-        float_out = parity.to_sensor_units(float_model, run_sequence(float_model, parity.scale_inputs(float_model, x_raw)))
+        float_out = parity.run_step_model(float_model, x_raw)
         float_rmse = parity.one_step_rmse(float_out, truth, n_targets)
     figures = parity.parity_figures(keras_out, step_out, truth, mode, float_rmse, n_targets)
     figures["series"] = label

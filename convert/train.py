@@ -42,6 +42,9 @@ class TrainOptions:
     seed: int = 0
     gru_reset_after: bool = True
     rnn_activation: str = "tanh"
+    # Forecast the change from the current value; the daemon adds the level back in float. Better
+    # conditioned for training and keeps int8 error proportional to the changes, not the range.
+    residual: bool = True
 
 
 def make_windows(x: np.ndarray, y: np.ndarray, window: int, stride: int):
@@ -89,11 +92,12 @@ def train(options: TrainOptions) -> dict:
     x_all = assemble_inputs(series.timestamps, series.values, features, series.columns).astype(np.float32)
     targets_raw = series.values.astype(np.float32)                       # (rows, T)
     y_all = future_targets(targets_raw, options.horizon)                 # (rows - H, H*T)
+    if options.residual:
+        y_all = y_all - np.tile(targets_raw[: y_all.shape[0]], options.horizon)
     x_all = x_all[: y_all.shape[0]]
     split = int(x_all.shape[0] * (1 - options.validation_fraction))
-    mean, std = targets_raw[:split].mean(axis=0), targets_raw[:split].std(axis=0) + 1e-6
-    scale = np.tile(std, options.horizon)
-    offset = np.tile(mean, options.horizon)
+    offset = y_all[:split].mean(axis=0)
+    scale = y_all[:split].std(axis=0) + 1e-6
     y_scaled = (y_all - offset) / scale                                   # train in scaled target units
 
     model = build_model(options, len(features), len(options.value_columns))
@@ -115,6 +119,7 @@ def train(options: TrainOptions) -> dict:
         "csv": os.path.abspath(options.csv), "time_column": options.time_column,
         "value_columns": list(options.value_columns), "features": list(features),
         "targets": list(options.value_columns), "horizon": options.horizon, "window": options.window,
+        "output_residual": options.residual,
         "rows": options.rows, "cell": options.cell, "units": options.units, "layers": options.layers,
         "epochs_run": len(history.history["loss"]),
         "val_loss_scaled": float(min(history.history["val_loss"])),

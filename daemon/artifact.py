@@ -43,6 +43,7 @@ class Manifest:
     output_scale: tuple[float, ...]
     output_offset: tuple[float, ...]
     online_normalization: bool     # per-stream running scaling instead of fixed mean/std
+    output_residual: bool          # the model forecasts the change from the current value
     quantization: str
     sha256: str
     window: int = 0                # window models only
@@ -88,6 +89,7 @@ def parse_manifest(data: dict, where: str) -> Manifest:
         output_scale=tuple(float(v) for v in out_scaling.get("scale", [1.0] * n_out)),
         output_offset=tuple(float(v) for v in out_scaling.get("offset", [0.0] * n_out)),
         online_normalization=scaling.get("mode") == "online",
+        output_residual=bool(data.get("output_residual", False)),
         quantization=str(data.get("quantization", "float32")), sha256=_require(data, "sha256", str, where),
         window=int(data.get("window", 0)), raw=data)
 

@@ -1,0 +1,184 @@
+"""The engine: advances many streams one step per message with one interpreter invoke per round.
+
+The same code serves `statecast serve` (messages from MQTT) and `statecast score` (rows of a
+CSV), so what the daemon publishes and what score writes cannot drift apart.
+"""
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from .scaling import IoScaling
+from .step_model import StepModel
+from .stream_table import StreamInfo, StreamTable
+
+
+@dataclass(frozen=True)
+class Message:
+    """One validated reading for one stream (all a network callback may hand over)."""
+    stream_id: str
+    values: tuple[float, ...]       # the model's value features, in manifest order
+    ts: float | None                # payload timestamp (epoch s), else the receive time is used
+    received: float                 # wall-clock receive time (epoch s)
+    token: Any = None               # opaque (e.g. MQTT ack handle), passed through to the result
+
+
+@dataclass
+class Forecast:
+    stream_id: str
+    ts: float
+    value: tuple[float, ...]
+    forecast: np.ndarray            # (horizon, targets) sensor units, next step first
+    anomaly_score: float | None
+    expected: float | None          # what the previous step forecast for this value
+    event: str | None               # "alert" | "clear" | None
+    steps: int
+    token: Any = None
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    max_streams: int = 10_000
+    idle_eviction_seconds: float = 86_400.0
+    max_gap_seconds: float = 0.0          # 0: no gap policy
+    gap_policy: str = "reset"             # "reset" | "continue"
+    horizon: int = 0                      # 0: the model's own horizon
+
+
+@dataclass
+class EngineCounters:
+    messages_in: int = 0
+    forecasts_out: int = 0
+    rejected: Counter = field(default_factory=Counter)
+    gap_resets: int = 0
+    batches: int = 0
+    batch_sizes: Counter = field(default_factory=Counter)
+    step_seconds_total: float = 0.0
+
+
+class Engine:
+    def __init__(self, model: StepModel, settings: EngineSettings = EngineSettings(),
+                 anomaly_factory: Callable[[], Any] | None = None):
+        self.model = model
+        self.settings = settings
+        m = model.manifest
+        self.table = StreamTable(model.state_sizes, settings.max_streams)
+        self.counters = EngineCounters()
+        self.anomaly_factory = anomaly_factory
+        self._value_names = m.value_features
+        self._n_targets = len(m.targets)
+        self._target_at = [self._value_names.index(t) if t in self._value_names else 0 for t in m.targets]
+        self.scaling = IoScaling(m)
+        self.horizon = settings.horizon or m.horizon
+        # Beyond the model's own horizon, roll out autoregressively: only possible when the model's
+        # inputs are exactly its targets (plus calendar features we can compute ahead).
+        self._can_rollout = m.horizon == 1 and tuple(m.targets) == self._value_names
+        if self.horizon > m.horizon and not self._can_rollout:
+            raise ValueError(f"horizon {self.horizon} exceeds the model's {m.horizon} and the model "
+                             "cannot be rolled out (its inputs are not its targets)")
+
+    # --- public -------------------------------------------------------------------------
+    def process(self, messages: list[Message], now: float | None = None) -> list[Forecast]:
+        """Advance each message's stream by one step; messages of one stream keep their order."""
+        now = time.time() if now is None else now
+        results: list[Forecast] = []
+        pending = list(messages)
+        while pending:
+            round_, deferred, seen = [], [], set()
+            for message in pending:                     # at most one step per stream per invoke
+                (deferred if message.stream_id in seen else round_).append(message)
+                seen.add(message.stream_id)
+            results.extend(self._round(round_, now))
+            pending = deferred
+        return results
+
+    # --- one invoke ---------------------------------------------------------------------
+    def _admit(self, message: Message, now: float) -> tuple[StreamInfo, float] | None:
+        self.counters.messages_in += 1
+        if len(message.values) != len(self._value_names):
+            self.counters.rejected["wrong_feature_count"] += 1
+            return None
+        info = self.table.get(message.stream_id)
+        if info is None:
+            info = self.table.add(message.stream_id, now, self.settings.idle_eviction_seconds)
+            if info is None:
+                self.counters.rejected["stream_table_full"] += 1
+                return None
+        ts = message.ts if message.ts is not None else message.received
+        if info.last_ts is not None:
+            if ts <= info.last_ts:                       # duplicate or out of order: never step twice
+                self.counters.rejected["duplicate_or_old_timestamp"] += 1
+                return None
+            gap = ts - info.last_ts
+            if self.settings.max_gap_seconds > 0 and gap > self.settings.max_gap_seconds:
+                self.counters.gap_resets += 1
+                if self.settings.gap_policy == "reset":
+                    self.table.reset_state(info)
+            info.last_interval = gap
+        return info, ts
+
+    def _round(self, messages: list[Message], now: float) -> list[Forecast]:
+        admitted = [(m, *a) for m in messages if (a := self._admit(m, now)) is not None]
+        if not admitted:
+            return []
+        started = time.perf_counter()
+        infos = [info for _, info, _ in admitted]
+        stamps = np.asarray([ts for _, _, ts in admitted], np.float64)
+        raw = np.asarray([m.values for m, _, _ in admitted], np.float32)           # (batch, values)
+        scores = [self._score(info, m) for m, info, _ in admitted]
+        slots = np.asarray([info.slot for info in infos], np.intp)
+        x = self.scaling.inputs(raw, stamps)                                       # (batch, features)
+        y, states = self.model.step(x, self.table.gather(slots))
+        self.table.scatter(slots, states)
+        forecast = self.scaling.outputs(y, raw)                                    # (batch, H*T) sensor units
+        if self.horizon > self.model.manifest.horizon:
+            forecast = self._rollout(forecast, states, stamps, infos)
+        forecast = forecast[:, : self.horizon * self._n_targets]
+        results = []
+        for row, (message, info, ts) in enumerate(admitted):
+            info.last_ts, info.last_seen = ts, now
+            info.steps += 1
+            info.last_forecast = forecast[row]
+            score, expected, event = scores[row]
+            results.append(Forecast(info.stream_id, ts, message.values,
+                                    forecast[row].reshape(self.horizon, self._n_targets), score, expected,
+                                    event, info.steps, message.token))
+        self._count(len(admitted), time.perf_counter() - started)
+        return results
+
+    def _score(self, info: StreamInfo, message: Message):
+        """Residual of this value against the forecast made for it one step earlier."""
+        if info.last_forecast is None:
+            return None, None, None
+        expected = float(info.last_forecast[0])
+        actual = float(message.values[self._target_at[0]])
+        if self.anomaly_factory is None:
+            return None, expected, None
+        if info.anomaly is None:
+            info.anomaly = self.anomaly_factory()
+        score, event = info.anomaly.update(actual, expected)
+        return score, expected, event
+
+    def _rollout(self, first: np.ndarray, states: list[np.ndarray], stamps: np.ndarray, infos) -> np.ndarray:
+        """Autoregressive H-step path from a copy of the new states (the streams' state is untouched)."""
+        path = [first]
+        intervals = np.asarray([info.last_interval or 0.0 for info in infos], np.float64)
+        states = [s.copy() for s in states]
+        for k in range(1, self.horizon):
+            previous = path[-1].astype(np.float32)                   # (batch, 1): inputs == targets
+            y, states = self.model.step(self.scaling.inputs(previous, stamps + k * intervals), states)
+            path.append(self.scaling.outputs(y, previous))
+        return np.concatenate(path, axis=1)
+
+    def _count(self, batch: int, seconds: float) -> None:
+        self.counters.batches += 1
+        self.counters.batch_sizes[batch] += 1
+        self.counters.forecasts_out += batch
+        self.counters.step_seconds_total += seconds
+
+    def evict_idle(self, now: float) -> int:
+        return self.table.evict_idle(now, self.settings.idle_eviction_seconds)

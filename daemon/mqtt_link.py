@@ -1,0 +1,114 @@
+"""The daemon's MQTT connection (paho-mqtt 2.x, CallbackAPIVersion.VERSION2).
+
+Persistent session (fixed client id, clean_start=False + session expiry on MQTT 5,
+clean_session=False on 3.1.1), automatic reconnect with backoff, a bounded outgoing queue while
+disconnected, and a retained status topic with a matching last will. The network thread only
+hands raw messages to `on_message`; everything else happens in the engine loop.
+"""
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+from typing import Callable
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+log = logging.getLogger("statecast.mqtt")
+
+
+class MqttLink:
+    def __init__(self, broker, status_topic: str, subscriptions: list[tuple[str, int]],
+                 on_message: Callable[[mqtt.MQTTMessage], None]):
+        self.broker = broker
+        self.status_topic = status_topic
+        self.subscriptions = subscriptions
+        self.subscribed = threading.Event()       # set once the broker acknowledged every filter
+        self.connected = threading.Event()
+        self.last_error: str | None = None
+        self.connects = 0
+        self._on_message = on_message
+        self._pending_subscribe: int | None = None
+        self.mqtt5 = broker.protocol == "5"
+        self.client = self._make_client()
+
+    def _make_client(self) -> mqtt.Client:
+        b = self.broker
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=b.client_id,
+                             protocol=mqtt.MQTTv5 if self.mqtt5 else mqtt.MQTTv311,
+                             clean_session=None if self.mqtt5 else bool(b.clean_start))
+        if b.username:
+            client.username_pw_set(b.username, b.password)
+        if b.tls:
+            client.tls_set(ca_certs=b.ca_file, certfile=b.cert_file, keyfile=b.key_file,
+                           cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+            client.tls_insecure_set(False)
+        client.will_set(self.status_topic, "offline", qos=1, retain=True)
+        client.reconnect_delay_set(min_delay=max(1, int(b.reconnect_min_seconds)),
+                                   max_delay=max(1, int(b.reconnect_max_seconds)))
+        # paho's default 0 means an unbounded queue while the broker is away: bound it.
+        client.max_queued_messages_set(b.max_queued_messages)
+        client.max_inflight_messages_set(b.max_inflight_messages)
+        client.on_connect = self._handle_connect
+        client.on_disconnect = self._handle_disconnect
+        client.on_subscribe = self._handle_subscribe
+        client.on_message = lambda _c, _u, message: self._on_message(message)
+        return client
+
+    def start(self) -> None:
+        b = self.broker
+        properties = None
+        if self.mqtt5:
+            properties = Properties(PacketTypes.CONNECT)
+            properties.SessionExpiryInterval = int(b.session_expiry_seconds)
+        # connect_async + loop_start: the first connection also retries with backoff.
+        kwargs = {"clean_start": bool(b.clean_start), "properties": properties} if self.mqtt5 else {}
+        self.client.connect_async(b.host, b.port, keepalive=b.keepalive_seconds, **kwargs)
+        self.client.loop_start()
+
+    def _handle_connect(self, client, _userdata, flags, reason_code, _properties) -> None:
+        if reason_code.is_failure:
+            self.last_error = f"connect refused: {reason_code}"
+            log.error("broker %s:%s refused the connection: %s", self.broker.host, self.broker.port, reason_code)
+            return
+        self.connects += 1
+        self.connected.set()
+        log.info("connected to %s:%s (session present: %s)", self.broker.host, self.broker.port,
+                 getattr(flags, "session_present", "?"))
+        result, mid = client.subscribe([(topic, qos) for topic, qos in self.subscriptions])
+        self._pending_subscribe = mid
+        client.publish(self.status_topic, "online", qos=1, retain=True)
+
+    def _handle_subscribe(self, _client, _userdata, mid, reason_codes, _properties) -> None:
+        failures = [str(code) for code in reason_codes if code.is_failure]
+        if failures:
+            self.last_error = f"subscription refused: {', '.join(failures)}"
+            log.error("broker refused subscription(s): %s", ", ".join(failures))
+            return
+        if mid == self._pending_subscribe:
+            self.subscribed.set()
+
+    def _handle_disconnect(self, _client, _userdata, _flags, reason_code, _properties) -> None:
+        self.connected.clear()
+        if reason_code != 0:
+            self.last_error = f"disconnected: {reason_code}"
+            log.warning("disconnected from broker (%s); reconnecting with backoff", reason_code)
+
+    def publish(self, topic: str, payload: str | bytes, qos: int = 0, retain: bool = False) -> bool:
+        """Queue a message; False if paho refused it (outgoing queue full)."""
+        info = self.client.publish(topic, payload, qos=qos, retain=retain)
+        return info.rc in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN)
+
+    def stop(self) -> None:
+        """Clean stop: say `offline` ourselves (the will is only for unclean ends), then disconnect."""
+        if self.connected.is_set():
+            info = self.client.publish(self.status_topic, "offline", qos=1, retain=True)
+            try:
+                info.wait_for_publish(timeout=2.0)
+            except (RuntimeError, ValueError):
+                pass
+        self.client.disconnect()
+        self.client.loop_stop()

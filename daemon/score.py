@@ -1,0 +1,41 @@
+"""`statecast score`: the daemon's engine run offline over a CSV, one row = one message."""
+from __future__ import annotations
+
+import csv
+import math
+
+from .engine import Engine, EngineSettings, Message
+from .series_csv import read_series
+from .step_model import StepModel
+
+STREAM_ID = "csv"
+
+
+def score_csv(model: StepModel, csv_path: str, out_path: str, time_column: str = "timestamp",
+              engine_settings: EngineSettings = EngineSettings(), anomaly_factory=None) -> int:
+    """Write timestamp,value,forecast_1..H,anomaly_score; returns the number of rows written."""
+    value_columns = model.manifest.value_features
+    series = read_series(csv_path, time_column, value_columns)
+    engine = Engine(model, engine_settings, anomaly_factory)
+    horizon = engine.horizon
+    messages = [Message(STREAM_ID, tuple(float(v) for v in row), float(ts), float(ts))
+                for row, ts in zip(series.values, series.timestamps)]
+    with open(out_path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["timestamp", *value_columns, *[f"forecast_{k}" for k in range(1, horizon + 1)],
+                         "anomaly_score"])
+        by_ts = {}
+        # One stream: each round is one message; feed in chunks to keep memory flat.
+        for start in range(0, len(messages), 4096):
+            for result in engine.process(messages[start:start + 4096], now=messages[start].received):
+                by_ts[result.ts] = result
+        for raw_ts, ts, row in zip(series.raw_timestamps, series.timestamps, series.values):
+            result = by_ts.get(float(ts))
+            forecasts = [f"{v:.6g}" for v in result.forecast[:, 0]] if result else [""] * horizon
+            score = "" if result is None or result.anomaly_score is None else f"{result.anomaly_score:.6f}"
+            writer.writerow([raw_ts, *[_fmt(v) for v in row], *forecasts, score])
+    return len(messages)
+
+
+def _fmt(value: float) -> str:
+    return repr(float(value)) if math.isfinite(value) else ""

@@ -1,0 +1,105 @@
+"""Per-stream state, stored as one array per state tensor (struct of arrays).
+
+A stream owns a slot; gathering a batch is one fancy-index per state tensor and scattering
+the new states is one assignment, so per-stream cost stays out of Python loops. The table is
+bounded: it grows by doubling up to max_streams, evicts idle streams first and otherwise
+refuses new ones, so a flood of new ids cannot push out established streams.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class StreamInfo:
+    """Everything about one stream except its recurrent state arrays."""
+    stream_id: str
+    slot: int
+    last_ts: float | None = None
+    steps: int = 0
+    last_seen: float = 0.0                       # wall-clock seconds of the last accepted message
+    last_forecast: np.ndarray | None = None      # (horizon * targets,) sensor units, made at the last step
+    last_interval: float | None = None           # seconds between the last two messages
+    scaler: Any = None                           # online input normaliser (models that ask for it)
+    anomaly: Any = None                          # StreamAnomaly
+    extra: dict = field(default_factory=dict)    # window ring buffers etc.
+
+
+class StreamTable:
+    def __init__(self, state_shapes: list[tuple[int, ...]], max_streams: int, initial_capacity: int = 64):
+        self.state_shapes = [tuple(s) for s in state_shapes]
+        self.max_streams = max_streams
+        capacity = max(1, min(initial_capacity, max_streams))
+        self.arrays = [np.zeros((capacity,) + s, np.float32) for s in self.state_shapes]
+        self.streams: dict[str, StreamInfo] = {}
+        self._free: list[int] = list(range(capacity - 1, -1, -1))
+        self.evicted = 0
+        self.refused = 0
+        self.resets = 0
+
+    def __len__(self) -> int:
+        return len(self.streams)
+
+    def __contains__(self, stream_id: str) -> bool:
+        return stream_id in self.streams
+
+    def get(self, stream_id: str) -> StreamInfo | None:
+        return self.streams.get(stream_id)
+
+    def _grow(self) -> bool:
+        capacity = self.arrays[0].shape[0]
+        if capacity >= self.max_streams:
+            return False
+        new_capacity = min(capacity * 2, self.max_streams)
+        self.arrays = [np.concatenate([a, np.zeros((new_capacity - capacity,) + a.shape[1:], np.float32)])
+                       for a in self.arrays]
+        self._free.extend(range(new_capacity - 1, capacity - 1, -1))
+        return True
+
+    def add(self, stream_id: str, now: float, idle_seconds: float = 0.0) -> StreamInfo | None:
+        """New stream with zero state; None (counted) when full and no stream is idle enough to evict."""
+        if not self._free and not self._grow():
+            if not (idle_seconds > 0 and self.evict_idle(now, idle_seconds, limit=1)):
+                self.refused += 1
+                return None
+        slot = self._free.pop()
+        for array in self.arrays:
+            array[slot] = 0.0
+        info = StreamInfo(stream_id=stream_id, slot=slot, last_seen=now)
+        self.streams[stream_id] = info
+        return info
+
+    def remove(self, stream_id: str) -> None:
+        info = self.streams.pop(stream_id)
+        self._free.append(info.slot)
+
+    def evict_idle(self, now: float, idle_seconds: float, limit: int | None = None) -> int:
+        """Drop streams not seen for idle_seconds (oldest first); returns how many."""
+        if idle_seconds <= 0:
+            return 0
+        idle = sorted((info.last_seen, sid) for sid, info in self.streams.items() if now - info.last_seen >= idle_seconds)
+        for _, sid in idle[:limit]:
+            self.remove(sid)
+        count = len(idle[:limit])
+        self.evicted += count
+        return count
+
+    def reset_state(self, info: StreamInfo) -> None:
+        for array in self.arrays:
+            array[info.slot] = 0.0
+        info.last_forecast = None
+        self.resets += 1
+
+    def gather(self, slots: np.ndarray) -> list[np.ndarray]:
+        return [array[slots] for array in self.arrays]           # each (batch, units)
+
+    def scatter(self, slots: np.ndarray, states: list[np.ndarray]) -> None:
+        for array, new in zip(self.arrays, states):
+            array[slots] = new
+
+    def state_of(self, stream_id: str) -> list[np.ndarray]:
+        slot = self.streams[stream_id].slot
+        return [array[slot].copy() for array in self.arrays]

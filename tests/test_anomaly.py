@@ -1,0 +1,134 @@
+"""Per-stream anomaly scoring: bounds, warm-up, alerts, scale invariance and checkpoint round trip."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from statecast.daemon.anomaly import AnomalySettings, StreamAnomaly
+
+
+def run(anomaly: StreamAnomaly, residuals) -> tuple[list, list]:
+    """Feed residuals as (actual=residual, expected=0); returns the scores and events."""
+    scores, events = [], []
+    for r in residuals:
+        score, event = anomaly.update(float(r), 0.0)
+        scores.append(score)
+        events.append(event)
+    return scores, events
+
+
+def noise(n_steps: int, seed: int = 0, std: float = 1.0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(0.0, std, n_steps)
+
+
+def test_scores_are_in_unit_interval_even_for_wild_residuals():
+    rng = np.random.default_rng(1)
+    residuals = np.concatenate([rng.standard_cauchy(3000), np.full(50, 1e12), np.zeros(500),
+                                rng.normal(0, 1e-9, 500)])
+    scores, _ = run(StreamAnomaly(AnomalySettings(), 1.0), residuals)
+    defined = np.array([s for s in scores if s is not None])
+    assert len(defined) == len(residuals) - 100
+    assert np.all((defined >= 0.0) & (defined <= 1.0))
+
+
+def test_no_score_before_min_steps():
+    settings = AnomalySettings(min_steps=30, long_window=100)
+    scores, events = run(StreamAnomaly(settings, 1.0), noise(40))
+    assert scores[:30] == [None] * 30 and events[:30] == [None] * 30
+    assert all(s is not None for s in scores[30:])
+
+
+def test_spike_after_quiet_noise_alerts_once_then_clears():
+    residuals = noise(1500, seed=2, std=0.1)
+    residuals[1200] = 3.0  # 30 sigma
+    scores, events = run(StreamAnomaly(AnomalySettings(), 0.1), residuals)
+    assert scores[1200] > 0.999
+    assert max(s for s in scores[100:1200]) < 0.99
+    assert events.count("alert") == 1 and events.index("alert") == 1200
+    assert events.count("clear") == 1 and events.index("clear") > 1200
+
+
+def test_noisier_stream_does_not_alert_more_than_quiet_one():
+    settings = AnomalySettings(threshold=0.95, clear_threshold=0.8)  # low, so noise alerts sometimes
+    base = np.random.default_rng(3).standard_t(df=4, size=20000)
+    quiet_scores, quiet_events = run(StreamAnomaly(settings, 1.0), base)
+    # 10x noisier with the same (now wrong) prior: the scale estimate takes over.
+    loud_scores, loud_events = run(StreamAnomaly(settings, 1.0), 10.0 * base)
+    assert loud_events.count("alert") <= quiet_events.count("alert")
+    # With the prior scaled too, the scores are the same up to rounding.
+    scaled_scores, _ = run(StreamAnomaly(settings, 10.0), 10.0 * base)
+    assert np.allclose(np.array(scaled_scores[100:], float), np.array(quiet_scores[100:], float),
+                       atol=1e-9)
+    late = slice(1000, None)  # once the scale has settled, the score distributions agree
+    assert np.quantile(np.array(loud_scores[late], float), 0.99) == pytest.approx(
+        np.quantile(np.array(quiet_scores[late], float), 0.99), abs=0.02)
+
+
+def _spikes_at(n_steps: int, at: list[int], size: float = 12.0, seed: int = 4) -> np.ndarray:
+    residuals = noise(n_steps, seed=seed)
+    residuals[at] = size
+    return residuals
+
+
+def test_debounce_needs_consecutive_steps_above_threshold():
+    # One spike keeps the score high while it is inside the 10-step short window.
+    single = _spikes_at(2200, [2100])
+    _, events = run(StreamAnomaly(AnomalySettings(debounce_steps=1), 1.0), single)
+    assert events.count("alert") == 1 and events.index("alert") == 2100
+    _, events = run(StreamAnomaly(AnomalySettings(debounce_steps=3), 1.0), single)
+    assert events.count("alert") == 1 and events.index("alert") == 2102
+    _, events = run(StreamAnomaly(AnomalySettings(debounce_steps=15), 1.0), single)
+    assert events.count("alert") == 0
+    sustained = _spikes_at(2200, list(range(2100, 2130)))
+    _, events = run(StreamAnomaly(AnomalySettings(debounce_steps=15), 1.0), sustained)
+    assert events.count("alert") == 1 and events.index("alert") == 2114
+
+
+def test_refractory_suppresses_a_second_alert_soon_after_the_first():
+    two = _spikes_at(2200, [2050, 2080])
+    _, events = run(StreamAnomaly(AnomalySettings(refractory_steps=0), 1.0), two)
+    assert [i for i, e in enumerate(events) if e == "alert"] == [2050, 2080]
+    assert events.count("clear") == 2
+    _, events = run(StreamAnomaly(AnomalySettings(refractory_steps=50), 1.0), two)
+    assert [i for i, e in enumerate(events) if e == "alert"] == [2050]
+    _, events = run(StreamAnomaly(AnomalySettings(refractory_steps=29), 1.0), two)
+    assert [i for i, e in enumerate(events) if e == "alert"] == [2050, 2080]
+
+
+def test_state_round_trip_continues_bit_identically():
+    settings = AnomalySettings(long_window=500, refractory_steps=5)
+    residuals = _spikes_at(3000, [700, 1300, 2600], seed=5)
+    original = StreamAnomaly(settings, 0.7)
+    run(original, residuals[:1234])
+    state = json.loads(json.dumps(original.to_state()))
+    restored = StreamAnomaly.from_state(settings, state)
+    # Continue both across several ring wraps (the running sums are recomputed there).
+    assert run(restored, residuals[1234:]) == run(original, residuals[1234:])
+    assert restored.to_state() == original.to_state()
+    with pytest.raises(ValueError, match="long_window"):
+        StreamAnomaly.from_state(AnomalySettings(), state)
+
+
+def test_running_sums_match_a_direct_computation():
+    settings = AnomalySettings(long_window=300)
+    anomaly = StreamAnomaly(settings, 1.0)
+    run(anomaly, _spikes_at(1000, [400, 950], seed=6))
+    assert anomaly.raw_sum == pytest.approx(anomaly.raw.sum(), rel=1e-12)
+    assert anomaly.raw_sum_sq == pytest.approx(np.dot(anomaly.raw, anomaly.raw), rel=1e-12)
+
+
+def test_invalid_inputs_are_rejected_or_skipped():
+    with pytest.raises(ValueError, match="clear_threshold"):
+        AnomalySettings(threshold=0.9, clear_threshold=0.95)
+    with pytest.raises(ValueError, match="long_window"):
+        AnomalySettings(long_window=50, min_steps=100)
+    with pytest.raises(ValueError, match="prior_residual_std"):
+        StreamAnomaly(AnomalySettings(), 0.0)
+    anomaly = StreamAnomaly(AnomalySettings(), 1.0)
+    before = anomaly.to_state()
+    assert anomaly.update(math.nan, 0.0) == (None, None)
+    assert anomaly.update(1.0, math.inf) == (None, None)
+    assert anomaly.to_state() == before
