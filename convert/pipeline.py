@@ -180,7 +180,7 @@ def convert(options: ConvertOptions) -> dict:
         manifest = build_manifest(spec, options, content, features, targets, horizon, meta)
         _write_artifact(final_dir, content, manifest)
         step_model = StepModel(final_dir, backend=backend)
-        manifest["edgetpu"] = edgetpu_report(step_model._interpreter_for(1)[0], options.mode)
+        manifest["edgetpu"] = edgetpu_report(step_model.plain_interpreter(), options.mode)
         if data is not None:
             manifest.update(_parity_section(model, step_model, float_model, data, options.mode, len(targets)))
         _write_manifest(final_dir, manifest)

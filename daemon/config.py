@@ -1,9 +1,8 @@
-"""The daemon's configuration: frozen dataclasses read from one TOML file.
+"""The daemon's configuration: frozen dataclasses (whose defaults are the config defaults) read from TOML.
 
-Unknown keys, wrong types and out-of-range values are refused with one line naming the file and
-the dotted key (`/etc/statecast/config.toml: batching.max_batch: must be between 1 and 4096, got 0`).
-Relative paths resolve against the config file's directory; the dataclass defaults are the config
-defaults. Nothing here logs: advice goes to Config.warnings. Key-level checks: config_checks.py.
+Unknown keys, wrong types and out-of-range values are one-line errors naming the file and dotted key:
+`/etc/statecast/config.toml: batching.max_batch: must be between 1 and 4096, got 0`. Relative paths
+resolve against the config file's directory. Nothing here logs; advice goes to Config.warnings.
 """
 from __future__ import annotations
 
@@ -11,7 +10,7 @@ import os
 import socket
 import stat
 import sys
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields as dataclass_fields, replace
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -172,10 +171,9 @@ def _stream(t: Table) -> StreamConfig:
     topic = t.get("topic", str, check=filter_problem)
     model = t.path("model")
     name = t.get("name", str, default=None, check=stream_name_problem)
-    if name is None:
-        name = os.path.basename(model)
-        if stream_name_problem(name):
-            raise t.error("name", f"{stream_name_problem(name)} (derived from the model directory; set it)")
+    if name is None and stream_name_problem(os.path.basename(model)):
+        raise t.error("name", f"{stream_name_problem(os.path.basename(model))} (derived from the model directory)")
+    name = name or os.path.basename(model)
     wildcards = sum(level in ("+", "#") for level in inner_filter(topic).split("/"))
     index = t.get("stream_id_wildcard", int, lo=0)
     if index >= wildcards and (wildcards or t.has("stream_id_wildcard")):
@@ -219,17 +217,19 @@ def _anomaly(t: Table) -> AnomalyConfig:
     threshold = t.get("threshold", float, lo=0, hi=1, lo_open=True, hi_open=True)
     clear = t.get("clear_threshold", float, lo=0, hi=1, hi_open=True)
     if clear >= threshold:
-        default = "" if t.has("clear_threshold") else " (the default)"
-        raise t.error("clear_threshold", f"must be < {t.key('threshold')} ({render(threshold)}), "
-                      f"got {render(clear)}{default}")
+        raise t.error("clear_threshold", f"must be < {t.key('threshold')} ({render(threshold)}), got {render(clear)}"
+                      + ("" if t.has("clear_threshold") else " (the default)"))
     long_window = t.get("long_window", int, lo=10, hi=100_000)
     short_window = t.get("short_window", int, lo=1)
-    if short_window >= long_window:
-        raise t.error("short_window", f"must be < {t.key('long_window')} ({long_window}), got {short_window}")
+    min_steps = t.get("min_steps", int, lo=2)            # the residual statistics need two samples
+    for name, value, ok, relation in (("short_window", short_window, short_window < long_window, "<"),
+                                      ("min_steps", min_steps, min_steps <= long_window, "<=")):
+        if not ok:
+            raise t.error(name, f"must be {relation} {t.key('long_window')} ({long_window}), got {value}")
     return AnomalyConfig(enabled=t.get("enabled", bool), threshold=threshold, clear_threshold=clear,
                          debounce_steps=t.get("debounce_steps", int, lo=1, hi=1000),
                          refractory_steps=t.get("refractory_steps", int, lo=0), long_window=long_window,
-                         short_window=short_window, min_steps=t.get("min_steps", int, lo=0))
+                         short_window=short_window, min_steps=min_steps)
 
 
 def _homeassistant(t: Table) -> HomeAssistantConfig:
@@ -242,9 +242,8 @@ def _runtime(t: Table) -> RuntimeConfig:
     device = t.get("edgetpu_device", str, check=edgetpu_device_problem)
     if device is not None and delegate != "edgetpu":
         raise t.error("edgetpu_device", f'is set but {t.key("delegate")} is not "edgetpu"')
-    return RuntimeConfig(backend=t.get("backend", str, choices=("auto",) + AUTO_ORDER),
-                         num_threads=t.get("num_threads", int, lo=1, hi=64), delegate=delegate,
-                         edgetpu_device=device)
+    return RuntimeConfig(backend=t.get("backend", str, choices=("auto",) + AUTO_ORDER), delegate=delegate,
+                         num_threads=t.get("num_threads", int, lo=1, hi=64), edgetpu_device=device)
 
 
 def _cluster(t: Table) -> ClusterConfig:
@@ -258,7 +257,7 @@ def _logging(t: Table) -> LoggingConfig:
 
 def parse_config(data: dict, source: str, base_dir: str) -> Config:
     """Validate a decoded TOML document; relative paths resolve against base_dir."""
-    sections = [f.name for f in fields(Config) if f.name not in ("source", "warnings")]
+    sections = [f.name for f in dataclass_fields(Config) if f.name not in ("source", "warnings")]
     root = Table(data, "", source, os.path.abspath(base_dir), dict.fromkeys(sections))
     stream_tables = root.tables("streams", defaults_of(StreamConfig))
     config = Config(

@@ -78,8 +78,8 @@ def _in_range(value, lo, hi, lo_open, hi_open) -> bool:
 
 
 class Table:
-    def __init__(self, data: dict, path: str, source: str, base_dir: str, known: dict[str, Any]):
-        self.data, self.path, self.source, self.base_dir, self.known = data, path, source, base_dir, known
+    def __init__(self, data: dict, prefix: str, source: str, base_dir: str, known: dict[str, Any]):
+        self.data, self.prefix, self.source, self.base_dir, self.known = data, prefix, source, base_dir, known
         for name in data:
             if name not in known:
                 close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
@@ -88,7 +88,7 @@ class Table:
 
     def key(self, name: str) -> str:
         shown = name if _BARE_KEY.fullmatch(name) else json.dumps(name)
-        return f"{self.path}.{shown}" if self.path else shown
+        return f"{self.prefix}.{shown}" if self.prefix else shown
 
     def error(self, name: str, reason: str) -> ConfigError:
         return ConfigError(f"{self.source}: {self.key(name)}: {reason}")
@@ -214,11 +214,15 @@ def client_id_problem(value: str) -> str | None:
 
 
 def stream_name_problem(name: str) -> str | None:
-    return None if _STREAM_NAME.fullmatch(name) else f"must be 1 to 64 of A-Z a-z 0-9 _ . - starting with a letter or digit, got {render(name)}"
+    if _STREAM_NAME.fullmatch(name):
+        return None
+    return f"must be 1 to 64 of A-Z a-z 0-9 _ . - starting with a letter or digit, got {render(name)}"
 
 
 def edgetpu_device_problem(device: str) -> str | None:
-    return None if _EDGETPU_DEVICE.fullmatch(device) else f'must be "usb", "pci", "usb:N", "pci:N" or ":N", got {render(device)}'
+    if _EDGETPU_DEVICE.fullmatch(device):
+        return None
+    return f'must be "usb", "pci", "usb:N", "pci:N" or ":N", got {render(device)}'
 
 
 def log_level_problem(level: str) -> str | None:

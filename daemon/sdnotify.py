@@ -34,7 +34,7 @@ class Notifier:
             return False
         payload = "\n".join(fields).encode("utf-8")
         try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
                 sock.sendto(payload, self._address)
         except OSError as error:
             self.last_error = error

@@ -6,6 +6,8 @@ State tensors are paired by name from the manifest, never by position.
 """
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 from .artifact import ArtifactError, Manifest, load_artifact
@@ -98,10 +100,21 @@ class StepModel:
         y = interpreter.get_tensor(y_index)[:batch]
         return y, [interpreter.get_tensor(index)[:batch] for index in state_out]
 
+    def plain_interpreter(self):
+        """An interpreter without default delegates (XNNPACK would fold the graph into one
+        DELEGATE node): for reading the model's own op list and tensor types."""
+        module = sys.modules.get(self.backend.interpreter_class.__module__)
+        resolver = getattr(module, "OpResolverType", None)
+        kwargs = {"model_content": self._content}
+        if resolver is not None:
+            kwargs["experimental_op_resolver_type"] = resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        interpreter = self.backend.interpreter_class(**kwargs)
+        interpreter.allocate_tensors()
+        return interpreter
+
     def ops(self) -> list[str]:
         """Op names of the model graph (for reports and tests)."""
-        interpreter = self._interpreter_for(1)[0]
-        return [op["op_name"] for op in interpreter._get_ops_details()]
+        return [op["op_name"] for op in self.plain_interpreter()._get_ops_details()]
 
 
 def describe(model: StepModel) -> str:
