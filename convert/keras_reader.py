@@ -51,18 +51,34 @@ def load_keras_model(path: str):
     import keras  # heavy import, only on the workstation path
 
     try:
-        return keras.saving.load_model(path, compile=False, safe_mode=True)
+        custom = _legacy_rnn_classes(keras) if kind == "h5" else None
+        return keras.saving.load_model(path, compile=False, safe_mode=True, custom_objects=custom)
     except Exception as error:  # Keras raises many types for a bad file; all mean "cannot read it"
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ConversionError(f"{path}: cannot load Keras model ({type(error).__name__}: {reason[:200]})") from None
 
 
+def _legacy_rnn_classes(keras) -> dict:
+    """Keras 2 (tf_keras) configs carry `time_major`, which Keras 3 rejects. Batch-major (the only
+    kind Keras 2 saves from a Sequential/functional model by default) loads unchanged; a
+    time-major layer is refused by name."""
+    def legacy(base):
+        class Legacy(base):
+            def __init__(self, *args, time_major=False, **kwargs):
+                if time_major:
+                    raise ValueError(f"layer '{kwargs.get('name')}': time_major=True is not supported")
+                super().__init__(*args, **kwargs)
+        Legacy.__name__ = base.__name__
+        return Legacy
+    return {name: legacy(getattr(keras.layers, name)) for name in ("LSTM", "GRU", "SimpleRNN")}
+
+
 def _check_linear_chain(model, layers) -> None:
+    # Merges (Add, Concatenate, multi-input models) are what break a chain. A layer may have
+    # several inbound nodes without that (Keras 3 rebuilds a loaded Sequential once more).
     for layer in layers:
         nodes = getattr(layer, "_inbound_nodes", [])
-        if len(nodes) > 1:
-            raise ConversionError(f"layer '{layer.name}': used more than once; only a single chain of layers streams")
-        if nodes and len(nodes[0].input_tensors) > 1:
+        if any(len(node.input_tensors) > 1 for node in nodes):
             raise ConversionError(f"layer '{layer.name}' ({type(layer).__name__}): merges several inputs; "
                                   "only a single chain of layers streams")
 
@@ -131,7 +147,6 @@ def read_model_spec(model) -> ModelSpec:
         raise ConversionError(f"model '{model.name}': exactly one input and one output are supported")
     n_features = int(input_shape[-1])
     layers = [layer for layer in model.layers if type(layer).__name__ != "InputLayer"]
-    _check_linear_chain(model, layers)
 
     mean, std = np.zeros(n_features, np.float32), np.ones(n_features, np.float32)
     recurrent: list[RecurrentLayer] = []
@@ -172,6 +187,7 @@ def read_model_spec(model) -> ModelSpec:
             reason = _WHY_NOT.get(kind, "this layer type is not supported by the step-model converter")
             raise ConversionError(f"{where}: {reason}")
 
+    _check_linear_chain(model, layers)     # after the per-layer checks, which name the exact problem
     if not 1 <= len(recurrent) <= 3:
         raise ConversionError(f"model '{model.name}': needs 1 to 3 recurrent layers (LSTM, GRU, SimpleRNN), "
                               f"found {len(recurrent)}")

@@ -7,10 +7,11 @@ import math
 from .engine import Forecast
 
 
-def _num(value: float | None, digits: int = 6):
+def _num(value: float | None):
+    """Full precision (repr round-trips), so a subscriber sees exactly what `statecast score` writes."""
     if value is None or not math.isfinite(value):
         return None
-    return round(float(value), digits)
+    return float(value)
 
 
 def forecast_message(result: Forecast, model_name: str, targets: tuple[str, ...]) -> str:

@@ -21,8 +21,10 @@ class IoScaling:
         self.mean = np.asarray(manifest.input_mean, np.float32)
         self.std = np.asarray(manifest.input_std, np.float32)
         horizon = manifest.horizon
-        self.out_scale = np.tile(np.asarray(manifest.output_scale, np.float32), horizon)
-        self.out_offset = np.tile(np.asarray(manifest.output_offset, np.float32), horizon)
+        width = horizon * len(manifest.targets)
+        # output scaling is stored per output (horizon * targets) or per target (tiled here)
+        self.out_scale = _per_output(manifest.output_scale, width)
+        self.out_offset = _per_output(manifest.output_offset, width)
         self.residual = manifest.output_residual
         # index of each target among the value features, repeated per horizon step (step-major)
         target_at = [values.index(t) if t in values else 0 for t in manifest.targets]
@@ -42,3 +44,8 @@ class IoScaling:
         if self.residual:
             y = y + values[..., self.base_index]
         return y
+
+
+def _per_output(values: tuple[float, ...], width: int) -> np.ndarray:
+    array = np.asarray(values, np.float32)
+    return array if array.size == width else np.tile(array, width // max(array.size, 1))

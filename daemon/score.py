@@ -31,8 +31,8 @@ def score_csv(model: StepModel, csv_path: str, out_path: str, time_column: str =
                 by_ts[result.ts] = result
         for raw_ts, ts, row in zip(series.raw_timestamps, series.timestamps, series.values):
             result = by_ts.get(float(ts))
-            forecasts = [f"{v:.6g}" for v in result.forecast[:, 0]] if result else [""] * horizon
-            score = "" if result is None or result.anomaly_score is None else f"{result.anomaly_score:.6f}"
+            forecasts = [_fmt(v) for v in result.forecast[:, 0]] if result else [""] * horizon
+            score = "" if result is None or result.anomaly_score is None else _fmt(result.anomaly_score)
             writer.writerow([raw_ts, *[_fmt(v) for v in row], *forecasts, score])
     return len(messages)
 

@@ -71,7 +71,9 @@ def test_truncated_h5(tmp_path):
     (lambda: [keras.layers.LSTM(4, go_backwards=True), keras.layers.Dense(1)], "go_backwards"),
     (lambda: [keras.layers.LSTM(4, activation="relu"), keras.layers.Dense(1)], "activation 'relu'"),
     (lambda: [keras.layers.GRU(4), keras.layers.Dense(1, activation="softmax")], "activation 'softmax'"),
-    (lambda: [keras.layers.LSTM(4), keras.layers.LSTM(4)], "return_sequences=False"),
+    (lambda: [keras.layers.LSTM(4), keras.layers.RepeatVector(3), keras.layers.LSTM(4)], "RepeatVector"),
+    (lambda: [keras.layers.LSTM(4, return_sequences=True), keras.layers.Dense(3), keras.layers.GRU(2)],
+     "after a Dense head"),
 ])
 def test_unsupported_layers_are_named(tmp_path, layers, needle):
     path = save_model(tmp_path / "m.keras", *layers())

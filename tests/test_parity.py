@@ -1,0 +1,112 @@
+"""The conversion contract, step by step: Keras full sequence == step TFLite, for every cell type
+and quantization mode, over 5,000 steps of a real series (NAB machine_temperature).
+
+Tolerances (also in convert/parity.py, where they are explained):
+  float32           max |step - keras| <= 1e-5 of the output range
+  float16, dynamic  <= 1e-2 of the output range
+  int8              one-step forecast RMSE against the true series <= 1.05 x the float model's
+"""
+import os
+
+import numpy as np
+import pytest
+
+from conftest import FIXTURES, MACHINE_TEMPERATURE
+from statecast.convert import parity
+from statecast.convert.keras_reader import load_keras_model
+from statecast.convert.pipeline import ConvertOptions, convert
+from statecast.daemon.series_csv import read_series
+from statecast.daemon.step_model import StepModel
+
+CELLS = ["lstm", "gru", "gru_classic", "rnn_tanh", "rnn_relu"]
+MODES = ["float32", "float16", "dynamic", "int8"]
+STEPS = 5000
+STEP_OPS = {"FULLY_CONNECTED", "LOGISTIC", "TANH", "MUL", "ADD"}
+BOUNDARY_OPS = {"QUANTIZE", "DEQUANTIZE"}     # int8 float interface, float16 weight expansion
+
+
+@pytest.fixture(scope="module")
+def series():
+    s = read_series(MACHINE_TEMPERATURE)
+    return s.values.astype(np.float32)            # (rows, 1): value is both feature and target
+
+
+@pytest.fixture(scope="module")
+def keras_reference(series):
+    cache = {}
+
+    def get(cell):
+        if cell not in cache:
+            model = load_keras_model(os.path.join(FIXTURES, f"{cell}.keras"))
+            out = parity.keras_full_sequence(model, series[:STEPS])          # (steps, 1) change forecast
+            cache[cell] = out + series[:STEPS]                                 # residual model: add level
+        return cache[cell]
+    return get
+
+
+@pytest.fixture(scope="module")
+def artifact(tmp_path_factory):
+    root = tmp_path_factory.mktemp("artifacts")
+    cache = {}
+
+    def get(cell, mode):
+        if (cell, mode) not in cache:
+            out = str(root / f"{cell}-{mode}")
+            convert(ConvertOptions(model_path=os.path.join(FIXTURES, f"{cell}.keras"), mode=mode, out_dir=out,
+                                   calibration_csv=MACHINE_TEMPERATURE, keep_on_parity_failure=True))
+            cache[(cell, mode)] = out
+        return cache[(cell, mode)]
+    return get
+
+
+def rmse_against_truth(forecast, truth):
+    return float(np.sqrt(np.mean((forecast[:-1, 0] - truth[1:, 0]) ** 2)))
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("cell", CELLS)
+def test_step_tflite_matches_keras_full_sequence(cell, mode, series, keras_reference, artifact):
+    model = StepModel(artifact(cell, mode))
+    assert set(model.ops()) <= STEP_OPS | BOUNDARY_OPS, f"non-builtin-step ops: {set(model.ops()) - STEP_OPS}"
+    truth = series[:STEPS]
+    step_out = parity.run_step_model(model, truth)                 # (steps, 1), one invoke per step
+    keras_out = keras_reference(cell)
+    output_range = float(np.ptp(keras_out))
+    if mode == "int8":
+        ratio = rmse_against_truth(step_out, truth) / rmse_against_truth(keras_out, truth)
+        assert ratio <= 1.05, f"{cell} int8 RMSE is {ratio:.4f} x float"
+    else:
+        relative = float(np.max(np.abs(step_out - keras_out))) / output_range
+        assert relative <= {"float32": 1e-5, "float16": 1e-2, "dynamic": 1e-2}[mode], f"{cell} {mode}: {relative:.3g}"
+    # The manifest carries the same figures the converter measured.
+    figures = model.manifest.raw["parity"]
+    assert figures["steps"] == STEPS and figures["pass"]
+
+
+def test_manifest_pairs_states_by_name(artifact):
+    model = StepModel(artifact("lstm", "float32"))
+    m = model.manifest.raw
+    assert [(s["input"], s["output"]) for s in m["state"]] == [
+        ("state_in_0_h", "state_out_0_h"), ("state_in_0_c", "state_out_0_c"),
+        ("state_in_1_h", "state_out_1_h"), ("state_in_1_c", "state_out_1_c")]
+    assert m["signature"] == "serving_default" and m["input"] == "x" and m["output"] == "forecast"
+    assert m["layers"] == [{"name": "lstm_0", "cell": "lstm", "units": 32, "activation": "tanh"},
+                           {"name": "lstm_1", "cell": "lstm", "units": 32, "activation": "tanh"}]
+    # Pairing is by name: feeding the states back in manifest order reproduces a straight run.
+    x = np.asarray([[0.1], [0.3], [-0.2]], np.float32)
+    states = model.zero_states(1)
+    for row in x:
+        y, states = model.step(row[None], states)
+    assert np.all(np.isfinite(y)) and len(states) == 4
+
+
+def test_int8_does_not_drift_over_a_long_stream(artifact, series):
+    """LSTM cell state is unbounded. Over 50,000 steps whose last 1,000 inputs repeat the first
+    1,000, the int8 model's deviation from float32 must not grow (10% allowance: the two windows
+    see the same inputs but a cold vs a warm state; drift would show as multiples, not percent)."""
+    int8 = StepModel(artifact("lstm", "int8"))
+    float32 = StepModel(artifact("lstm", "float32"))
+    figures = parity.drift_figures(int8, float32, series, series, n_targets=1)
+    assert figures["steps"] == 50_000
+    assert figures["mean_abs_vs_float_last"] <= 1.10 * figures["mean_abs_vs_float_first"], figures
+    assert figures["rmse_last"] <= 1.10 * figures["rmse_first"], figures

@@ -1,0 +1,252 @@
+"""`statecast serve` end to end: real mosquitto, the real daemon as a subprocess, real paho clients."""
+import json
+import os
+import shutil
+import signal
+
+import numpy as np
+import pytest
+
+from conftest import MACHINE_TEMPERATURE
+from daemon_proc import DEFAULT_MODEL, Collector, DaemonProcess, publish_all, publisher, write_config
+from statecast.daemon.anomaly import AnomalySettings
+from statecast.daemon.engine import Engine, Message
+from statecast.daemon.runtime_setup import anomaly_factory_for
+from statecast.daemon.series_csv import read_series
+from statecast.daemon.step_model import StepModel
+
+SERIES = read_series(MACHINE_TEMPERATURE)
+
+
+def rows(start, stop):
+    return [(float(SERIES.timestamps[i]), float(SERIES.values[i, 0])) for i in range(start, stop)]
+
+
+def reference(stream_rows):
+    """What the daemon must publish for one stream: the same engine, in process."""
+    model = StepModel(DEFAULT_MODEL)
+    engine = Engine(model, anomaly_factory=anomaly_factory_for(model, AnomalySettings()))
+    results = engine.process([Message("s", (v,), ts, ts) for ts, v in stream_rows])
+    return [(r.forecast[:, 0].tolist(), r.anomaly_score) for r in results]
+
+
+def last_stats(collector):
+    stats = collector.json_on("statecast/stats")
+    return stats[-1] if stats else {}
+
+
+def forecasts_of(collector, stream):
+    return [(m["forecast"], m["anomaly_score"]) for m in collector.json_on(f"statecast/forecast/{stream}")]
+
+
+@pytest.fixture
+def daemon_env(broker, tmp_path):
+    """(config writer, started daemons, collector); everything is stopped afterwards."""
+    started = []
+    collector = Collector(broker.port)
+
+    def start(name="cfg.toml", **kwargs):
+        kwargs.setdefault("client_id", f"statecast-{tmp_path.name}")
+        path = write_config(tmp_path / name, broker.port, str(tmp_path / "state"), **kwargs)
+        daemon = DaemonProcess(path)
+        started.append(daemon)
+        daemon.wait_serving()
+        return daemon
+
+    yield start, collector
+    for daemon in started:
+        daemon.stop()
+    collector.close()
+
+
+def json_payload(ts, value):
+    return json.dumps({"value": value, "ts": ts})
+
+
+def test_every_payload_format_end_to_end(broker, daemon_env):
+    start, collector = daemon_env
+    start()
+    data = rows(0, 40)
+    pub = publisher(broker.port)
+    items = []
+    for ts, value in data:
+        items.append(("sensors/json1/temperature", json_payload(ts, value)))
+        items.append(("sensors/senml1/temperature", json.dumps([{"bn": "dev1/", "n": "value", "v": value, "t": ts}])))
+        items.append(("sensors/number1/temperature", repr(value)))
+    publish_all(pub, items)
+    for stream in ("json1", "senml1", "number1"):
+        collector.wait_for(lambda: len(forecasts_of(collector, stream)) == len(data), what=f"{stream} forecasts")
+    expected = reference(data)
+    assert forecasts_of(collector, "json1") == expected
+    assert forecasts_of(collector, "senml1") == expected
+    # A bare number has no timestamp: the daemon stamps it on receipt; the model has no calendar
+    # features, so the forecasts are the same.
+    assert [f for f, _ in forecasts_of(collector, "number1")] == [f for f, _ in expected]
+    message = collector.json_on("statecast/forecast/json1")[-1]
+    assert message["stream"] == "json1" and message["ts"] == data[-1][0] and message["step"] == len(data)
+    assert message["model"] == "machine_temperature-float32" and len(message["forecast"]) == 1
+    pub.disconnect()
+
+
+@pytest.mark.parametrize("max_batch", [1, 256])
+def test_interleaved_streams_match_score_with_and_without_batching(broker, daemon_env, max_batch):
+    start, collector = daemon_env
+    start(extra=f"[batching]\nmax_batch = {max_batch}\nmax_wait_ms = 5", name=f"batch{max_batch}.toml")
+    streams = [f"m{i}" for i in range(12)]
+    per_stream = {s: rows(100 * k, 100 * k + 60) for k, s in enumerate(streams)}
+    items = [(f"sensors/{s}/temperature", json_payload(*per_stream[s][i])) for i in range(60) for s in streams]
+    pub = publisher(broker.port, client_id=f"pub-batch-{max_batch}")
+    publish_all(pub, items)
+    for s in streams:
+        collector.wait_for(lambda: len(forecasts_of(collector, s)) == 60, what=f"forecasts of {s}")
+    for s in streams:
+        assert forecasts_of(collector, s) == reference(per_stream[s]), s
+    pub.disconnect()
+
+
+def test_batching_settings_do_not_change_forecasts(broker, tmp_path, request):
+    """Same interleaved input through max_batch=1 and max_batch=512 daemons: identical output."""
+    outputs = {}
+    for max_batch in (1, 512):
+        collector = Collector(broker.port, topics=("statecast/#", f"out{max_batch}/#"))
+        path = write_config(tmp_path / f"b{max_batch}.toml", broker.port, str(tmp_path / f"state{max_batch}"),
+                            client_id=f"statecast-batching-{max_batch}",
+                            topic=f"batching{max_batch}/+/temperature",
+                            extra=f"forecast_topic = \"out{max_batch}/{{stream}}\"\n"
+                                  f"[batching]\nmax_batch = {max_batch}\nmax_wait_ms = 20")
+        daemon = DaemonProcess(path)
+        request.addfinalizer(daemon.stop)
+        daemon.wait_serving()
+        pub = publisher(broker.port, client_id=f"pub-b{max_batch}")
+        items = [(f"batching{max_batch}/s{k}/temperature", json_payload(*rows(0, 80)[i]))
+                 for i in range(80) for k in range(25)]
+        publish_all(pub, items)
+        collector.wait_for(lambda: sum(len(collector.json_on(f"out{max_batch}/s{k}")) for k in range(25)) == 2000,
+                           what="2000 forecasts")
+        collector.wait_for(lambda: last_stats(collector).get("forecasts_out") == 2000, what="stats")
+        outputs[max_batch] = {k: [m["forecast"] for m in collector.json_on(f"out{max_batch}/s{k}")] for k in range(25)}
+        mean_batch = last_stats(collector)["mean_batch_size"]
+        if max_batch == 1:
+            assert mean_batch == 1.0
+        else:
+            assert mean_batch > 1.0, "the batched daemon never batched"
+        daemon.stop()
+        pub.disconnect()
+        collector.close()
+    assert outputs[1] == outputs[512]
+
+
+def test_restart_continues_exactly_from_checkpoint(broker, daemon_env):
+    start, collector = daemon_env
+    daemon = start()
+    pub = publisher(broker.port, client_id="pub-restart")
+    data = rows(1000, 1200)
+    publish_all(pub, [("sensors/r1/temperature", json_payload(*row)) for row in data[:100]])
+    collector.wait_for(lambda: len(forecasts_of(collector, "r1")) == 100, what="first 100")
+    assert daemon.stop() == 0
+    start(name="cfg-again.toml")
+    publish_all(pub, [("sensors/r1/temperature", json_payload(*row)) for row in data[100:]])
+    collector.wait_for(lambda: len(forecasts_of(collector, "r1")) == 200, what="all 200")
+    assert forecasts_of(collector, "r1") == reference(data)
+    steps = [m["step"] for m in collector.json_on("statecast/forecast/r1")]
+    assert steps == list(range(1, 201))
+    pub.disconnect()
+
+
+def test_persistent_session_delivers_what_arrived_while_down(broker, daemon_env):
+    start, collector = daemon_env
+    daemon = start()
+    assert daemon.stop() == 0                     # clean stop: the broker keeps the session
+    pub = publisher(broker.port, client_id="pub-offline")
+    data = rows(3000, 3050)
+    publish_all(pub, [("sensors/p1/temperature", json_payload(*row)) for row in data])
+    start(name="cfg-back.toml")
+    collector.wait_for(lambda: len(forecasts_of(collector, "p1")) == 50, what="queued messages")
+    assert forecasts_of(collector, "p1") == reference(data)
+    pub.disconnect()
+
+
+def test_status_topic_is_retained_online_then_offline(broker, daemon_env):
+    start, collector = daemon_env
+    daemon = start()
+    collector.wait_for(lambda: b"online" in collector.payloads_on("statecast/status"), what="online")
+    daemon.stop()
+    collector.wait_for(lambda: collector.payloads_on("statecast/status")[-1:] == [b"offline"], what="offline")
+    # Unclean end: the broker publishes the last will.
+    daemon = start(name="cfg-kill.toml")
+    collector.wait_for(lambda: collector.payloads_on("statecast/status")[-1:] == [b"online"], what="online again")
+    daemon.stop(sig=signal.SIGKILL)
+    collector.wait_for(lambda: collector.payloads_on("statecast/status")[-1:] == [b"offline"], what="last will")
+
+
+BAD_INPUTS = [
+    ("sensors/bad/temperature", b'{"value": 1.0', "bad_json"),
+    ("sensors/bad/temperature", b'{"temperature": 1.0}', "missing_field"),
+    ("sensors/bad/temperature", b'{"value": "warm"}', "non_numeric"),
+    ("sensors/bad/temperature", b'{"value": NaN}', "non_finite"),
+    ("sensors/bad/temperature", b'{"value": Infinity}', "non_finite"),
+    ("sensors/bad/temperature", b'{"value": 1e400}', "non_finite"),
+    ("sensors/bad/temperature", b"x" * 70_000, "oversize"),
+    ("sensors/bad/temperature", b"", "empty"),
+    ("sensors/bad/temperature", b"\xff\xfe\x00", "not_utf8"),
+    ("sensors/../temperature", b'{"value": 1.0}', "bad_stream_id"),
+]
+
+
+def test_bad_input_is_dropped_counted_and_leaves_state_alone(broker, daemon_env):
+    start, collector = daemon_env
+    daemon = start()
+    pub = publisher(broker.port, client_id="pub-bad")
+    data = rows(500, 520)
+    publish_all(pub, [("sensors/bad/temperature", json_payload(*row)) for row in data[:10]])
+    collector.wait_for(lambda: len(forecasts_of(collector, "bad")) == 10, what="good rows")
+    publish_all(pub, [(topic, payload) for topic, payload, _ in BAD_INPUTS])
+    # an older timestamp than the stream has seen must not step it either
+    publish_all(pub, [("sensors/bad/temperature", json_payload(*data[3]))])
+    publish_all(pub, [("sensors/bad/temperature", json_payload(*row)) for row in data[10:]])
+    collector.wait_for(lambda: len(forecasts_of(collector, "bad")) == 20, what="rows after the bad ones")
+    assert forecasts_of(collector, "bad") == reference(data)
+    expected_reasons = {reason for _, _, reason in BAD_INPUTS} | {"duplicate_or_old_timestamp"}
+    collector.wait_for(lambda: expected_reasons <= set(last_stats(collector).get("rejected", {})),
+                       what="every reason counted")
+    rejected = last_stats(collector)["rejected"]
+    assert rejected["non_finite"] == 3 and rejected["duplicate_or_old_timestamp"] == 1
+    assert daemon.process.poll() is None, "daemon died on bad input"
+    log = daemon.log()
+    assert "dropped message on 'sensors/bad/temperature'" in log and "sensors/../temperature" in log
+    pub.disconnect()
+
+
+def run_serve(config_path):
+    import subprocess
+    import sys
+    return subprocess.run([sys.executable, "-m", "statecast.daemon", "serve", "--config", config_path],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_bad_config_or_tampered_model_stops_startup(broker, tmp_path):
+    bad_key = write_config(tmp_path / "a.toml", broker.port, str(tmp_path / "s"), extra="colour = 'blue'")
+    result = run_serve(bad_key)
+    assert result.returncode == 2 and "output.colour" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+    tampered = tmp_path / "tampered"
+    shutil.copytree(DEFAULT_MODEL, tampered)
+    blob = bytearray((tampered / "model.tflite").read_bytes())
+    blob[len(blob) // 2] ^= 0x01
+    (tampered / "model.tflite").write_bytes(bytes(blob))
+    result = run_serve(write_config(tmp_path / "b.toml", broker.port, str(tmp_path / "s"), model=str(tampered)))
+    assert result.returncode == 2 and "sha256" in result.stderr and "Traceback" not in result.stderr
+
+    result = run_serve(write_config(tmp_path / "c.toml", broker.port, str(tmp_path / "s"),
+                                    model=str(tmp_path / "missing")))
+    assert result.returncode == 2 and "does not exist" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_check_config_validates_without_connecting(tmp_path):
+    import subprocess
+    import sys
+    path = write_config(tmp_path / "ok.toml", 1, str(tmp_path / "s"))        # nothing listens on port 1
+    result = subprocess.run([sys.executable, "-m", "statecast.daemon", "serve", "--config", path, "--check-config"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "OK" in result.stdout
