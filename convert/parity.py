@@ -51,26 +51,26 @@ def keras_full_sequence(model, x_raw: np.ndarray) -> np.ndarray:
     return np.asarray(full.predict(x_raw[None].astype(np.float32), batch_size=1, verbose=0))[0]
 
 
-def scale_inputs(model: StepModel, x_raw: np.ndarray) -> np.ndarray:
-    """x_raw: (steps, features) in manifest order (values first, then calendar) -> model space."""
-    m = model.manifest
-    return ((x_raw - np.asarray(m.input_mean)) / np.asarray(m.input_std)).astype(np.float32)
-
-
 def run_step_model(model: StepModel, x_raw: np.ndarray) -> np.ndarray:
     """The step model over a whole sequence, outputs in sensor units (as the engine computes them)."""
     scaling = IoScaling(model.manifest)
-    values = x_raw[:, : len(model.manifest.value_features)]
-    return scaling.outputs(run_sequence(model, scale_inputs(model, x_raw)), values)
+    x_model, centres, scales = scaling.sequence(x_raw)
+    return scaling.outputs(run_sequence(model, x_model), x_raw[:, : scaling.n_values], centres, scales)
 
 
 def keras_absolute(model, step_model: StepModel, x_raw: np.ndarray) -> np.ndarray:
-    """Keras full-sequence outputs in sensor units (residual models get the level added back)."""
-    out = keras_full_sequence(model, x_raw)
+    """Keras full-sequence outputs in sensor units, through the same output scaling as the engine.
+
+    The Keras file holds the fixed input Normalization and output Rescaling itself; for online
+    models the per-stream scaling happens outside it, as on the device."""
     scaling = IoScaling(step_model.manifest)
-    if scaling.residual:
-        out = out + x_raw[:, scaling.base_index]
-    return out
+    if not scaling.online:
+        out = keras_full_sequence(model, x_raw)
+        return out + x_raw[:, scaling.base_index] if scaling.residual else out
+    x_model, centres, scales = scaling.sequence(x_raw)
+    out = keras_full_sequence(model, x_model)                  # Rescaling inside: y*scale+offset
+    unscaled = (out - scaling.out_offset) / scaling.out_scale  # back to raw model outputs
+    return scaling.outputs(unscaled, x_raw[:, : scaling.n_values], centres, scales)
 
 
 def one_step_rmse(forecast: np.ndarray, truth: np.ndarray, n_targets: int, skip: int = 0) -> float:

@@ -18,6 +18,7 @@ from statecast.daemon.artifact import CALENDAR_FEATURES, MANIFEST_FILE, MODEL_FI
 from statecast.daemon.backends import select_backend
 from statecast.daemon.features import assemble_inputs
 from statecast.daemon.series_csv import SeriesError, read_series
+from statecast.daemon.scaling import IoScaling
 from statecast.daemon.step_model import StepModel
 
 from . import parity
@@ -110,7 +111,8 @@ def build_manifest(spec: ModelSpec, options: ConvertOptions, content: bytes, fea
         "heads": [{"name": d.name, "units": int(d.kernel.shape[1]), "activation": d.activation} for d in spec.heads],
         "features": list(features), "n_features": spec.n_features, "targets": list(targets), "horizon": horizon,
         "output_layout": "step-major: output[k * n_targets + j] is target j, k+1 steps ahead",
-        "input_scaling": {"mode": "fixed", "mean": spec.input_mean.tolist(), "std": spec.input_std.tolist()},
+        "input_scaling": {**meta.get("input_scaling", {"mode": "fixed"}),
+                          "mean": spec.input_mean.tolist(), "std": spec.input_std.tolist()},
         "output_scaling": {"scale": spec.output_scale.tolist(), "offset": spec.output_offset.tolist()},
         "output_residual": bool(options.residual if options.residual is not None
                                 else meta.get("output_residual", False)),
@@ -171,7 +173,7 @@ def convert(options: ConvertOptions) -> dict:
         float_model = StepModel(float_dir, backend=backend)
         representative = None
         if options.mode == "int8":
-            x_cal = parity.scale_inputs(float_model, data[0])
+            x_cal = IoScaling(float_model.manifest).sequence(data[0])[0]
             samples = visited_states(float_model, x_cal)
             representative = lambda: iter(samples)
         content = float_content if options.mode == "float32" else to_tflite(module, options.mode, representative)

@@ -15,6 +15,7 @@ import numpy as np
 
 from statecast.daemon.artifact import CALENDAR_FEATURES
 from statecast.daemon.features import assemble_inputs
+from statecast.daemon.scaling import OnlineScaler
 from statecast.daemon.series_csv import SeriesError, read_series
 
 from .errors import ConversionError
@@ -24,7 +25,7 @@ CELLS = ("lstm", "gru", "rnn")
 
 @dataclass(frozen=True)
 class TrainOptions:
-    csv: str
+    csv: str | tuple[str, ...]
     out: str
     cell: str = "lstm"
     units: int = 32
@@ -45,6 +46,9 @@ class TrainOptions:
     # Forecast the change from the current value; the daemon adds the level back in float. Better
     # conditioned for training and keeps int8 error proportional to the changes, not the range.
     residual: bool = True
+    # Per-stream running normalisation on the device (one model for streams it has never seen).
+    online_normalization: bool = False
+    halflife_steps: float = 1000.0
 
 
 def make_windows(x: np.ndarray, y: np.ndarray, window: int, stride: int):
@@ -67,11 +71,38 @@ def build_model(options: TrainOptions, n_features: int, n_targets: int):
     if options.cell == "rnn":
         extra = {"activation": options.rnn_activation}
     inputs = keras.Input((None, n_features), name="x")
-    h = keras.layers.Normalization(name="input_scaling")(inputs)
+    # Online-normalised models get z-scores from the device; fixed ones carry their Normalization.
+    h = inputs if options.online_normalization else keras.layers.Normalization(name="input_scaling")(inputs)
     for index in range(options.layers):
         h = layer_type(options.units, return_sequences=True, name=f"{options.cell}_{index}", **extra)(h)
     h = keras.layers.Dense(options.horizon * n_targets, name="forecast_head")(h)
     return keras.Model(inputs, h, name=f"statecast_{options.cell}")
+
+
+def _prepare(csv: str, options: TrainOptions, features: tuple[str, ...]):
+    """One CSV -> (inputs (rows, F), targets (rows, H*T)) before the model's own scaling."""
+    try:
+        series = read_series(csv, options.time_column, options.value_columns, options.rows)
+    except SeriesError as error:
+        raise ConversionError(str(error)) from None
+    if series.values.shape[0] < options.window * 4:
+        raise ConversionError(f"{csv}: {series.values.shape[0]} rows is too few for window {options.window}")
+    x = assemble_inputs(series.timestamps, series.values, features, series.columns).astype(np.float32)
+    values = series.values.astype(np.float64)                            # (rows, T)
+    y = future_targets(values, options.horizon)                          # (rows - H, H*T)
+    base = np.zeros_like(y)
+    if options.residual:
+        base = np.tile(values[: y.shape[0]], options.horizon)
+    if options.online_normalization:                                     # exactly what the device computes
+        scaler = OnlineScaler(values.shape[1], options.halflife_steps)
+        z, centres, scales = (np.asarray(c) for c in zip(*(scaler.observe(row) for row in values.tolist())))
+        x[:, : values.shape[1]] = z
+        if not options.residual:
+            base = np.tile(centres[: y.shape[0]], options.horizon)
+        y = (y - base) / np.tile(scales[: y.shape[0]], options.horizon)
+    else:
+        y = y - base
+    return x[: y.shape[0]], y.astype(np.float32)
 
 
 def train(options: TrainOptions) -> dict:
@@ -79,32 +110,27 @@ def train(options: TrainOptions) -> dict:
         raise ConversionError(f"--cell {options.cell}: expected one of {', '.join(CELLS)}")
     if not 1 <= options.layers <= 3:
         raise ConversionError(f"--layers {options.layers}: expected 1 to 3")
-    try:
-        series = read_series(options.csv, options.time_column, options.value_columns, options.rows)
-    except SeriesError as error:
-        raise ConversionError(str(error)) from None
-    if series.values.shape[0] < options.window * 4:
-        raise ConversionError(f"{options.csv}: {series.values.shape[0]} rows is too few for window {options.window}")
+    csvs = (options.csv,) if isinstance(options.csv, str) else tuple(options.csv)
+    features = tuple(options.value_columns) + (CALENDAR_FEATURES if options.calendar else ())
+    prepared = [_prepare(csv, options, features) for csv in csvs]
     import keras
 
     keras.utils.set_random_seed(options.seed)
-    features = tuple(options.value_columns) + (CALENDAR_FEATURES if options.calendar else ())
-    x_all = assemble_inputs(series.timestamps, series.values, features, series.columns).astype(np.float32)
-    targets_raw = series.values.astype(np.float32)                       # (rows, T)
-    y_all = future_targets(targets_raw, options.horizon)                 # (rows - H, H*T)
-    if options.residual:
-        y_all = y_all - np.tile(targets_raw[: y_all.shape[0]], options.horizon)
-    x_all = x_all[: y_all.shape[0]]
-    split = int(x_all.shape[0] * (1 - options.validation_fraction))
-    offset = y_all[:split].mean(axis=0)
-    scale = y_all[:split].std(axis=0) + 1e-6
-    y_scaled = (y_all - offset) / scale                                   # train in scaled target units
-
+    # Time-ordered split per series: the last part of every series validates.
+    splits = [int(x.shape[0] * (1 - options.validation_fraction)) for x, _ in prepared]
+    y_train_all = np.concatenate([y[:k] for (_, y), k in zip(prepared, splits)])
+    offset, scale = y_train_all.mean(axis=0), y_train_all.std(axis=0) + 1e-6
     model = build_model(options, len(features), len(options.value_columns))
-    model.get_layer("input_scaling").adapt(x_all[None, :split])
+    if not options.online_normalization:
+        model.get_layer("input_scaling").adapt(np.concatenate([x[:k] for (x, _), k in zip(prepared, splits)])[None])
     stride = max(1, options.window // 8)
-    x_train, y_train = make_windows(x_all[:split], y_scaled[:split], options.window, stride)
-    x_val, y_val = make_windows(x_all[split:], y_scaled[split:], options.window, options.window)
+    train_parts, val_parts = [], []
+    for (x, y), k in zip(prepared, splits):
+        y_scaled = (y - offset) / scale                                  # train in scaled target units
+        train_parts.append(make_windows(x[:k], y_scaled[:k], options.window, stride))
+        val_parts.append(make_windows(x[k:], y_scaled[k:], options.window, options.window))
+    x_train, y_train = (np.concatenate(p) for p in zip(*train_parts))
+    x_val, y_val = (np.concatenate(p) for p in zip(*val_parts))
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
     history = model.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=options.epochs,
                         batch_size=options.batch_size, verbose=0, shuffle=True,
@@ -116,7 +142,8 @@ def train(options: TrainOptions) -> dict:
     os.makedirs(os.path.dirname(os.path.abspath(options.out)) or ".", exist_ok=True)
     final.save(options.out)
     meta = {
-        "csv": os.path.abspath(options.csv), "time_column": options.time_column,
+        "csv": os.path.abspath(csvs[0]), "csvs": [os.path.abspath(c) for c in csvs],
+        "time_column": options.time_column,
         "value_columns": list(options.value_columns), "features": list(features),
         "targets": list(options.value_columns), "horizon": options.horizon, "window": options.window,
         "output_residual": options.residual,
@@ -124,6 +151,9 @@ def train(options: TrainOptions) -> dict:
         "epochs_run": len(history.history["loss"]),
         "val_loss_scaled": float(min(history.history["val_loss"])),
     }
+    if options.online_normalization:
+        meta["input_scaling"] = {"mode": "online", "halflife_steps": options.halflife_steps,
+                                 "clip": OnlineScaler.DEFAULT_CLIP, "min_scale": OnlineScaler.DEFAULT_MIN_SCALE}
     with open(options.out + ".json", "w", encoding="utf-8") as handle:
         json.dump(meta, handle, indent=2)
     return meta

@@ -39,6 +39,7 @@ def encode(table: StreamTable, model_sha256: str) -> bytes:
             "streams": [{"id": i.stream_id, "last_ts": i.last_ts, "steps": i.steps, "last_seen": i.last_seen,
                          "last_interval": i.last_interval,
                          "anomaly": i.anomaly.to_state() if i.anomaly is not None else None,
+                         "scaler": i.scaler.to_state() if i.scaler is not None else None,
                          "extra": i.extra} for i in infos]}
     arrays = {f"state_{k}": array[slots] for k, array in enumerate(table.arrays)}
     buffer = io.BytesIO()
@@ -47,7 +48,7 @@ def encode(table: StreamTable, model_sha256: str) -> bytes:
     return MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload
 
 
-def decode(blob: bytes, model_sha256: str, table: StreamTable, anomaly_restore=None) -> int:
+def decode(blob: bytes, model_sha256: str, table: StreamTable, anomaly_restore=None, scaler_restore=None) -> int:
     """Fill `table` from a checkpoint blob; returns the number of streams restored."""
     if not blob.startswith(MAGIC):
         raise CheckpointError("not a statecast checkpoint (bad header)")
@@ -65,6 +66,7 @@ def decode(blob: bytes, model_sha256: str, table: StreamTable, anomaly_restore=N
         raise CheckpointError("checkpoint belongs to another model (sha256 differs)")
     if [tuple(s) for s in meta["state_shapes"]] != table.state_shapes:
         raise CheckpointError("checkpoint state shapes do not match the model")
+    scaler_restore = scaler_restore or table.scaler_restore
     restored = 0
     for row, item in enumerate(meta["streams"]):
         info = table.add(item["id"], item.get("last_seen", 0.0))
@@ -77,6 +79,8 @@ def decode(blob: bytes, model_sha256: str, table: StreamTable, anomaly_restore=N
         info.last_interval, info.extra = item.get("last_interval"), item.get("extra") or {}
         forecast = forecasts[row] if forecasts.shape[1] else None
         info.last_forecast = None if forecast is None or np.isnan(forecast).all() else forecast.copy()
+        if item.get("scaler") is not None and scaler_restore is not None:
+            info.scaler = scaler_restore(item["scaler"])
         if item.get("anomaly") is not None and anomaly_restore is not None:
             try:
                 info.anomaly = anomaly_restore(item["anomaly"])
@@ -114,7 +118,8 @@ def save(path: str, table: StreamTable, model_sha256: str) -> int:
     return len(table)
 
 
-def restore(path: str, table: StreamTable, model_sha256: str, anomaly_restore=None) -> tuple[int, str]:
+def restore(path: str, table: StreamTable, model_sha256: str, anomaly_restore=None,
+            scaler_restore=None) -> tuple[int, str]:
     """Restore from `path`, else from `path.prev`; returns (streams, which file or reason)."""
     reasons = []
     for candidate in (path, path + ".prev"):
@@ -125,7 +130,7 @@ def restore(path: str, table: StreamTable, model_sha256: str, anomaly_restore=No
                 blob = handle.read()
             for sid in list(table.streams):
                 table.remove(sid)
-            return decode(blob, model_sha256, table, anomaly_restore), candidate
+            return decode(blob, model_sha256, table, anomaly_restore, scaler_restore), candidate
         except (CheckpointError, OSError) as error:
             log.warning("checkpoint %s rejected: %s", candidate, error)
             reasons.append(f"{os.path.basename(candidate)}: {error}")

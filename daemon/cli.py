@@ -17,11 +17,12 @@ def _split(text: str | None) -> tuple[str, ...] | None:
 
 def _cmd_train(args) -> int:
     from statecast.convert.train import TrainOptions, train
-    meta = train(TrainOptions(csv=args.csv, out=args.out, cell=args.cell, units=args.units, layers=args.layers,
+    meta = train(TrainOptions(csv=tuple(args.csv), out=args.out, cell=args.cell, units=args.units, layers=args.layers,
                               window=args.window, horizon=args.horizon, time_column=args.time_column,
                               value_columns=_split(args.value_columns) or ("value",), rows=args.rows,
                               calendar=args.calendar, epochs=args.epochs, seed=args.seed,
-                              residual=not args.no_residual))
+                              residual=not args.no_residual, online_normalization=args.online_normalization,
+                              halflife_steps=args.halflife_steps))
     print(f"trained {meta['cell']} {meta['layers']}x{meta['units']} for {meta['epochs_run']} epochs, "
           f"best validation loss {meta['val_loss_scaled']:.4f} (scaled units) -> {args.out}")
     return 0
@@ -67,10 +68,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a streaming forecaster from a CSV (needs TensorFlow)")
-    p.add_argument("--csv", required=True)
+    p.add_argument("--csv", required=True, action="append", help="training CSV (repeat for several series)")
     p.add_argument("--time-column", default="timestamp")
     p.add_argument("--value-columns", default="value")
     p.add_argument("--rows", help="slice of data rows, e.g. :5000")
+    p.add_argument("--online-normalization", action="store_true",
+                   help="normalise each stream by its own running mean/std on the device "
+                        "(one model for streams it has never seen)")
+    p.add_argument("--halflife-steps", type=float, default=1000.0,
+                   help="half-life of the running statistics, in messages")
     p.add_argument("--cell", choices=["lstm", "gru", "rnn"], default="lstm")
     p.add_argument("--units", type=int, default=32)
     p.add_argument("--layers", type=int, default=1)

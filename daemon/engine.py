@@ -73,6 +73,8 @@ class Engine:
         self._n_targets = len(m.targets)
         self._target_at = [self._value_names.index(t) if t in self._value_names else 0 for t in m.targets]
         self.scaling = IoScaling(m)
+        if self.scaling.online:
+            self.table.scaler_restore = self.scaling.restore_scaler
         self.horizon = settings.horizon or m.horizon
         # Beyond the model's own horizon, roll out autoregressively: only possible when the model's
         # inputs are exactly its targets (plus calendar features we can compute ahead).
@@ -131,12 +133,13 @@ class Engine:
         raw = np.asarray([m.values for m, _, _ in admitted], np.float32)           # (batch, values)
         scores = [self._score(info, m) for m, info, _ in admitted]
         slots = np.asarray([info.slot for info in infos], np.intp)
-        x = self.scaling.inputs(raw, stamps)                                       # (batch, features)
+        z, centres, scales = self._online_stats(infos, raw)
+        x = self.scaling.inputs(raw, stamps, z)                                    # (batch, features)
         y, states = self.model.step(x, self.table.gather(slots))
         self.table.scatter(slots, states)
-        forecast = self.scaling.outputs(y, raw)                                    # (batch, H*T) sensor units
+        forecast = self.scaling.outputs(y, raw, centres, scales)                   # (batch, H*T) sensor units
         if self.horizon > self.model.manifest.horizon:
-            forecast = self._rollout(forecast, states, stamps, infos)
+            forecast = self._rollout(forecast, states, stamps, infos, centres, scales)
         forecast = forecast[:, : self.horizon * self._n_targets]
         results = []
         for row, (message, info, ts) in enumerate(admitted):
@@ -149,6 +152,18 @@ class Engine:
                                     event, info.steps, message.token))
         self._count(len(admitted), time.perf_counter() - started)
         return results
+
+    def _online_stats(self, infos, raw: np.ndarray):
+        """Per-stream running normalisation (online models only): z, centres, scales (batch, values)."""
+        if not self.scaling.online:
+            return None, None, None
+        rows = []
+        for info, values in zip(infos, raw.tolist()):
+            if info.scaler is None:
+                info.scaler = self.scaling.new_scaler()
+            rows.append(info.scaler.observe(values))
+        z, centres, scales = (np.asarray(column, np.float32) for column in zip(*rows))
+        return z, centres, scales
 
     def _score(self, info: StreamInfo, message: Message):
         """Residual of this value against the forecast made for it one step earlier."""
@@ -163,15 +178,20 @@ class Engine:
         score, event = info.anomaly.update(actual, expected)
         return score, expected, event
 
-    def _rollout(self, first: np.ndarray, states: list[np.ndarray], stamps: np.ndarray, infos) -> np.ndarray:
-        """Autoregressive H-step path from a copy of the new states (the streams' state is untouched)."""
+    def _rollout(self, first: np.ndarray, states: list[np.ndarray], stamps: np.ndarray, infos,
+                 centres: np.ndarray | None, scales: np.ndarray | None) -> np.ndarray:
+        """Autoregressive H-step path from a copy of the new states (the streams' state is untouched).
+        Online models keep the stream's current centre and scale along the path."""
         path = [first]
         intervals = np.asarray([info.last_interval or 0.0 for info in infos], np.float64)
         states = [s.copy() for s in states]
         for k in range(1, self.horizon):
             previous = path[-1].astype(np.float32)                   # (batch, 1): inputs == targets
-            y, states = self.model.step(self.scaling.inputs(previous, stamps + k * intervals), states)
-            path.append(self.scaling.outputs(y, previous))
+            z = None
+            if scales is not None:
+                z = np.clip((previous - centres) / scales, -self.scaling.clip, self.scaling.clip)
+            y, states = self.model.step(self.scaling.inputs(previous, stamps + k * intervals, z), states)
+            path.append(self.scaling.outputs(y, previous, centres, scales))
         return np.concatenate(path, axis=1)
 
     def _count(self, batch: int, seconds: float) -> None:

@@ -1,12 +1,16 @@
 """Between sensor units and model space, as the manifest describes it.
 
-inputs:  x_model = (x - mean) / std, features in manifest order (values, then calendar)
-outputs: y = y_model * scale + offset, plus, for residual models, the current value of each
-         target: the model forecasts the change, and the level is added back in float. That
-         keeps the level (which spans the whole sensor range) out of the int8 path, where 8 bits
-         of it would cost more than the model's own error.
+inputs   fixed:  x_model = (x - mean) / std, features in manifest order (values, then calendar)
+         online: each stream's own running centre and scale (OnlineScaler), so one model serves
+                 streams it has never seen, whatever their units and level
+outputs  y = y_model * scale + offset, times the stream's running scale when online, plus, for
+         residual models, the current value of each target: the model forecasts the change and
+         the level is added back in float. That keeps the level (which spans the whole sensor
+         range) out of the int8 path, where 8 bits of it would cost more than the model's error.
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -14,36 +18,120 @@ from .artifact import Manifest
 from .features import calendar_features
 
 
+class OnlineScaler:
+    """One stream's exponentially weighted mean and variance per value feature.
+
+    z_t uses the statistics *before* x_t (the score depends only on the past); the output scale
+    uses them after. Variance is bias-corrected for the first steps; the scale never falls below
+    a floor so a flat line does not divide by zero.
+    """
+
+    DEFAULT_CLIP = 10.0
+    DEFAULT_MIN_SCALE = 1e-3
+
+    def __init__(self, n_values: int, halflife_steps: float, clip: float = DEFAULT_CLIP,
+                 min_scale: float = DEFAULT_MIN_SCALE):
+        self.alpha = 1.0 - 0.5 ** (1.0 / halflife_steps)
+        self.clip, self.min_scale = clip, min_scale
+        self.mean = [0.0] * n_values
+        self.var = [0.0] * n_values
+        self.count = 0
+
+    def _scale(self, k: int) -> float:
+        if self.count == 0:
+            return 1.0
+        correction = 1.0 - (1.0 - self.alpha) ** self.count
+        spread = math.sqrt(self.var[k] / correction) if correction > 0 else 0.0
+        return max(spread, self.min_scale * (1.0 + abs(self.mean[k])))
+
+    def observe(self, values) -> tuple[list[float], list[float], list[float]]:
+        """-> (z for this input, centre after it, scale after it), one entry per value feature."""
+        z = []
+        for k, x in enumerate(values):
+            z.append(0.0 if self.count == 0 else
+                     max(-self.clip, min(self.clip, (x - self.mean[k]) / self._scale(k))))
+        a = self.alpha
+        for k, x in enumerate(values):
+            if self.count == 0:
+                self.mean[k] = float(x)
+                continue
+            diff = x - self.mean[k]
+            self.mean[k] += a * diff
+            self.var[k] = (1.0 - a) * (self.var[k] + a * diff * diff)
+        self.count += 1
+        return z, list(self.mean), [self._scale(k) for k in range(len(values))]
+
+    def to_state(self) -> list:
+        return [self.mean, self.var, self.count]
+
+    @classmethod
+    def from_state(cls, data: list, halflife_steps: float, clip: float, min_scale: float) -> "OnlineScaler":
+        scaler = cls(len(data[0]), halflife_steps, clip, min_scale)
+        scaler.mean, scaler.var, scaler.count = [float(v) for v in data[0]], [float(v) for v in data[1]], int(data[2])
+        return scaler
+
+
 class IoScaling:
     def __init__(self, manifest: Manifest):
         values = manifest.value_features
+        self.n_values = len(values)
         self.calendar = tuple(f for f in manifest.features if f not in values)
         self.mean = np.asarray(manifest.input_mean, np.float32)
         self.std = np.asarray(manifest.input_std, np.float32)
-        horizon = manifest.horizon
-        width = horizon * len(manifest.targets)
+        width = manifest.horizon * len(manifest.targets)
         # output scaling is stored per output (horizon * targets) or per target (tiled here)
         self.out_scale = _per_output(manifest.output_scale, width)
         self.out_offset = _per_output(manifest.output_offset, width)
         self.residual = manifest.output_residual
+        self.online = manifest.online_normalization
+        online = manifest.raw.get("input_scaling", {})
+        self.halflife_steps = float(online.get("halflife_steps", 1000.0))
+        self.clip = float(online.get("clip", 10.0))
+        self.min_scale = float(online.get("min_scale", 1e-3))
         # index of each target among the value features, repeated per horizon step (step-major)
         target_at = [values.index(t) if t in values else 0 for t in manifest.targets]
-        self.base_index = np.tile(np.asarray(target_at, np.intp), horizon)
+        self.base_index = np.tile(np.asarray(target_at, np.intp), manifest.horizon)
 
-    def inputs(self, values: np.ndarray, timestamps: np.ndarray) -> np.ndarray:
-        """(batch, values) sensor units + (batch,) epoch seconds -> (batch, features) model space."""
+    def new_scaler(self) -> OnlineScaler:
+        return OnlineScaler(self.n_values, self.halflife_steps, self.clip, self.min_scale)
+
+    def restore_scaler(self, data: list) -> OnlineScaler:
+        return OnlineScaler.from_state(data, self.halflife_steps, self.clip, self.min_scale)
+
+    def inputs(self, values: np.ndarray, timestamps: np.ndarray, z: np.ndarray | None = None) -> np.ndarray:
+        """(batch, values) sensor units (+ online z) and (batch,) epoch seconds -> (batch, features)."""
         features = values.astype(np.float32)
         if self.calendar:
             calendar = calendar_features(timestamps, self.calendar).astype(np.float32)
             features = np.concatenate([features, calendar], axis=-1)
-        return (features - self.mean) / self.std
+        scaled = (features - self.mean) / self.std
+        if z is not None:
+            scaled[:, : self.n_values] = z
+        return scaled
 
-    def outputs(self, y_model: np.ndarray, values: np.ndarray) -> np.ndarray:
+    def outputs(self, y_model: np.ndarray, values: np.ndarray, centres: np.ndarray | None = None,
+                scales: np.ndarray | None = None) -> np.ndarray:
         """(batch, horizon*targets) model space -> sensor units, given the values just seen."""
         y = y_model * self.out_scale + self.out_offset
+        if scales is not None:                                  # online: back to the stream's units
+            y = y * scales[..., self.base_index]
+            if not self.residual:
+                y = y + centres[..., self.base_index]
         if self.residual:
             y = y + values[..., self.base_index]
         return y
+
+    def sequence(self, x_raw: np.ndarray):
+        """A whole sequence (steps, features) -> (x_model, centres, scales) as the engine computes them
+        for one stream (centres/scales None for fixed scaling)."""
+        values = x_raw[:, : self.n_values]
+        if not self.online:
+            return ((x_raw - self.mean) / self.std).astype(np.float32), None, None
+        scaler = self.new_scaler()
+        z, centres, scales = zip(*(scaler.observe(row.tolist()) for row in values))
+        x_model = ((x_raw - self.mean) / self.std).astype(np.float32)
+        x_model[:, : self.n_values] = np.asarray(z, np.float32)
+        return x_model, np.asarray(centres, np.float32), np.asarray(scales, np.float32)
 
 
 def _per_output(values: tuple[float, ...], width: int) -> np.ndarray:

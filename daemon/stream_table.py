@@ -39,6 +39,9 @@ class StreamTable:
         self.evicted = 0
         self.refused = 0
         self.resets = 0
+        # How to rebuild a stream's online normaliser from a checkpoint (set by the engine of an
+        # online-normalised model; None otherwise).
+        self.scaler_restore = None
 
     def __len__(self) -> int:
         return len(self.streams)
