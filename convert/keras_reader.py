@@ -83,11 +83,12 @@ def _check_linear_chain(model, layers) -> None:
                                   "only a single chain of layers streams")
 
 
-def _recurrent_layer(layer, n_in: int) -> RecurrentLayer:
+def _recurrent_layer(layer, n_in: int, backward_half: bool = False) -> RecurrentLayer:
+    """backward_half: the reversed half of a Bidirectional layer (window models only, issue 8)."""
     kind = _RECURRENT[type(layer).__name__]
     cfg = layer.get_config()
     name = layer.name
-    if cfg.get("go_backwards"):
+    if cfg.get("go_backwards") and not backward_half:
         raise ConversionError(f"layer '{name}': go_backwards=True reads the sequence in reverse, which is not causal")
     activation = cfg.get("activation", "tanh")
     allowed = {"tanh", "relu"} if kind == "rnn" else {"tanh"}

@@ -59,7 +59,7 @@ def _cmd_replay(args) -> int:
     sent = replay(args.csv, args.topic, host=args.host, port=args.port, rate_hz=args.rate, speedup=args.speedup,
                   qos=args.qos, limit=args.limit, time_column=args.time_column,
                   value_columns=_split(args.value_columns) or ("value",), stream_id=args.stream_id)
-    print(f"published {sent} messages to {args.topic}")
+    print(f"published {sent} messages to {args.topic.replace('{stream}', args.stream_id)}")
     return 0
 
 

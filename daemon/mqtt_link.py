@@ -53,6 +53,7 @@ class MqttLink:
         client.max_queued_messages_set(b.max_queued_messages)
         client.max_inflight_messages_set(b.max_inflight_messages)
         client.on_connect = self._handle_connect
+        client.on_connect_fail = self._handle_connect_fail
         client.on_disconnect = self._handle_disconnect
         client.on_subscribe = self._handle_subscribe
         client.on_message = lambda _c, _u, message: self._on_message(message)
@@ -82,14 +83,22 @@ class MqttLink:
         self._pending_subscribe = mid
         client.publish(self.status_topic, "online", qos=1, retain=True)
 
+    def _handle_connect_fail(self, _client, _userdata) -> None:
+        self.last_error = f"cannot connect to {self.broker.host}:{self.broker.port}"
+        log.warning("cannot connect to broker %s:%s; retrying with backoff", self.broker.host, self.broker.port)
+
     def _handle_subscribe(self, _client, _userdata, mid, reason_codes, _properties) -> None:
-        failures = [str(code) for code in reason_codes if code.is_failure]
-        if failures:
-            self.last_error = f"subscription refused: {', '.join(failures)}"
-            log.error("broker refused subscription(s): %s", ", ".join(failures))
+        """SUBACK: `subscribed` (what READY=1 waits for) is set only if every filter was granted."""
+        if mid != self._pending_subscribe:
             return
-        if mid == self._pending_subscribe:
-            self.subscribed.set()
+        refused = [f"{topic}: {code}" for (topic, _), code in zip(self.subscriptions, reason_codes) if code.is_failure]
+        if refused:
+            self.last_error = f"subscription refused: {'; '.join(refused)}"
+            log.error("broker refused subscription(s): %s", "; ".join(refused))
+            return
+        log.info("subscribed: %s", ", ".join(f"{topic} (granted QoS {int(code.value)})"
+                                            for (topic, _), code in zip(self.subscriptions, reason_codes)))
+        self.subscribed.set()
 
     def _handle_disconnect(self, _client, _userdata, _flags, reason_code, _properties) -> None:
         self.connected.clear()

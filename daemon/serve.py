@@ -2,10 +2,14 @@
 
 Threads: paho's network thread decodes and enqueues (routing.Router); this module's engine
 loop drains the queue in micro-batches, steps the engines, publishes, checkpoints and keeps
-systemd informed. Signals only set flags; the loop acts on them.
+systemd informed (sdnotify): READY=1 once the models are loaded, the checkpoints restored and
+the broker has acknowledged every subscription; WATCHDOG=1 from the loop itself, so a stuck
+engine stops pinging; a one-line STATUS=; RELOADING=1 ... READY=1 around SIGHUP; STOPPING=1
+then a final checkpoint on SIGTERM. Signals only set flags; the loop acts on them.
 """
 from __future__ import annotations
 
+import faulthandler
 import json
 import logging
 import os
@@ -14,73 +18,38 @@ import signal
 import sys
 import time
 
-from .checkpoint import restore as restore_checkpoint
-from .checkpoint import save as save_checkpoint
-from .config import Config, ConfigError, load_config
-from .engine import Engine, EngineSettings
+from .config import Config, load_config
+from .housekeeping import StatusLine, daemon_stats
 from .mqtt_link import MqttLink
 from .outputs import alert_message, forecast_message
-from .routing import Route, Router
-from .runtime_setup import anomaly_factory_for, open_model
+from .pipeline import Pipeline
+from .routing import Router
 from .sdnotify import Notifier, WatchdogPacer
+from .takeover import owned
 from .topics import render_topic
 
 log = logging.getLogger("statecast.serve")
-
-
-class Pipeline:
-    """One [[streams]] entry: its route, model, engine and checkpoint file."""
-
-    def __init__(self, entry, config: Config):
-        self.entry = entry
-        self.route = Route(entry.name, entry.topic, entry.stream_id_wildcard, entry.payload, tuple(entry.fields))
-        self.model = open_model(entry.model, config.runtime.backend, config.runtime.num_threads,
-                                config.runtime.delegate, config.runtime.edgetpu_device, config.batching.max_batch)
-        if len(entry.fields) != len(self.model.manifest.value_features):
-            raise ConfigError(f"{config.source}: streams '{entry.name}'.fields: {len(entry.fields)} fields but model "
-                              f"{self.model.manifest.name} takes {len(self.model.manifest.value_features)} values "
-                              f"({', '.join(self.model.manifest.value_features)})")
-        s = config.state
-        settings = EngineSettings(max_streams=s.max_streams, idle_eviction_seconds=s.idle_eviction_seconds,
-                                  max_gap_seconds=s.max_gap_seconds, gap_policy=s.gap_policy, horizon=entry.horizon)
-        factory = anomaly_factory_for(self.model, _anomaly_settings(config)) if config.anomaly.enabled else None
-        self.engine = Engine(self.model, settings, factory)
-        self.checkpoint_path = os.path.join(s.directory, f"{entry.name}.ckpt")
-
-    def restore(self) -> None:
-        restore_fn = None
-        if self.engine.anomaly_factory is not None:
-            from .anomaly import StreamAnomaly
-            settings = self.engine.anomaly_factory().settings
-            restore_fn = lambda data: StreamAnomaly.from_state(settings, data)
-        count, source = restore_checkpoint(self.checkpoint_path, self.engine.table, self.model.manifest.sha256, restore_fn)
-        log.info("%s: restored %d streams (%s)", self.entry.name, count, source)
-
-    def checkpoint(self) -> None:
-        save_checkpoint(self.checkpoint_path, self.engine.table, self.model.manifest.sha256)
-
-
-def _anomaly_settings(config: Config):
-    from .anomaly import AnomalySettings
-    a = config.anomaly
-    return AnomalySettings(threshold=a.threshold, clear_threshold=a.clear_threshold, debounce_steps=a.debounce_steps,
-                           refractory_steps=a.refractory_steps, long_window=a.long_window,
-                           short_window=a.short_window, min_steps=a.min_steps)
+IDLE_WAIT_SECONDS = 0.2                # longest the loop blocks on an empty queue
 
 
 class Daemon:
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, notifier: Notifier | None = None):
         self.config = config
         self.pipelines = {entry.name: Pipeline(entry, config) for entry in config.streams}
         self.router = Router([p.route for p in self.pipelines.values()], config.batching.max_payload_bytes,
                              config.cluster.shard_index, config.cluster.shard_count)
         self.inbox: queue.Queue = queue.Queue(maxsize=config.batching.queue_size)
         self.dropped_queue_full = 0
-        self.notifier = Notifier()
+        self.notifier = notifier or Notifier()
         self.pacer = WatchdogPacer(self.notifier)
+        # Turn the loop at least twice per watchdog interval even when no message arrives.
+        interval = self.pacer.interval_seconds
+        self.idle_wait_seconds = IDLE_WAIT_SECONDS if interval is None else min(IDLE_WAIT_SECONDS, interval / 2)
+        self.status_line = StatusLine(config.output.stats_interval_seconds)
         self.stop_requested = False
         self.reload_requested = False
         self.checkpoint_errors = 0
+        self.reloads = self.reload_failures = self.reload_resets = 0
         self.last_error: str | None = None
         self.link = MqttLink(config.broker, config.output.status_topic,
                              [(e.topic, e.qos) for e in config.streams], self._on_message)
@@ -102,12 +71,13 @@ class Daemon:
             pipeline.restore()
         self.link.start()
         started = time.monotonic()
-        while not self.link.subscribed.wait(timeout=0.5):
-            self.pacer.tick()
-            if self.stop_requested:
-                return self._shutdown()
-        log.info("serving: %s", ", ".join(f"{p.entry.topic} -> {p.model.manifest.name}" for p in self.pipelines.values()))
-        self.notifier.ready(f"serving {len(self.pipelines)} stream filters, ready in {time.monotonic() - started:.1f}s")
+        if not self._wait_subscribed():
+            return self._shutdown()
+        log.info("serving: %s", ", ".join(f"{p.entry.topic} -> {p.model.manifest.name} ({p.model.backend.name})"
+                                          for p in self.pipelines.values()))
+        self.notifier.ready(f"serving {len(self.pipelines)} stream filter(s), "
+                            f"{sum(len(p.engine.table) for p in self.pipelines.values())} streams restored, "
+                            f"ready in {time.monotonic() - started:.1f}s")
         next_checkpoint = time.monotonic() + self.config.state.checkpoint_interval_seconds
         next_stats = time.monotonic() + (self.config.output.stats_interval_seconds or float("inf"))
         while not self.stop_requested:
@@ -121,16 +91,34 @@ class Daemon:
             if now >= next_stats:
                 self._publish_stats()
                 next_stats = now + self.config.output.stats_interval_seconds
+            if now >= self.status_line.due:
+                self.notifier.status(self.status_line.text(self.stats()))
             self.pacer.tick()
             if self.reload_requested:
                 self.reload_requested = False
                 self._reload()
+                next_stats = min(next_stats, time.monotonic())
         return self._shutdown()
+
+    def _wait_subscribed(self) -> bool:
+        """Until the broker acknowledged every subscription (or a stop); STATUS= says what is missing."""
+        b = self.config.broker
+        shown = None
+        while not self.link.subscribed.wait(timeout=self.idle_wait_seconds):
+            self.pacer.tick()
+            if self.stop_requested:
+                return False
+            waiting = "subscription acknowledgement" if self.link.connected.is_set() else "the broker"
+            text = f"waiting for {waiting} ({b.host}:{b.port}); last error: {self.link.last_error or 'none'}"
+            if text != shown:
+                self.notifier.status(text)
+                shown = text
+        return True
 
     def _drain(self) -> list:
         """Block briefly for the first message, then take more for up to max_wait_ms."""
         try:
-            items = [self.inbox.get(timeout=0.2)]
+            items = [self.inbox.get(timeout=self.idle_wait_seconds)]
         except queue.Empty:
             return []
         deadline = time.monotonic() + self.config.batching.max_wait_ms / 1000.0
@@ -145,11 +133,17 @@ class Daemon:
 
     def _process(self, batch: list) -> None:
         by_route: dict[str, list] = {}
+        shard = self.router.shard_index, self.router.shard_count
         for route, message in batch:
+            if not owned(message.stream_id, *shard):     # queued before a reload moved its shard away
+                self.router.other_shard += 1
+                continue
             by_route.setdefault(route.name, []).append(message)
         out = self.config.output
         for name, messages in by_route.items():
-            pipeline = self.pipelines[name]
+            pipeline = self.pipelines.get(name)
+            if pipeline is None:                    # routed just before a reload removed the entry
+                continue
             manifest = pipeline.model.manifest
             for result in pipeline.engine.process(messages):
                 self.link.publish(render_topic(out.forecast_topic, result.stream_id),
@@ -168,48 +162,27 @@ class Daemon:
                 log.error("checkpoint %s failed: %s (serving continues)", pipeline.checkpoint_path, error)
 
     def stats(self) -> dict:
-        engines = {name: p.engine.counters for name, p in self.pipelines.items()}
-        rejected = dict(self.router.rejected)
-        for counters in engines.values():
-            for reason, count in counters.rejected.items():
-                rejected[reason] = rejected.get(reason, 0) + count
-        if self.dropped_queue_full:
-            rejected["queue_full"] = self.dropped_queue_full
-        batches = sum(c.batches for c in engines.values())
-        return {
-            "messages_in": sum(c.messages_in for c in engines.values()),
-            "forecasts_out": sum(c.forecasts_out for c in engines.values()),
-            "rejected": rejected, "other_shard": self.router.other_shard,
-            "streams_live": sum(len(p.engine.table) for p in self.pipelines.values()),
-            "evicted": sum(p.engine.table.evicted for p in self.pipelines.values()),
-            "gap_resets": sum(c.gap_resets for c in engines.values()),
-            "batches": batches,
-            "mean_batch_size": (sum(c.forecasts_out for c in engines.values()) / batches) if batches else 0.0,
-            "mean_step_ms": (1000 * sum(c.step_seconds_total for c in engines.values()) / batches) if batches else 0.0,
-            "checkpoint_errors": self.checkpoint_errors, "queue_depth": self.inbox.qsize(),
-            "connected": self.link.connected.is_set(), "last_error": self.last_error or self.link.last_error,
-        }
+        return daemon_stats(self)
 
     def _publish_stats(self) -> None:
-        stats = self.stats()
-        log.info("stats %s", json.dumps(stats, separators=(",", ":")))
-        self.link.publish(self.config.output.stats_topic, json.dumps(stats, separators=(",", ":")), qos=0)
-        self.notifier.status(f"{stats['streams_live']} streams, {stats['messages_in']} msgs in, "
-                             f"last error: {stats['last_error'] or 'none'}")
+        stats = json.dumps(self.stats(), separators=(",", ":"))
+        log.info("stats %s", stats)
+        self.link.publish(self.config.output.stats_topic, stats, qos=0)
 
     def _reload(self) -> None:
         from .reload import reload_daemon
         reload_daemon(self)
 
     def _shutdown(self) -> int:
-        self.notifier.stopping()
+        self.notifier.notify("STOPPING=1", "STATUS=stopping: writing the final checkpoint")
         # Whatever is already queued is processed before the final checkpoint, so it is not lost.
         while not self.inbox.empty():
             self._process(self._drain())
         self._checkpoint_all()
         self._publish_stats()
         self.link.stop()
-        log.info("stopped cleanly")
+        log.info("stopped cleanly (final checkpoint: %s)",
+                 ", ".join(p.checkpoint_path for p in self.pipelines.values()))
         return 0
 
 
@@ -223,6 +196,10 @@ def serve(config_path: str, check_only: bool = False) -> int:
         print(f"{config_path}: OK ({len(daemon.pipelines)} stream filter(s), models "
               + ", ".join(p.model.manifest.name for p in daemon.pipelines.values()) + ")")
         return 0
+    # systemd's watchdog kills a stuck daemon with SIGABRT: print every thread's stack first
+    # (to stderr, i.e. the journal). SIGUSR1 prints them without stopping anything.
+    faulthandler.enable(file=sys.stderr, all_threads=True)
+    faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)
 
     def request_stop(_signum, _frame):
         daemon.stop_requested = True
