@@ -29,6 +29,7 @@ from .keras_reader import load_keras_model, read_model_spec
 from .model_spec import ModelSpec
 from .quantize import SIGNATURE, to_tflite
 from .step_graph import INPUT_NAME, OUTPUT_NAME, StepModule, state_input_name, state_output_name
+from .window_reader import is_window_model
 
 PARITY_STEPS = 5_000
 SIDECAR_SUFFIX = ".json"      # `statecast train` writes M.keras.json beside M.keras
@@ -48,6 +49,7 @@ class ConvertOptions:
     static_batch: int | None = None
     keep_on_parity_failure: bool = False
     residual: bool | None = None      # None: from training metadata, else False
+    window: int | None = None         # window models (issue 8): W when the Keras input length is not fixed
 
 
 def read_sidecar(model_path: str) -> dict:
@@ -153,6 +155,9 @@ def convert(options: ConvertOptions) -> dict:
     """Run the whole conversion; returns the manifest written. Raises ConversionError."""
     meta = read_sidecar(options.model_path)
     model = load_keras_model(options.model_path)
+    if options.window or is_window_model(model):      # issue 8: Bidirectional -> window model
+        from .window_pipeline import convert_window
+        return convert_window(options, model, meta)
     spec = read_model_spec(model)
     features, values, targets, horizon = _describe_io(spec, options, meta)
     data = _parity_series(options, meta, features, values, targets)

@@ -5,15 +5,20 @@ from .edgetpu_report import format_report
 
 
 def format_conversion(manifest: dict, out_dir: str) -> str:
-    layers = " -> ".join(f"{l['cell']}({l['units']})" for l in manifest["layers"])
-    lines = [f"wrote {out_dir}: {manifest['quantization']} step model, {manifest['tflite_bytes']:,} bytes, "
+    layers = " -> ".join(("bi" if l.get("direction") == "bidirectional" else "") + f"{l['cell']}({l['units']})"
+                         for l in manifest["layers"])
+    kind = manifest.get("kind", "step")                       # window models: issue 8
+    what = f"window model (W={manifest['window']}, {manifest['window_output']})" if kind == "window" else "step model"
+    unit = "windows" if kind == "window" else "steps"
+    lines = [f"wrote {out_dir}: {manifest['quantization']} {what}, {manifest['tflite_bytes']:,} bytes, "
              f"{layers}, {len(manifest['features'])} features, horizon {manifest['horizon']}"]
     parity = manifest.get("parity")
     if parity:
         verdict = "PASS" if parity["pass"] else "FAIL"
-        lines.append(f"parity vs Keras over {parity['steps']} steps of {parity.get('series', '?')}: {verdict} "
+        lines.append(f"parity vs Keras over {parity['steps']} {unit} of {parity.get('series', '?')}: {verdict} "
                      f"(max |err| {parity['max_abs_error']:.3g} = {parity['max_abs_error_over_range']:.2e} of range; "
-                     f"RMSE keras {parity['rmse_keras']:.4g}, step {parity['rmse_step']:.4g}"
+                     + (f"RMSE keras {parity['rmse_keras']:.4g}, step {parity['rmse_step']:.4g}"
+                        if "rmse_keras" in parity else "no target series")
                      + (f", ratio {parity['rmse_ratio']:.4f}" if "rmse_ratio" in parity else "")
                      + f"; tolerance {parity['tolerance']})")
     else:

@@ -20,7 +20,8 @@ from statecast.daemon.series_csv import SeriesError, read_series
 
 from .errors import ConversionError
 
-CELLS = ("lstm", "gru", "rnn")
+CELLS = ("lstm", "gru", "rnn", "bilstm")
+WINDOW_CELLS = ("bilstm",)    # window models (issue 8): one forecast per window of the last W steps
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class TrainOptions:
     # Forecast the change from the current value; the daemon adds the level back in float. Better
     # conditioned for training and keeps int8 error proportional to the changes, not the range.
     residual: bool = True
+    merge_mode: str = "concat"         # bilstm: how the two directions combine (concat|sum|ave|mul)
     # Per-stream running normalisation on the device (one model for streams it has never seen).
     online_normalization: bool = False
     halflife_steps: float = 1000.0
@@ -66,6 +68,8 @@ def future_targets(values: np.ndarray, horizon: int) -> np.ndarray:
 def build_model(options: TrainOptions, n_features: int, n_targets: int):
     import keras
 
+    if options.cell in WINDOW_CELLS:
+        return build_window_model(options, n_features, n_targets)
     layer_type = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU, "rnn": keras.layers.SimpleRNN}[options.cell]
     extra = {"reset_after": options.gru_reset_after} if options.cell == "gru" else {}
     if options.cell == "rnn":
@@ -103,6 +107,21 @@ def _prepare(csv: str, options: TrainOptions, features: tuple[str, ...]):
     else:
         y = y - base
     return x[: y.shape[0]], y.astype(np.float32)
+
+
+def build_window_model(options: TrainOptions, n_features: int, n_targets: int):
+    """Bidirectional LSTM over a fixed window of the last W steps -> the next H values, made at
+    the window's last step (a window model: `statecast convert` exports it unrolled over W)."""
+    import keras
+
+    inputs = keras.Input((options.window, n_features), name="x")
+    h = keras.layers.Normalization(name="input_scaling")(inputs)
+    for index in range(options.layers):
+        last = index == options.layers - 1
+        h = keras.layers.Bidirectional(keras.layers.LSTM(options.units, return_sequences=not last),
+                                       merge_mode=options.merge_mode, name=f"bilstm_{index}")(h)
+    h = keras.layers.Dense(options.horizon * n_targets, name="forecast_head")(h)
+    return keras.Model(inputs, h, name="statecast_bilstm")
 
 
 def train(options: TrainOptions) -> dict:
@@ -148,6 +167,8 @@ def train(options: TrainOptions) -> dict:
         "targets": list(options.value_columns), "horizon": options.horizon, "window": options.window,
         "output_residual": options.residual,
         "rows": options.rows, "cell": options.cell, "units": options.units, "layers": options.layers,
+        **({"window_task": "forecast", "window_output": "per_window", "merge_mode": options.merge_mode}
+           if window_model else {}),
         "epochs_run": len(history.history["loss"]),
         "val_loss_scaled": float(min(history.history["val_loss"])),
     }

@@ -35,7 +35,7 @@ def _cmd_convert(args) -> int:
                                       calibration_csv=args.calibration_csv, time_column=args.time_column,
                                       features=_split(args.features), targets=_split(args.targets),
                                       horizon=args.horizon, name=args.name, static_batch=args.static_batch,
-                                      keep_on_parity_failure=args.keep_on_parity_failure))
+                                      keep_on_parity_failure=args.keep_on_parity_failure, window=args.window))
     print(format_conversion(manifest, args.out))
     return 0
 
@@ -77,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(one model for streams it has never seen)")
     p.add_argument("--halflife-steps", type=float, default=1000.0,
                    help="half-life of the running statistics, in messages")
-    p.add_argument("--cell", choices=["lstm", "gru", "rnn"], default="lstm")
+    p.add_argument("--cell", choices=["lstm", "gru", "rnn", "bilstm"], default="lstm",
+                   help="bilstm: a window model (one forecast per window of the last --window steps)")
     p.add_argument("--units", type=int, default=32)
     p.add_argument("--layers", type=int, default=1)
     p.add_argument("--window", type=int, default=64)
@@ -101,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name")
     p.add_argument("--static-batch", type=int, help="fixed batch size (Edge TPU needs static shapes)")
     p.add_argument("--keep-on-parity-failure", action="store_true")
+    p.add_argument("--window", type=int, help="export a window model of W steps (Bidirectional models whose "
+                                               "input length is not fixed)")
     p.add_argument("--out", required=True)
     p.set_defaults(handler=_cmd_convert)
 

@@ -57,8 +57,11 @@ class NotifyListener:
             return [data for _, data in self.received]
 
     def times_of(self, field: str) -> list[float]:
+        """Arrival times of datagrams with the line `field` ("READY=1"), or any value of "STATUS="."""
+        def has(data: str) -> bool:
+            return any(line == field or (field.endswith("=") and line.startswith(field)) for line in data.split("\n"))
         with self._lock:
-            return [at for at, data in self.received if field in data.split("\n")]
+            return [at for at, data in self.received if has(data)]
 
     def statuses(self) -> list[str]:
         return [line[len("STATUS="):] for data in self.datagrams() for line in data.split("\n")

@@ -250,3 +250,28 @@ def test_check_config_validates_without_connecting(tmp_path):
     result = subprocess.run([sys.executable, "-m", "statecast.daemon", "serve", "--config", path, "--check-config"],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and "OK" in result.stdout
+
+
+def test_serve_and_score_give_the_same_forecasts(broker, daemon_env, tmp_path):
+    """`statecast score` over a CSV and `statecast serve` over MQTT for the same rows agree exactly."""
+    import csv
+    import subprocess
+    import sys
+    start, collector = daemon_env
+    start(name="cfg-score.toml")
+    lines = open(MACHINE_TEMPERATURE).read().splitlines()
+    csv_path = tmp_path / "rows.csv"
+    csv_path.write_text("\n".join(lines[:1] + lines[2001:2301]) + "\n")
+    scored = tmp_path / "scored.csv"
+    result = subprocess.run([sys.executable, "-m", "statecast.daemon", "score", "--model", DEFAULT_MODEL,
+                             "--csv", str(csv_path), "--out", str(scored)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    offline = [(float(r["forecast_1"]), float(r["anomaly_score"]) if r["anomaly_score"] else None)
+               for r in csv.DictReader(open(scored))]
+    result = subprocess.run([sys.executable, "-m", "statecast.daemon", "replay", "--csv", str(csv_path),
+                             "--topic", "sensors/{stream}/temperature", "--stream-id", "scored1",
+                             "--port", str(broker.port)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    collector.wait_for(lambda: len(forecasts_of(collector, "scored1")) == 300, what="300 forecasts")
+    online = [(f[0], score) for f, score in forecasts_of(collector, "scored1")]
+    assert online == offline

@@ -1,0 +1,97 @@
+"""The window-model conversion contract as numbers: Keras vs the window TFLite, window by window.
+
+The windows are consecutive (stride 1) windows of a real series, compared in sensor units.
+Tolerances are the step models' (parity.py): float32 <= 1e-5 of the output range, float16 and
+dynamic <= 1e-2; int8 is judged on forecast RMSE against the truth relative to the float model
+(<= 1.05) when the model is a forecaster (training metadata "window_task": "forecast", one output
+per window), else on its output error: max |int8 - keras| <= INT8_RANGE_TOLERANCE of the range.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from statecast.daemon.scaling import IoScaling
+from statecast.daemon.window_model import WindowModel
+
+from .parity import INT8_RMSE_RATIO, RANGE_TOLERANCE
+
+PARITY_WINDOWS = 2_000
+# int8 without a target series: each window starts from a zero state, so error cannot accumulate
+# beyond W steps; measured on the NAB machine_temperature windows of tests/test_window_models.py
+# (8-16 units, W 16-24): max |int8 - keras| 0.8-3% of the output range.
+INT8_RANGE_TOLERANCE = 0.05
+
+
+def sliding_windows(x: np.ndarray, window: int) -> np.ndarray:
+    """(rows, F) -> (rows - window + 1, window, F): window i holds rows i .. i + window - 1."""
+    view = np.lib.stride_tricks.sliding_window_view(x, window, axis=0)      # (n, F, window)
+    return np.ascontiguousarray(view.transpose(0, 2, 1))
+
+
+def scale_windows(model: WindowModel, windows: np.ndarray) -> np.ndarray:
+    m = model.manifest
+    return ((windows - np.asarray(m.input_mean, np.float32)) / np.asarray(m.input_std, np.float32)).astype(np.float32)
+
+
+def _levels(model: WindowModel, windows: np.ndarray) -> np.ndarray:
+    """The values the outputs are relative to: each step's (per step) or the last step's."""
+    values = windows[..., : len(model.manifest.value_features)]
+    return values if model.per_step else values[:, -1]
+
+
+def run_window_model(model: WindowModel, windows: np.ndarray, batch: int = 256) -> np.ndarray:
+    """Raw windows (n, W, F) -> outputs in sensor units, as the window engine computes them."""
+    scaling = IoScaling(model.manifest)
+    y = np.concatenate([model.run(scale_windows(model, windows[i:i + batch]))
+                        for i in range(0, len(windows), batch)])
+    return scaling.outputs(y, _levels(model, windows))
+
+
+def keras_windows(keras_model, reference: WindowModel, windows: np.ndarray) -> np.ndarray:
+    """Keras on the same windows, in sensor units (residual models get the level added back)."""
+    out = np.asarray(keras_model.predict(windows, batch_size=256, verbose=0))
+    scaling = IoScaling(reference.manifest)
+    if scaling.residual:
+        out = out + _levels(reference, windows)[..., scaling.base_index]
+    return out
+
+
+def _rmse(forecast: np.ndarray, truth: np.ndarray, n_targets: int) -> float:
+    return float(np.sqrt(np.mean((forecast[:, :n_targets] - truth) ** 2)))
+
+
+def parity_section(keras_model, model: WindowModel, float_model: WindowModel, data, mode: str) -> dict:
+    """Figures (manifest "parity") and, for forecasters, the residual calibration ("anomaly")."""
+    x_raw, truth_series, label = data
+    m = model.manifest
+    n_targets = len(m.targets)
+    forecaster = m.raw.get("window_task") == "forecast" and not model.per_step
+    count = min(PARITY_WINDOWS, len(x_raw) - model.window + (0 if forecaster else 1))
+    windows = sliding_windows(x_raw, model.window)[:count]
+    truth = truth_series[model.window: model.window + count] if forecaster else None   # next step of each
+    keras_out = keras_windows(keras_model, model, windows)
+    out = run_window_model(model, windows)
+    error = np.abs(out - keras_out)
+    output_range = float(np.ptp(keras_out)) or 1.0
+    figures = {"windows": int(count), "steps": int(count), "window": model.window, "mode": mode,
+               "max_abs_error": float(error.max()), "output_range": output_range,
+               "max_abs_error_over_range": float(error.max() / output_range),
+               "rms_error_over_range": float(np.sqrt(np.mean(error ** 2)) / output_range), "series": label}
+    section = {"parity": figures}
+    if forecaster:
+        figures["rmse_keras"] = _rmse(keras_out, truth, n_targets)
+        figures["rmse_step"] = _rmse(out, truth, n_targets)
+        residual = out[:, :n_targets] - truth
+        section["anomaly"] = {"residual_mean": residual.mean(axis=0).tolist(),
+                              "residual_std": residual.std(axis=0).tolist(), "steps": int(count),
+                              "warmup_steps": 0}
+    if mode == "int8" and forecaster:
+        reference = _rmse(run_window_model(float_model, windows), truth, n_targets)
+        figures["rmse_ratio"] = figures["rmse_step"] / reference if reference > 0 else 1.0
+        figures["tolerance"] = f"rmse_ratio <= {INT8_RMSE_RATIO}"
+        figures["pass"] = figures["rmse_ratio"] <= INT8_RMSE_RATIO
+    else:
+        limit = INT8_RANGE_TOLERANCE if mode == "int8" else RANGE_TOLERANCE[mode]
+        figures["tolerance"] = f"max_abs_error_over_range <= {limit:g}"
+        figures["pass"] = figures["max_abs_error_over_range"] <= limit
+    return section

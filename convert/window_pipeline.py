@@ -1,0 +1,116 @@
+"""`statecast convert` for window models (issue 8): Keras file -> verified window artifact.
+
+Same order and guarantees as pipeline.convert: read + validate, build the unrolled window graph,
+convert (int8 calibrates on real windows of the calibration series), write into a staging
+directory, check parity against Keras window by window, and only then move the artifact into
+place. Parity and tolerances are the step models' (window_parity.py).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+
+import numpy as np
+
+from statecast.daemon.artifact import sha256_hex
+from statecast.daemon.backends import select_backend
+from statecast.daemon.window_model import WindowModel
+
+from . import window_parity
+from .edgetpu_report import edgetpu_report
+from .errors import ConversionError
+from .pipeline import (ConvertOptions, _describe_io, _headline, _move_into_place, _parity_series,
+                       _write_artifact, _write_manifest)
+from .quantize import SIGNATURE, to_tflite
+from .step_graph import INPUT_NAME
+from .window_graph import OUTPUT_NAME, WindowModule
+from .window_reader import WindowSpec, read_window_spec
+
+CALIBRATION_WINDOWS = 512
+
+
+def build_window_manifest(spec: WindowSpec, options: ConvertOptions, content: bytes, features, targets,
+                          horizon: int, meta: dict) -> dict:
+    per_step = spec.per_step_output
+    layers = []
+    for layer in spec.layers:
+        item = {"name": layer.name, "cell": layer.forward.cell, "units": layer.forward.units,
+                "activation": layer.forward.activation,
+                "direction": "bidirectional" if layer.backward is not None else "forward",
+                "merge_mode": layer.merge_mode, "return_sequences": layer.return_sequences}
+        if layer.forward.cell == "gru":
+            item["reset_after"] = layer.forward.reset_after
+        layers.append(item)
+    return {
+        "format": "statecast-model/1", "name": options.name or os.path.basename(os.path.normpath(options.out_dir)),
+        "kind": "window", "window": spec.window, "window_output": "per_step" if per_step else "per_window",
+        "window_task": meta.get("window_task"),
+        "signature": SIGNATURE, "input": INPUT_NAME, "output": OUTPUT_NAME, "state": [],
+        "input_shape": [None, spec.window, spec.n_features],
+        "output_shape": [None, spec.window, spec.n_outputs] if per_step else [None, spec.n_outputs],
+        "cell": spec.cell, "layers": layers,
+        "heads": [{"name": d.name, "units": int(d.kernel.shape[1]), "activation": d.activation} for d in spec.heads],
+        "features": list(features), "n_features": spec.n_features, "targets": list(targets), "horizon": horizon,
+        "output_layout": ("output[:, t] belongs to step t of the window (oldest first); " if per_step else
+                          "one output per window, made at its last step; ")
+                         + "within it, [k * n_targets + j] is target j, k+1 steps ahead",
+        "input_scaling": {"mode": "fixed", "mean": spec.input_mean.tolist(), "std": spec.input_std.tolist()},
+        "output_scaling": {"scale": spec.output_scale.tolist(), "offset": spec.output_offset.tolist()},
+        "output_residual": bool(options.residual if options.residual is not None
+                                else meta.get("output_residual", False)),
+        "quantization": options.mode, "sha256": sha256_hex(content), "tflite_bytes": len(content),
+        "source": {"file": os.path.basename(options.model_path)},
+    }
+
+
+def _calibration_windows(model: WindowModel, x_raw: np.ndarray, count: int = CALIBRATION_WINDOWS) -> list[dict]:
+    """Real windows spread over the whole calibration series, scaled, as batch-1 signature inputs."""
+    windows = window_parity.sliding_windows(x_raw, model.window)
+    pick = np.linspace(0, len(windows) - 1, num=min(count, len(windows))).astype(int)
+    scaled = window_parity.scale_windows(model, windows[pick])
+    return [{model.manifest.input: w[None]} for w in scaled]
+
+
+def convert_window(options: ConvertOptions, model, meta: dict) -> dict:
+    """Run the whole window conversion; returns the manifest written. Raises ConversionError."""
+    spec = read_window_spec(model, options.window)
+    features, values, targets, horizon = _describe_io(spec, options, meta)
+    data = _parity_series(options, meta, features, values, targets)
+    if data is not None and data[0].shape[0] < spec.window + 1:
+        raise ConversionError(f"{data[2]}: {data[0].shape[0]} rows is shorter than the window ({spec.window})")
+    if options.mode == "int8" and data is None:
+        raise ConversionError("int8 quantization needs --calibration-csv (real windows to calibrate on)")
+    backend = select_backend("auto")
+    module = WindowModule(spec, batch_size=options.static_batch)
+    parent = os.path.dirname(os.path.abspath(options.out_dir)) or "."
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".statecast-convert-", dir=parent)
+    try:
+        float_dir = os.path.join(staging, "float32")      # int8 calibration source and parity reference
+        os.makedirs(float_dir)
+        float_content = to_tflite(module, "float32")
+        _write_artifact(float_dir, float_content, build_window_manifest(spec, options, float_content, features,
+                                                                        targets, horizon, meta))
+        float_model = WindowModel(float_dir, backend=backend)
+        representative = None
+        if options.mode == "int8":
+            samples = _calibration_windows(float_model, data[0])
+            representative = lambda: iter(samples)
+        content = float_content if options.mode == "float32" else to_tflite(module, options.mode, representative)
+        final_dir = os.path.join(staging, "artifact")
+        os.makedirs(final_dir)
+        manifest = build_window_manifest(spec, options, content, features, targets, horizon, meta)
+        _write_artifact(final_dir, content, manifest)
+        window_model = WindowModel(final_dir, backend=backend)
+        manifest["edgetpu"] = edgetpu_report(window_model.plain_interpreter(), options.mode)
+        if data is not None:
+            manifest.update(window_parity.parity_section(model, window_model, float_model, data, options.mode))
+        _write_manifest(final_dir, manifest)
+        if data is not None and not manifest["parity"]["pass"] and not options.keep_on_parity_failure:
+            raise ConversionError(f"parity check failed ({manifest['parity']['tolerance']}, got "
+                                  f"{_headline(manifest['parity'])}); no artifact written")
+        _move_into_place(final_dir, options.out_dir)
+        return manifest
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
