@@ -119,6 +119,7 @@ def build_manifest(spec: ModelSpec, options: ConvertOptions, content: bytes, fea
         "output_residual": bool(options.residual if options.residual is not None
                                 else meta.get("output_residual", False)),
         "quantization": options.mode, "sha256": sha256_hex(content), "tflite_bytes": len(content),
+        "static_batch": options.static_batch,
         "source": {"file": os.path.basename(options.model_path)},
     }
 

@@ -104,6 +104,10 @@ def _prepare(csv: str, options: TrainOptions, features: tuple[str, ...]):
         if not options.residual:
             base = np.tile(centres[: y.shape[0]], options.horizon)
         y = (y - base) / np.tile(scales[: y.shape[0]], options.horizon)
+        # Like the inputs, targets are bounded at +-clip scales: a stream that starts flat has a
+        # floor-sized scale, and its first change would otherwise be a target of thousands that
+        # dominates the squared loss of every other series.
+        y = np.clip(y, -OnlineScaler.DEFAULT_CLIP, OnlineScaler.DEFAULT_CLIP)
     else:
         y = y - base
     return x[: y.shape[0]], y.astype(np.float32)
@@ -129,6 +133,8 @@ def train(options: TrainOptions) -> dict:
         raise ConversionError(f"--cell {options.cell}: expected one of {', '.join(CELLS)}")
     if not 1 <= options.layers <= 3:
         raise ConversionError(f"--layers {options.layers}: expected 1 to 3")
+    if options.cell in WINDOW_CELLS and options.online_normalization:
+        raise ConversionError(f"--cell {options.cell}: window models use fixed input scaling (no online normalisation)")
     csvs = (options.csv,) if isinstance(options.csv, str) else tuple(options.csv)
     features = tuple(options.value_columns) + (CALENDAR_FEATURES if options.calendar else ())
     prepared = [_prepare(csv, options, features) for csv in csvs]
@@ -142,14 +148,19 @@ def train(options: TrainOptions) -> dict:
     model = build_model(options, len(features), len(options.value_columns))
     if not options.online_normalization:
         model.get_layer("input_scaling").adapt(np.concatenate([x[:k] for (x, _), k in zip(prepared, splits)])[None])
-    stride = max(1, options.window // 8)
+    window_model = options.cell in WINDOW_CELLS
+    # A window model learns one target per window (its last step's), so it gets every window.
+    stride = 1 if window_model else max(1, options.window // 8)
+    val_stride = max(1, options.window // 8) if window_model else options.window
     train_parts, val_parts = [], []
     for (x, y), k in zip(prepared, splits):
         y_scaled = (y - offset) / scale                                  # train in scaled target units
         train_parts.append(make_windows(x[:k], y_scaled[:k], options.window, stride))
-        val_parts.append(make_windows(x[k:], y_scaled[k:], options.window, options.window))
+        val_parts.append(make_windows(x[k:], y_scaled[k:], options.window, val_stride))
     x_train, y_train = (np.concatenate(p) for p in zip(*train_parts))
     x_val, y_val = (np.concatenate(p) for p in zip(*val_parts))
+    if window_model:
+        y_train, y_val = y_train[:, -1], y_val[:, -1]                  # (n, H*T)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
     history = model.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=options.epochs,
                         batch_size=options.batch_size, verbose=0, shuffle=True,

@@ -4,8 +4,8 @@ Every direction of every layer applies the step model's own cell (step_graph.cel
 constants built once per layer) W times from a zero state: the forward half over x_0..x_W-1, the
 backward half over x_W-1..x_0, its outputs put back in time order before the merge, as Keras'
 Bidirectional does. Ops: the step model's (FULLY_CONNECTED, LOGISTIC, TANH, MUL, ADD, RELU) plus
-UNPACK (window -> steps), PACK (per-step outputs -> window) and CONCATENATION (merge_mode concat).
-No WHILE, no TensorList, no Select TF ops.
+STRIDED_SLICE (window -> steps; unlike UNPACK it is an Edge TPU op), PACK (per-step outputs ->
+window) and CONCATENATION (merge_mode concat). No WHILE, no TensorList, no Select TF ops.
 """
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ class WindowModule(tf.Module):
         self.step = tf.function(self._window, input_signature=signature)
 
     def _window(self, x):
-        steps = tf.unstack(x, axis=1)                             # W x (batch, features)
+        steps = [x[:, t, :] for t in range(self.spec.window)]     # W x (batch, features): STRIDED_SLICE
         for layer in self.spec.layers:
             steps = _layer(layer, steps)
         outputs = []

@@ -3,7 +3,9 @@
 Same order and guarantees as pipeline.convert: read + validate, build the unrolled window graph,
 convert (int8 calibrates on real windows of the calibration series), write into a staging
 directory, check parity against Keras window by window, and only then move the artifact into
-place. Parity and tolerances are the step models' (window_parity.py).
+place. Parity and tolerances are the step models' (window_parity.py). Unlike a step model no
+float32 artifact is built on the side: every window starts from a zero state, so calibration
+needs only scaled windows, and Keras itself is the float reference.
 """
 from __future__ import annotations
 
@@ -64,12 +66,13 @@ def build_window_manifest(spec: WindowSpec, options: ConvertOptions, content: by
     }
 
 
-def _calibration_windows(model: WindowModel, x_raw: np.ndarray, count: int = CALIBRATION_WINDOWS) -> list[dict]:
-    """Real windows spread over the whole calibration series, scaled, as batch-1 signature inputs."""
-    windows = window_parity.sliding_windows(x_raw, model.window)
+def _calibration_windows(spec: WindowSpec, x_raw: np.ndarray, count: int = CALIBRATION_WINDOWS) -> list[dict]:
+    """Real windows spread over the whole calibration series, scaled, as batch-1 signature inputs.
+    Every window starts from a zero state, so unlike a step model no visited states are needed."""
+    windows = window_parity.sliding_windows(x_raw, spec.window)
     pick = np.linspace(0, len(windows) - 1, num=min(count, len(windows))).astype(int)
-    scaled = window_parity.scale_windows(model, windows[pick])
-    return [{model.manifest.input: w[None]} for w in scaled]
+    scaled = ((windows[pick] - spec.input_mean) / spec.input_std).astype(np.float32)
+    return [{INPUT_NAME: w[None]} for w in scaled]
 
 
 def convert_window(options: ConvertOptions, model, meta: dict) -> dict:
@@ -87,17 +90,11 @@ def convert_window(options: ConvertOptions, model, meta: dict) -> dict:
     os.makedirs(parent, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".statecast-convert-", dir=parent)
     try:
-        float_dir = os.path.join(staging, "float32")      # int8 calibration source and parity reference
-        os.makedirs(float_dir)
-        float_content = to_tflite(module, "float32")
-        _write_artifact(float_dir, float_content, build_window_manifest(spec, options, float_content, features,
-                                                                        targets, horizon, meta))
-        float_model = WindowModel(float_dir, backend=backend)
         representative = None
         if options.mode == "int8":
-            samples = _calibration_windows(float_model, data[0])
+            samples = _calibration_windows(spec, data[0])
             representative = lambda: iter(samples)
-        content = float_content if options.mode == "float32" else to_tflite(module, options.mode, representative)
+        content = to_tflite(module, options.mode, representative)
         final_dir = os.path.join(staging, "artifact")
         os.makedirs(final_dir)
         manifest = build_window_manifest(spec, options, content, features, targets, horizon, meta)
@@ -105,7 +102,7 @@ def convert_window(options: ConvertOptions, model, meta: dict) -> dict:
         window_model = WindowModel(final_dir, backend=backend)
         manifest["edgetpu"] = edgetpu_report(window_model.plain_interpreter(), options.mode)
         if data is not None:
-            manifest.update(window_parity.parity_section(model, window_model, float_model, data, options.mode))
+            manifest.update(window_parity.parity_section(model, window_model, data, options.mode))
         _write_manifest(final_dir, manifest)
         if data is not None and not manifest["parity"]["pass"] and not options.keep_on_parity_failure:
             raise ConversionError(f"parity check failed ({manifest['parity']['tolerance']}, got "

@@ -20,13 +20,15 @@ class StepModel:
         self.manifest, self._content = load_artifact(directory)
         self.directory = directory
         self.backend = backend or select_backend("auto")
-        self.max_batch = max_batch
+        # A static-batch export (Edge TPU) runs at exactly that batch size: batches are padded or split.
+        self.static_batch = self.manifest.raw.get("static_batch")
+        self.max_batch = int(self.static_batch or max_batch)
         self._num_threads = num_threads
         self._delegates = delegates or []
         self._buckets: dict[int, tuple] = {}
-        probe = self._interpreter_for(1)[0]
+        probe = self._interpreter_for(self._bucket(1))
         self.state_sizes = [pair.shape for pair in self.manifest.state]
-        self.output_width = int(probe.get_tensor(self._interpreter_for(1)[2]).shape[-1])
+        self.output_width = int(probe[0].get_tensor(probe[2]).shape[-1])
         self.n_features = len(self.manifest.features)
 
     # --- interpreters -------------------------------------------------------------------
@@ -62,6 +64,8 @@ class StepModel:
         return interpreter, x_index, y_index, state_in, state_out
 
     def _bucket(self, batch: int) -> int:
+        if self.static_batch:
+            return self.max_batch
         bucket = 1
         while bucket < batch:
             bucket *= 2

@@ -110,3 +110,25 @@ def test_int8_does_not_drift_over_a_long_stream(artifact, series):
     assert figures["steps"] == 50_000
     assert figures["mean_abs_vs_float_last"] <= 1.10 * figures["mean_abs_vs_float_first"], figures
     assert figures["rmse_last"] <= 1.10 * figures["rmse_first"], figures
+
+
+def test_static_batch_int8_export_passes_the_edgetpu_precheck_and_serves_any_batch(tmp_path):
+    """An Edge TPU export needs full int8 and static shapes: --static-batch N gives both, and the
+    runtime pads or splits batches to N."""
+    from statecast.daemon.engine import Engine, Message
+    out = str(tmp_path / "edgetpu")
+    manifest = convert(ConvertOptions(model_path=os.path.join(FIXTURES, "gru.keras"), mode="int8", out_dir=out,
+                                      calibration_csv=MACHINE_TEMPERATURE, static_batch=4))
+    report = manifest["edgetpu"]
+    assert report["full_int8"] and report["static_shapes"] and not report["unsupported_ops"] and report["compatible"]
+    model = StepModel(out)
+    assert model.max_batch == 4
+    feed = [Message(f"s{k}", (50.0 + k + t,), float(t), 0.0) for t in range(5) for k in range(10)]
+    together = {(r.stream_id, r.ts): r.forecast.tolist() for r in Engine(model).process(feed)}  # 10 -> 4+4+2
+    one_by_one = {}
+    for k in range(10):
+        engine = Engine(model)
+        for message in feed:
+            if message.stream_id == f"s{k}":
+                one_by_one.update({(r.stream_id, r.ts): r.forecast.tolist() for r in engine.process([message])})
+    assert len(together) == 50 and together == one_by_one

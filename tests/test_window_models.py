@@ -1,0 +1,239 @@
+"""Window models (issue 8): Bidirectional Keras models -> window TFLite, and the window engine.
+
+The conversion contract, window by window on real NAB machine_temperature windows, for every
+merge mode x quantization mode, with the step models' tolerances:
+  float32           max |tflite - keras| <= 1e-5 of the output range
+  float16, dynamic  <= 1e-2 of the output range
+  int8              forecasters: next-step RMSE against the true series <= 1.05 x Keras';
+                    models without a target series: max |tflite - keras| <= 5e-2 of the range
+Then the engine: the ring buffer survives a checkpoint/restore, runs happen every `stride`
+messages batched across the due streams, and arrival order/batching does not change outputs.
+"""
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from conftest import MACHINE_TEMPERATURE
+from statecast.convert import window_parity
+from statecast.convert.errors import ConversionError
+from statecast.convert.keras_reader import read_model_spec
+from statecast.convert.pipeline import ConvertOptions, convert
+from statecast.convert.train import TrainOptions, train
+from statecast.convert.window_reader import read_window_spec
+from statecast.daemon.anomaly import AnomalySettings, StreamAnomaly
+from statecast.daemon.checkpoint import restore, save
+from statecast.daemon.engine import EngineSettings, Message
+from statecast.daemon.series_csv import read_series
+from statecast.daemon.window_engine import WindowEngine, window_message
+from statecast.daemon.window_model import WindowModel
+
+WINDOW = 16
+MERGE_MODES = ["concat", "sum", "ave", "mul"]
+MODES = ["float32", "float16", "dynamic", "int8"]
+WINDOW_OPS = {"FULLY_CONNECTED", "LOGISTIC", "TANH", "MUL", "ADD", "RELU", "STRIDED_SLICE", "PACK",
+              "CONCATENATION"}
+BOUNDARY_OPS = {"QUANTIZE", "DEQUANTIZE"}
+RANGE_TOLERANCE = {"float32": 1e-5, "float16": 1e-2, "dynamic": 1e-2, "int8": 5e-2}
+HELD_OUT = slice(12_000, 13_000 + WINDOW)      # windows the converter's own parity run never saw
+
+
+@pytest.fixture(scope="module")
+def series():
+    return read_series(MACHINE_TEMPERATURE).values.astype(np.float32)     # (rows, 1)
+
+
+@pytest.fixture(scope="module")
+def artifact(tmp_path_factory):
+    """Trained BiLSTM forecasters (8 units, 1 epoch on 2,000 rows: parity needs a target, not a good
+    model), one per merge mode, converted on demand."""
+    root = tmp_path_factory.mktemp("window")
+    models, cache = {}, {}
+
+    def get(merge, mode):
+        if merge not in models:
+            models[merge] = str(root / f"bilstm_{merge}.keras")
+            train(TrainOptions(csv=MACHINE_TEMPERATURE, out=models[merge], cell="bilstm", units=8, window=WINDOW,
+                               rows=":2000", epochs=1, merge_mode=merge, seed=1))
+        if (merge, mode) not in cache:
+            out = str(root / f"{merge}-{mode}")
+            convert(ConvertOptions(model_path=models[merge], mode=mode, out_dir=out,
+                                   calibration_csv=MACHINE_TEMPERATURE, keep_on_parity_failure=True))
+            cache[(merge, mode)] = (out, models[merge])
+        return cache[(merge, mode)]
+    return get
+
+
+def rmse(forecast, truth):
+    return float(np.sqrt(np.mean((forecast[:, 0] - truth[:, 0]) ** 2)))
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("merge", MERGE_MODES)
+def test_window_tflite_matches_keras(merge, mode, series, artifact):
+    directory, keras_path = artifact(merge, mode)
+    model = WindowModel(directory)
+    assert set(model.ops()) <= WINDOW_OPS | BOUNDARY_OPS, f"unexpected ops: {set(model.ops()) - WINDOW_OPS}"
+    m = model.manifest.raw
+    assert (m["kind"], m["window"], m["window_output"], m["state"]) == ("window", WINDOW, "per_window", [])
+    assert m["input_shape"] == [None, WINDOW, 1] and m["layers"][0]["merge_mode"] == merge
+    assert m["parity"]["pass"] and m["parity"]["windows"] == 2000, m["parity"]
+    # Independently, on held-out windows: Keras vs the artifact, in sensor units.
+    segment = series[HELD_OUT]
+    windows = window_parity.sliding_windows(segment, WINDOW)[:-1]          # (1000, W, 1)
+    truth = segment[WINDOW:]                                               # the step after each window
+    keras_out = keras.saving.load_model(keras_path).predict(windows, verbose=0) + windows[:, -1]
+    out = window_parity.run_window_model(model, windows)
+    if mode == "int8":
+        ratio = rmse(out, truth) / rmse(keras_out, truth)
+        assert ratio <= 1.05, f"{merge} int8 RMSE is {ratio:.4f} x Keras"
+    else:
+        relative = float(np.max(np.abs(out - keras_out))) / float(np.ptp(keras_out))
+        assert relative <= RANGE_TOLERANCE[mode], f"{merge} {mode}: {relative:.3g}"
+
+
+STACKS = {
+    # causal LSTM under a per-step Bidirectional GRU: one output per step (a denoiser's shape)
+    "lstm_then_bigru_ave_per_step": lambda: [keras.layers.LSTM(8, return_sequences=True),
+                                             keras.layers.Bidirectional(keras.layers.GRU(8, return_sequences=True),
+                                                                        merge_mode="ave"),
+                                             keras.layers.Dense(1)],
+    # Bidirectional SimpleRNN (relu) under a causal classic GRU: one output per window
+    "birnn_mul_then_gru": lambda: [keras.layers.Bidirectional(keras.layers.SimpleRNN(8, activation="relu",
+                                                                                     return_sequences=True),
+                                                              merge_mode="mul"),
+                                   keras.layers.GRU(8, reset_after=False), keras.layers.Dense(2)],
+}
+
+
+@pytest.mark.parametrize("mode", ["float32", "int8"])
+@pytest.mark.parametrize("stack", sorted(STACKS))
+def test_stacked_with_causal_layers(stack, mode, tmp_path, series):
+    """Untrained but seeded (no target series): int8 is held to its output-error tolerance. The
+    Keras input length is free, so the window comes from --window."""
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((None, 1))
+    h = keras.layers.Normalization(mean=float(series.mean()), variance=float(series.var()))(inputs)
+    for layer in STACKS[stack]():
+        h = layer(h)
+    path = str(tmp_path / "stack.keras")
+    keras.Model(inputs, h).save(path)
+    manifest = convert(ConvertOptions(model_path=path, mode=mode, out_dir=str(tmp_path / "out"), window=WINDOW,
+                                      calibration_csv=MACHINE_TEMPERATURE, keep_on_parity_failure=True))
+    per_step = stack.endswith("per_step")
+    assert manifest["window_output"] == ("per_step" if per_step else "per_window")
+    assert manifest["output_shape"] == ([None, WINDOW, 1] if per_step else [None, 2])
+    parity = manifest["parity"]
+    assert "rmse_ratio" not in parity and parity["pass"], parity
+    assert parity["max_abs_error_over_range"] <= RANGE_TOLERANCE[mode], parity
+    model = WindowModel(str(tmp_path / "out"))
+    assert set(model.ops()) <= WINDOW_OPS | BOUNDARY_OPS
+
+
+def test_window_needs_a_length_and_steps_still_refuse_bidirectional(tmp_path):
+    inputs = keras.Input((None, 1))
+    model = keras.Model(inputs, keras.layers.Dense(1)(keras.layers.Bidirectional(keras.layers.LSTM(4))(inputs)))
+    with pytest.raises(ConversionError, match="see the future.*--window"):
+        read_window_spec(model)
+    with pytest.raises(ConversionError, match="see the future"):
+        read_model_spec(model)
+    assert read_window_spec(model, window=12).window == 12
+    fixed = keras.Input((10, 1))
+    pair = keras.layers.Bidirectional(keras.layers.LSTM(4), merge_mode=None)(fixed)
+    with pytest.raises(ConversionError, match="merge_mode None"):
+        read_window_spec(keras.Model(fixed, keras.layers.Concatenate()(pair)))
+
+
+# --- the engine -------------------------------------------------------------------------------------
+
+def messages_for(series, streams, start, count, t0=1_700_000_000.0, interval=300.0):
+    """`count` rounds of one message per stream; stream k reads the series from row start + 500 k."""
+    return [[Message(sid, (float(series[start + 500 * k + i, 0]),), t0 + (start + i) * interval, 0.0)
+             for k, sid in enumerate(streams)] for i in range(count)]
+
+
+def anomaly_settings():
+    return AnomalySettings(min_steps=10, long_window=50)
+
+
+def engine_for(directory, stride):
+    model = WindowModel(directory)
+    prior = model.manifest.raw["anomaly"]["residual_std"][0]
+    return WindowEngine(model, EngineSettings(), stride=stride,
+                        anomaly_factory=lambda: StreamAnomaly(anomaly_settings(), prior))
+
+
+def test_ring_buffer_survives_restart(artifact, series, tmp_path):
+    directory, _ = artifact("concat", "float32")
+    before = engine_for(directory, stride=3)
+    streams = ["a", "b", "c"]
+    rounds = messages_for(series, streams, 0, 60)
+    for batch in rounds[:40]:
+        before.process(batch, now=1.0)
+    path = str(tmp_path / "window.ckpt")
+    sha = before.model.manifest.sha256
+    save(path, before.table, sha)
+    after = engine_for(directory, stride=3)
+    restored, _ = restore(path, after.table, sha,
+                          anomaly_restore=lambda data: StreamAnomaly.from_state(anomaly_settings(), data))
+    assert restored == 3
+    ran, scores = 0, []
+    for batch in rounds[40:]:
+        expected, got = before.process(batch, now=2.0), after.process(batch, now=2.0)
+        for e, g in zip(expected, got):
+            assert (e.stream_id, e.steps, e.window_ts) == (g.stream_id, g.steps, g.window_ts)
+            assert (e.anomaly_score, e.expected, e.event) == (g.anomaly_score, g.expected, g.event)
+            scores.append(g.anomaly_score)
+            if e.output is not None:
+                ran += 1
+                assert np.array_equal(e.output, g.output)
+            else:
+                assert g.output is None
+    assert ran == 3 * 6                                   # counts 43, 46, ..., 58: (n - 16) % 3 == 0
+    assert any(score is not None for score in scores)     # the restored anomaly statistics keep scoring
+
+
+def test_stride_batches_due_streams(artifact, series):
+    directory, _ = artifact("sum", "float32")
+    stride = 5
+    engine = WindowEngine(WindowModel(directory), EngineSettings(), stride=stride)
+    # "late" joins 3 rounds after the others, so it falls due in different rounds.
+    rounds = messages_for(series, ["a", "b"], 0, 40)
+    late = messages_for(series, ["late"], 0, 37)
+    results = []
+    for i, batch in enumerate(rounds):
+        results += engine.process(batch + (late[i - 3] if i >= 3 else []), now=1.0)
+    for sid, first in (("a", 0), ("b", 0), ("late", 3)):
+        ran = [r.steps for r in results if r.stream_id == sid and r.output is not None]
+        mine = [r.steps for r in results if r.stream_id == sid]
+        assert ran == [n for n in mine if n >= WINDOW and (n - WINDOW) % stride == 0], sid
+    # a and b are due together (one invoke of 2 windows), late on its own rounds
+    assert engine.counters.batch_sizes == {2: 5, 1: 5} and engine.counters.forecasts_out == 15
+    # Each output is the model on that stream's own last W values, oldest first.
+    model = engine.model
+    for r in results:
+        if r.output is None:
+            continue
+        offset = {"a": 0, "b": 500, "late": 0}[r.stream_id]
+        window = series[offset + r.steps - WINDOW: offset + r.steps][None]          # (1, W, 1)
+        alone = window_parity.run_window_model(model, window)[0]
+        np.testing.assert_allclose(r.output[:, 0], alone, rtol=0, atol=1e-6)
+        assert r.window_ts[-1] == r.ts and len(r.window_ts) == WINDOW
+    message = window_message(next(r for r in results if r.output is not None), "m", ("value",))
+    assert '"window":16' in message and '"output":[' in message
+
+
+def test_one_by_one_equals_batched(artifact, series):
+    directory, _ = artifact("ave", "int8")
+    streams = ["s1", "s2", "s3", "s4"]
+    flat = [m for batch in messages_for(series, streams, 100, 30) for m in batch]
+    batched = WindowEngine(WindowModel(directory), stride=2).process(flat, now=1.0)
+    single_engine = WindowEngine(WindowModel(directory), stride=2)
+    single = [r for m in flat for r in single_engine.process([m], now=1.0)]
+    key = lambda r: (r.stream_id, r.steps)
+    for b, s in zip(sorted(batched, key=key), sorted(single, key=key)):
+        assert key(b) == key(s) and (b.output is None) == (s.output is None)
+        if b.output is not None:
+            np.testing.assert_allclose(b.output, s.output, rtol=0, atol=1e-5)
+    assert sum(r.output is not None for r in batched) == 4 * 8          # counts 16, 18, ..., 30
