@@ -22,7 +22,7 @@ from statecast.daemon.window_model import WindowModel
 from . import window_parity
 from .edgetpu_report import edgetpu_report
 from .errors import ConversionError
-from .pipeline import (ConvertOptions, _describe_io, _headline, _move_into_place, _parity_series,
+from .pipeline import (ConvertOptions, _describe_io, _move_into_place, _parity_series,
                        _write_artifact, _write_manifest)
 from .quantize import SIGNATURE, to_tflite
 from .step_graph import INPUT_NAME
@@ -105,8 +105,9 @@ def convert_window(options: ConvertOptions, model, meta: dict) -> dict:
             manifest.update(window_parity.parity_section(model, window_model, data, options.mode))
         _write_manifest(final_dir, manifest)
         if data is not None and not manifest["parity"]["pass"] and not options.keep_on_parity_failure:
-            raise ConversionError(f"parity check failed ({manifest['parity']['tolerance']}, got "
-                                  f"{_headline(manifest['parity'])}); no artifact written")
+            figures = manifest["parity"]
+            raise ConversionError(f"parity check failed ({figures['tolerance']}, got "
+                                  f"{figures[figures['measure']]:.4g}); no artifact written")
         _move_into_place(final_dir, options.out_dir)
         return manifest
     finally:

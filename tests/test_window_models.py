@@ -5,7 +5,7 @@ merge mode x quantization mode, with the step models' tolerances:
   float32           max |tflite - keras| <= 1e-5 of the output range
   float16, dynamic  <= 1e-2 of the output range
   int8              forecasters: next-step RMSE against the true series <= 1.05 x Keras';
-                    models without a target series: max |tflite - keras| <= 5e-2 of the range
+                    models without a target series: RMS |tflite - keras| <= 5e-2 of the range
 Then the engine: the ring buffer survives a checkpoint/restore, runs happen every `stride`
 messages batched across the due streams, and arrival order/batching does not change outputs.
 """
@@ -35,7 +35,7 @@ MODES = ["float32", "float16", "dynamic", "int8"]
 WINDOW_OPS = {"FULLY_CONNECTED", "LOGISTIC", "TANH", "MUL", "ADD", "RELU", "STRIDED_SLICE", "PACK",
               "CONCATENATION"}
 BOUNDARY_OPS = {"QUANTIZE", "DEQUANTIZE"}
-RANGE_TOLERANCE = {"float32": 1e-5, "float16": 1e-2, "dynamic": 1e-2, "int8": 5e-2}
+RANGE_TOLERANCE = {"float32": 1e-5, "float16": 1e-2, "dynamic": 1e-2}
 HELD_OUT = slice(12_000, 13_000 + WINDOW)      # windows the converter's own parity run never saw
 
 
@@ -126,7 +126,10 @@ def test_stacked_with_causal_layers(stack, mode, tmp_path, series):
     assert manifest["output_shape"] == ([None, WINDOW, 1] if per_step else [None, 2])
     parity = manifest["parity"]
     assert "rmse_ratio" not in parity and parity["pass"], parity
-    assert parity["max_abs_error_over_range"] <= RANGE_TOLERANCE[mode], parity
+    if mode == "int8":
+        assert parity["rms_error_over_range"] <= 0.05, parity
+    else:
+        assert parity["max_abs_error_over_range"] <= RANGE_TOLERANCE[mode], parity
     model = WindowModel(str(tmp_path / "out"))
     assert set(model.ops()) <= WINDOW_OPS | BOUNDARY_OPS
 

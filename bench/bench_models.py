@@ -1,0 +1,150 @@
+"""The models the benchmarks compare (workstation side: imports TensorFlow).
+
+- The shipped 2x64 LSTM step artifacts (models/machine_temperature-float32, -int8).
+- A `dynamic` step artifact, converted with `statecast convert` from a copy of the same model
+  retrained exactly as models/build.sh does (cached; same architecture and data, so the same
+  cost per step).
+- The window alternative: the same Keras weights as a TFLite model over the last 64 steps,
+  (1, 64, 1) -> forecast. Keras 3 LSTMs do not convert to builtin ops, so the window graph is the
+  step graph's own cell functions (convert/step_graph.py) unrolled 64 times from a zero state,
+  in float32, dynamic and int8, converted with the project's TFLiteConverter path.
+
+Everything lands in $STATECAST_BENCH_CACHE (default /tmp/statecast-bench), keyed by the sha256
+of the Keras file, and is rebuilt only when missing.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+from bench_common import CACHE, CSV, MODELS
+
+KERAS_PATH = os.path.join(CACHE, "machine_temperature.keras")     # same file bench/conversion_table.py caches
+WINDOW = 64
+MODES = ("float32", "dynamic", "int8")
+WINDOW_CALIBRATION_SAMPLES = 512
+
+
+def keras_model_path() -> str:
+    """The 2x64 LSTM, trained with the exact command of models/build.sh (about a minute; cached)."""
+    if not os.path.isfile(KERAS_PATH):
+        os.makedirs(CACHE, exist_ok=True)
+        subprocess.run([sys.executable, "-m", "statecast.daemon", "train", "--csv", CSV, "--rows", ":15000",
+                        "--cell", "lstm", "--units", "64", "--layers", "2", "--window", "64", "--horizon", "1",
+                        "--epochs", "30", "--seed", "0", "--out", KERAS_PATH], check=True)
+    return KERAS_PATH
+
+
+def _keras_key() -> str:
+    with open(keras_model_path(), "rb") as handle:
+        return hashlib.sha256(handle.read()).hexdigest()[:12]
+
+
+def step_artifact(mode: str) -> str:
+    """float32 and int8: the shipped artifacts; dynamic: converted from the cached Keras copy."""
+    if mode != "dynamic":
+        return os.path.join(MODELS, f"machine_temperature-{mode}")
+    out = os.path.join(CACHE, f"step-dynamic-{_keras_key()}")
+    if not os.path.isfile(os.path.join(out, "manifest.json")):
+        subprocess.run([sys.executable, "-m", "statecast.daemon", "convert", keras_model_path(), "--quantize",
+                        "dynamic", "--calibration-csv", CSV, "--name", "machine_temperature-dynamic", "--out", out],
+                       check=True, stdout=subprocess.DEVNULL)
+    return out
+
+
+# --- the window model ----------------------------------------------------------------------
+def _window_module(spec, window: int):
+    import tensorflow as tf
+
+    from statecast.convert.step_graph import INPUT_NAME, OUTPUT_NAME, cell_gates, cell_step, dense
+
+    class WindowForecast(tf.Module):
+        """(1, W, features) scaled inputs -> the last step's forecast (1, outputs), model space."""
+
+        def __init__(self):
+            super().__init__(name="bench_window")
+            signature = [tf.TensorSpec((1, window, spec.n_features), tf.float32, name=INPUT_NAME)]
+            self.step = tf.function(self._window, input_signature=signature)      # quantize.to_tflite converts `step`
+
+        def _window(self, x):
+            sequence = tf.unstack(x, axis=1)                                      # W x (1, features)
+            for layer in spec.recurrent:
+                gates = cell_gates(layer)                                         # constants, built once per layer
+                states = [None] * len(layer.state_names)                          # zero state at the window start
+                outputs = []
+                for x_t in sequence:                                              # unrolled in Python: W cell steps
+                    states = cell_step(layer, gates, x_t, states)
+                    outputs.append(states[0])                                     # (1, units)
+                sequence = outputs
+            y = sequence[-1]
+            for head in spec.heads:
+                y = dense(head, y)
+            return {OUTPUT_NAME: y}                                               # (1, horizon * targets)
+
+    return WindowForecast()
+
+
+def scaled_series(spec) -> np.ndarray:
+    from statecast.daemon.series_csv import read_series
+    values = read_series(CSV, "timestamp", ("value",)).values.astype(np.float32)   # (rows, 1)
+    return (values - spec.input_mean) / spec.input_std
+
+
+def window_tflite(mode: str) -> str:
+    """Path of the window .tflite in `mode` (built and cached on first use)."""
+    path = os.path.join(CACHE, f"window{WINDOW}-{mode}-{_keras_key()}.tflite")
+    if os.path.isfile(path):
+        return path
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from statecast.convert.keras_reader import load_keras_model, read_model_spec
+    from statecast.convert.quantize import to_tflite
+
+    spec = read_model_spec(load_keras_model(keras_model_path()))
+    representative = None
+    if mode == "int8":
+        x = scaled_series(spec)
+        starts = np.random.default_rng(0).choice(x.shape[0] - WINDOW, WINDOW_CALIBRATION_SAMPLES, replace=False)
+        samples = [{"x": x[s:s + WINDOW][None].astype(np.float32)} for s in starts]     # (1, W, 1)
+        representative = lambda: iter(samples)                                         # noqa: E731
+    content = to_tflite(_window_module(spec, WINDOW), mode, representative)
+    with open(path + ".tmp", "wb") as handle:
+        handle.write(content)
+    os.replace(path + ".tmp", path)
+    return path
+
+
+def window_parity(mode: str, windows: int = 200) -> dict:
+    """The window TFLite against Keras on real windows (sensor units): it computes the same thing."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from statecast.convert.keras_reader import load_keras_model, read_model_spec
+
+    model = load_keras_model(keras_model_path())
+    spec = read_model_spec(model)
+    x = scaled_series(spec)
+    raw = x * spec.input_std + spec.input_mean
+    starts = np.linspace(0, x.shape[0] - WINDOW - 1, windows).astype(int)
+    batch_raw = np.stack([raw[s:s + WINDOW] for s in starts]).astype(np.float32)       # (n, W, 1)
+    keras_last = np.asarray(model.predict(batch_raw, verbose=0))[:, -1, 0]              # change, sensor units
+    interpreter = Interpreter(model_path=window_tflite(mode), num_threads=1)
+    interpreter.allocate_tensors()
+    x_index, y_index = interpreter.get_input_details()[0]["index"], interpreter.get_output_details()[0]["index"]
+    ours = []
+    for s in starts:
+        interpreter.set_tensor(x_index, x[s:s + WINDOW][None].astype(np.float32))
+        interpreter.invoke()
+        ours.append(float(interpreter.get_tensor(y_index)[0, 0]))
+    ours = np.asarray(ours) * spec.output_scale[0] + spec.output_offset[0]
+    error = np.abs(ours - keras_last)
+    return {"mode": mode, "windows": windows, "max_abs_error": float(error.max()),
+            "keras_output_range": float(np.ptp(keras_last)), "tflite_bytes": os.path.getsize(window_tflite(mode))}
+
+
+def manifest(directory: str) -> dict:
+    with open(os.path.join(directory, "manifest.json")) as handle:
+        return json.load(handle)
