@@ -158,7 +158,8 @@ def write_doc(rows: list[dict], path: str, command: str) -> None:
         + ("; `shipped` is the 2 x 64 LSTM re-trained exactly as `models/build.sh` does (rows 0-15,000)."
            if any(r["cell"] == "shipped" for r in rows) else "."), "",
         f"Machine: `{platform.processor() or platform.machine()}`, {os.cpu_count()} logical CPUs, "
-        f"runtime `{r0['runtime']}` via `statecast.daemon.step_model.StepModel`, 1 interpreter thread.", "",
+        f"runtime `{r0['runtime']}` via `statecast.daemon.step_model.StepModel`, 1 interpreter thread; "
+        f"load average at the end of the run {os.getloadavg()[0]:.2f} (timings on a shared machine).", "",
         "Columns:", "",
         "- **bytes**: size of `model.tflite`.",
         "- **max err / range**: max |step TFLite - Keras full sequence| over the first 5,000 rows, as a fraction "

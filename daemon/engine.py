@@ -143,7 +143,8 @@ class Engine:
         forecast = forecast[:, : self.horizon * self._n_targets]
         results = []
         for row, (message, info, ts) in enumerate(admitted):
-            info.last_ts, info.last_seen = ts, now
+            info.last_ts = ts
+            self.table.touch(info, now)
             info.steps += 1
             info.last_forecast = forecast[row]
             score, expected, event = scores[row]

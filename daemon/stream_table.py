@@ -7,6 +7,7 @@ refuses new ones, so a flood of new ids cannot push out established streams.
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +35,8 @@ class StreamTable:
         self.max_streams = max_streams
         capacity = max(1, min(initial_capacity, max_streams))
         self.arrays = [np.zeros((capacity,) + s, np.float32) for s in self.state_shapes]
-        self.streams: dict[str, StreamInfo] = {}
+        # least recently seen first: idle eviction looks at the front only
+        self.streams: OrderedDict[str, StreamInfo] = OrderedDict()
         self._free: list[int] = list(range(capacity - 1, -1, -1))
         self.evicted = 0
         self.refused = 0
@@ -79,14 +81,22 @@ class StreamTable:
         info = self.streams.pop(stream_id)
         self._free.append(info.slot)
 
+    def touch(self, info: StreamInfo, now: float) -> None:
+        """Mark a stream as just seen (keeps the least-recently-seen order)."""
+        info.last_seen = now
+        self.streams.move_to_end(info.stream_id)
+
     def evict_idle(self, now: float, idle_seconds: float, limit: int | None = None) -> int:
-        """Drop streams not seen for idle_seconds (oldest first); returns how many."""
+        """Drop streams not seen for idle_seconds, oldest first; returns how many. O(evicted)."""
         if idle_seconds <= 0:
             return 0
-        idle = sorted((info.last_seen, sid) for sid, info in self.streams.items() if now - info.last_seen >= idle_seconds)
-        for _, sid in idle[:limit]:
-            self.remove(sid)
-        count = len(idle[:limit])
+        count = 0
+        while self.streams and (limit is None or count < limit):
+            oldest = next(iter(self.streams.values()))
+            if now - oldest.last_seen < idle_seconds:
+                break
+            self.remove(oldest.stream_id)
+            count += 1
         self.evicted += count
         return count
 

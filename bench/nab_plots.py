@@ -1,0 +1,118 @@
+"""One PNG per NAB development file: what the default model forecast, what it scored, what fired.
+
+Reads the `statecast score` outputs that bench/nab_eval.py left in its work directory. Top:
+the value and the one-step forecast made for it; bottom: the anomaly score. Labelled windows
+are shaded red, NAB's probationary period grey; the daemon's alert events (replayed with the
+same StreamAnomaly the engine runs, from value and forecast) are red triangles, and the NAB
+standard-profile threshold θ a dashed line. 1200x600 px, so the repository stays light.
+
+    python bench/nab_plots.py [--model models/default] [--work-dir /tmp/statecast-nab] [--out docs/nab]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.dates as mdates  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+import nab_eval  # noqa: E402
+import nab_scorer  # noqa: E402
+
+FIGSIZE_INCHES = (12, 6)
+DPI = 100
+
+
+def replay(model_dir, scored: dict) -> tuple[np.ndarray, list[int]]:
+    """(scores, alert row indices): the engine's anomaly path replayed over value and forecast.
+    Raises if the replayed scores differ from the ones `statecast score` wrote."""
+    from statecast.daemon.runtime_setup import anomaly_factory_for
+    from statecast.daemon.step_model import StepModel
+    anomaly = anomaly_factory_for(StepModel(str(model_dir)))()
+    values, forecasts = scored["value"], scored["forecast_1"]
+    stamps = [datetime.fromisoformat(t) for t in scored["timestamp"]]
+    scores, alerts = np.full(len(values), np.nan), []
+    previous = 0                       # last row the engine accepted
+    for i in range(1, len(values)):
+        if stamps[i] <= stamps[previous]:   # the engine never steps a stream twice for one timestamp
+            scores[i] = scores[previous] if stamps[i] == stamps[previous] else np.nan
+            continue
+        score, event = anomaly.update(values[i], forecasts[previous])
+        scores[i] = np.nan if score is None else score
+        previous = i
+        if event == "alert":
+            alerts.append(i)
+    written = scored["anomaly_score"]
+    if not np.allclose(np.nan_to_num(scores, nan=-1), np.nan_to_num(written, nan=-1), rtol=0, atol=1e-12):
+        raise ValueError("replayed anomaly scores differ from the scored CSV (different model or settings?)")
+    return scores, alerts
+
+
+def plot_file(key: str, scored: dict, alerts: list[int], windows: list[tuple[str, str]], threshold: float,
+              out_path) -> None:
+    times = np.array([datetime.fromisoformat(t) for t in scored["timestamp"]])
+    values, scores = scored["value"], np.nan_to_num(scored["anomaly_score"], nan=0.0)
+    expected = np.concatenate([[np.nan], scored["forecast_1"][:-1]])    # forecast made for this row
+    probation = nab_scorer.probation_rows(len(times))
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=FIGSIZE_INCHES, dpi=DPI, sharex=True,
+                                      gridspec_kw={"height_ratios": [2, 1]})
+    top.plot(times, values, lw=0.6, color="black", label="value")
+    top.plot(times, expected, lw=0.6, color="tab:blue", alpha=0.8, label="forecast (1 step)")
+    bottom.plot(times, scores, lw=0.6, color="tab:purple", label="anomaly_score")
+    if np.isfinite(threshold):
+        bottom.axhline(threshold, ls="--", lw=0.8, color="tab:orange", label=f"NAB θ = {threshold:.4g}")
+    for axis in (top, bottom):
+        axis.axvspan(times[0], times[max(probation - 1, 0)], color="0.85", lw=0)
+        for start, end in windows:
+            axis.axvspan(datetime.fromisoformat(start), datetime.fromisoformat(end), color="tab:red", alpha=0.15, lw=0)
+    if alerts:
+        top.plot(times[alerts], values[alerts], "v", color="tab:red", ms=7, label="alert")
+        bottom.plot(times[alerts], scores[alerts], "v", color="tab:red", ms=7)
+    bottom.set_ylim(-0.02, 1.02)
+    top.set_title(f"{key} (grey: probation, red: labelled windows)", fontsize=10)
+    top.legend(loc="upper left", fontsize=8)
+    bottom.legend(loc="upper left", fontsize=8)
+    bottom.xaxis.set_major_formatter(mdates.ConciseDateFormatter(bottom.xaxis.get_major_locator()))
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=DPI)
+    plt.close(fig)
+
+
+def png_name(key: str) -> str:
+    return key.replace("/", "__").removesuffix(".csv") + ".png"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=str(ROOT / "models" / "default"))
+    parser.add_argument("--nab-dir", default=str(nab_eval.NAB_DIR))
+    parser.add_argument("--work-dir", default="/tmp/statecast-nab",
+                        help="nab_eval's work directory (the model's outputs are in <work-dir>/<model name>)")
+    parser.add_argument("--out", default=str(ROOT / "docs" / "nab"))
+    args = parser.parse_args(argv)
+    run_dir = Path(args.work_dir) / os.path.basename(os.path.normpath(args.model))
+    files = nab_eval.development_files(args.nab_dir)
+    outputs = {key: nab_eval.scored_path(run_dir, key) for key in files}
+    missing = [str(p) for p in outputs.values() if not p.exists()]
+    if missing:
+        raise SystemExit(f"run bench/nab_eval.py first; missing {missing[0]} (and {len(missing) - 1} more)")
+    windows = nab_scorer.load_windows(args.nab_dir)
+    threshold = nab_scorer.score_corpus(nab_eval.nab_results(outputs), windows, "standard")["threshold"]
+    os.makedirs(args.out, exist_ok=True)
+    for key, path in outputs.items():
+        scored = nab_eval.read_scored(path)
+        _, alerts = replay(args.model, scored)
+        plot_file(key, scored, alerts, windows.get(key, []), threshold, Path(args.out) / png_name(key))
+        print(f"{key}: {len(alerts)} alerts -> {png_name(key)}")
+
+
+if __name__ == "__main__":
+    main()
