@@ -40,13 +40,14 @@ def replay(model_dir, scored: dict) -> tuple[np.ndarray, list[int]]:
     values, forecasts = scored["value"], scored["forecast_1"]
     stamps = [datetime.fromisoformat(t) for t in scored["timestamp"]]
     scores, alerts = np.full(len(values), np.nan), []
+    by_stamp = {stamps[0]: np.nan}     # score_csv writes each timestamp's one result on every row with it
     previous = 0                       # last row the engine accepted
     for i in range(1, len(values)):
-        if stamps[i] <= stamps[previous]:   # the engine never steps a stream twice for one timestamp
-            scores[i] = scores[previous] if stamps[i] == stamps[previous] else np.nan
+        if stamps[i] <= stamps[previous]:   # the engine never steps a stream twice or backwards
+            scores[i] = by_stamp.get(stamps[i], np.nan)
             continue
         score, event = anomaly.update(values[i], forecasts[previous])
-        scores[i] = np.nan if score is None else score
+        scores[i] = by_stamp[stamps[i]] = np.nan if score is None else score
         previous = i
         if event == "alert":
             alerts.append(i)

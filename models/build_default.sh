@@ -15,6 +15,7 @@ LAYERS=${LAYERS:-1}
 WINDOW=${WINDOW:-64}
 EPOCHS=${EPOCHS:-12}
 HALFLIFE=${HALFLIFE:-1000}
+CALENDAR=${CALENDAR:-1}              # 1: time-of-day and day-of-week inputs
 SYNTHETIC_SERIES=${SYNTHETIC_SERIES:-36}
 SEED=${SEED:-0}
 OUT=${OUT:-models}
@@ -26,7 +27,7 @@ CSV_ARGS=()
 for f in data/nab/data/*/*.csv "$WORK"/synthetic/*.csv; do CSV_ARGS+=(--csv "$f"); done
 
 $PY -m statecast.daemon train "${CSV_ARGS[@]}" --online-normalization --halflife-steps "$HALFLIFE" \
-    --cell "$CELL" --units "$UNITS" --layers "$LAYERS" --window "$WINDOW" --horizon 1 \
+    $([ "$CALENDAR" = 1 ] && echo --calendar) --cell "$CELL" --units "$UNITS" --layers "$LAYERS" --window "$WINDOW" --horizon 1 \
     --epochs "$EPOCHS" --seed "$SEED" --out "$WORK/default.keras"
 
 # Calibration/parity series: a NAB development file (the int8 ranges come from the states the

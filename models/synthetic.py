@@ -3,8 +3,9 @@
 The default model must forecast streams it has never seen, so besides the NAB development
 files it trains on a spread of generic shapes: periodic signals with noise at several periods,
 random walks, AR(1) noise, level steps, square waves, sawtooths, spiky counts and flat lines with
-dropouts, each at a random level and scale (the online normaliser removes those, so the model
-learns shapes, not units).
+dropouts, daily profiles tied to the clock; each at a random level and scale (the online
+normaliser removes those, so the model learns shapes, not units) and a random sampling interval
+from 1 minute to 1 hour.
 
     python models/synthetic.py OUT_DIR [--series 36] [--rows 4000] [--seed 0]
 """
@@ -15,8 +16,6 @@ import os
 from datetime import datetime, timedelta
 
 import numpy as np
-
-STEP_SECONDS = 300  # 5-minute samples, like most of NAB
 
 
 def periodic(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -76,14 +75,33 @@ def trend_season(rng: np.random.Generator, n: int) -> np.ndarray:
     return np.linspace(0, rng.uniform(-3, 3), n) + periodic(rng, n)
 
 
-SHAPES = (periodic, periodic, trend_season, random_walk, ar1, steps, square, sawtooth, spiky, flat)
+def daily_profile(rng: np.random.Generator, n: int, steps_per_day: int) -> np.ndarray:
+    """A random daily shape (smooth or piecewise flat) repeated every day at the same clock time,
+    sometimes with a weekday/weekend difference: what calendar features can help forecast."""
+    knots = rng.normal(size=rng.integers(3, 9))
+    grid = np.linspace(0, len(knots), steps_per_day, endpoint=False)
+    if rng.random() < 0.5:
+        day = knots[grid.astype(int)]                                      # piecewise flat
+    else:
+        day = np.interp(grid, np.arange(len(knots) + 1), np.append(knots, knots[0]))  # smooth
+    t = np.arange(n)
+    x = day[t % steps_per_day]
+    if rng.random() < 0.4:
+        weekend = ((t // steps_per_day) % 7) >= 5
+        x = np.where(weekend, x * rng.uniform(0.3, 0.8), x)
+    return x + rng.uniform(0.0, 0.3) * rng.standard_normal(n)
 
 
-def write_series(path: str, values: np.ndarray, start: datetime) -> None:
+SHAPES = (periodic, trend_season, random_walk, ar1, steps, square, sawtooth, spiky, flat,
+          daily_profile, daily_profile)
+STEP_CHOICES_SECONDS = (60, 300, 300, 300, 600, 1800, 3600)
+
+
+def write_series(path: str, values: np.ndarray, start: datetime, step_seconds: int) -> None:
     with open(path, "w", encoding="utf-8") as handle:
         handle.write("timestamp,value\n")
         for i, v in enumerate(values):
-            handle.write(f"{(start + timedelta(seconds=STEP_SECONDS * i)).strftime('%Y-%m-%d %H:%M:%S')},{v:.6g}\n")
+            handle.write(f"{(start + timedelta(seconds=step_seconds * i)).strftime('%Y-%m-%d %H:%M:%S')},{v:.6g}\n")
 
 
 def generate(out_dir: str, n_series: int, n_rows: int, seed: int) -> list[str]:
@@ -92,10 +110,14 @@ def generate(out_dir: str, n_series: int, n_rows: int, seed: int) -> list[str]:
     paths = []
     for index in range(n_series):
         shape = SHAPES[index % len(SHAPES)]
-        values = shape(rng, n_rows)
+        step_seconds = int(rng.choice(STEP_CHOICES_SECONDS))
+        if shape is daily_profile:
+            values = shape(rng, n_rows, 86_400 // step_seconds)
+        else:
+            values = shape(rng, n_rows)
         values = rng.uniform(-100, 1000) + 10.0 ** rng.uniform(-2, 3) * values   # any level, any units
         path = os.path.join(out_dir, f"synthetic_{index:03d}_{shape.__name__}.csv")
-        write_series(path, values, datetime(2020, 1, 1))
+        write_series(path, values, datetime(2020, 1, 1), step_seconds)
         paths.append(path)
     return paths
 

@@ -103,12 +103,17 @@ class DaemonProcess:
     def __init__(self, config_path: str, env: dict | None = None):
         self.config_path = config_path
         self.log_path = config_path + ".log"
+        # the log file is appended to across restarts; this process's part starts here
+        self._log_start = os.path.getsize(self.log_path) if os.path.exists(self.log_path) else 0
         self.process = subprocess.Popen([sys.executable, "-m", "statecast.daemon", "serve", "--config", config_path],
                                         stdout=open(self.log_path, "a"), stderr=subprocess.STDOUT,
                                         env={**os.environ, **(env or {})})
 
     def log(self) -> str:
-        return open(self.log_path).read()
+        """This process's own log lines."""
+        with open(self.log_path) as handle:
+            handle.seek(self._log_start)
+            return handle.read()
 
     def wait_serving(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout

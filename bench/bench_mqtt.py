@@ -1,0 +1,364 @@
+"""The moving parts of the end-to-end benchmarks: a private mosquitto, the system under test (the
+real daemon as a subprocess, or the echo baseline), publisher processes and a receiver process.
+
+Every client runs in its own process (multiprocessing, spawn), so no two share a GIL. Counters
+are shared memory: publishers add to `sent`, the receiver to `received`; a closed-loop publisher
+keeps at most `window` messages in flight end to end (published but not yet answered), so it
+runs "as fast as the system sustains" without building an unbounded backlog anywhere.
+
+Each published payload is `{"value": v, "ts": <time.time() at publish>}`; the daemon echoes `ts`
+in its forecast (it is the input's timestamp), so the receiver's `time.time() - ts` is the
+publish -> forecast latency on one clock.
+"""
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from array import array
+from dataclasses import dataclass, field
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from bench_common import CSV
+
+CTX = multiprocessing.get_context("spawn")
+INPUT_FILTER = "sensors/+/temperature"
+ECHO_PREFIX = "echo/"
+
+
+def stream_ids(count: int) -> list[str]:
+    return [f"s{i:06d}" for i in range(count)]
+
+
+def sensor_values(rows: int = 4096) -> list[float]:
+    from statecast.daemon.series_csv import read_series
+    return [float(v) for v in read_series(CSV, "timestamp", ("value",)).values[:rows, 0]]
+
+
+def _client(name: str, protocol=mqtt.MQTTv311) -> mqtt.Client:
+    return mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-{name}-{os.getpid()}-{uuid.uuid4().hex[:6]}",
+                       protocol=protocol)
+
+
+# --- processes ----------------------------------------------------------------------------
+def publisher_main(port: int, qos: int, ids: list[str], index: int, sent, received, lost, window: int,
+                   rate_hz: float, start, stop, ready) -> None:
+    """Closed loop (rate_hz 0): keep at most `window` messages in flight over all publishers.
+    Open loop (rate_hz > 0): message i at start + i / rate_hz (one publisher)."""
+    values = sensor_values()
+    client = _client(f"pub{index}")
+    client.max_inflight_messages_set(1000)       # the load generator must not be the bottleneck
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    topics = [f"sensors/{sid}/temperature" for sid in ids]
+    n, i = len(topics), 0
+    ready.set()
+    start.wait()
+    began = time.monotonic()
+    while not stop.is_set():
+        if rate_hz > 0:
+            due = int((time.monotonic() - began) * rate_hz) + 1
+            burst = due - i
+            if burst <= 0:
+                time.sleep(min(0.0005, (i + 1 - (time.monotonic() - began) * rate_hz) / rate_hz))
+                continue
+        else:
+            in_flight = sum(sent) - received.value - lost.value
+            burst = min(64, window - in_flight)
+            if burst <= 0:
+                time.sleep(0.0002)
+                continue
+        for _ in range(burst):
+            client.publish(topics[i % n], f'{{"value":{values[i % 4096]!r},"ts":{time.time()!r}}}', qos=qos)
+            i += 1
+        sent[index] = i
+    client.disconnect()
+    client.loop_stop()
+
+
+def receiver_main(port: int, topic_filter: str, qos: int, received, stop, ready, conn) -> None:
+    """Counts every output message and keeps (ts, latency) pairs; sends them back at the end."""
+    stamps, latencies = array("d"), array("d")
+
+    def on_message(_client, _userdata, message):
+        now = time.time()
+        received.value += 1
+        ts = json.loads(message.payload)["ts"]
+        stamps.append(ts)
+        latencies.append(now - ts)
+
+    client = _client("receiver")
+    client.on_message = on_message
+    client.on_connect = lambda c, *a: c.subscribe(topic_filter, qos)
+    client.on_subscribe = lambda *a: ready.set()
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    stop.wait()
+    time.sleep(0.2)
+    client.disconnect()
+    client.loop_stop()
+    conn.send((stamps.tobytes(), latencies.tobytes()))
+    conn.close()
+
+
+def echo_main(port: int, qos: int, stop, ready) -> None:
+    """The ceiling: receive each reading, decode its JSON, publish an echo (MQTT 5, like serve)."""
+    client = _client("echo", mqtt.MQTTv5)
+
+    def on_message(c, _userdata, message):
+        body = json.loads(message.payload)
+        stream = message.topic.split("/")[1]
+        c.publish(ECHO_PREFIX + stream, json.dumps({"stream": stream, "ts": body["ts"], "value": body["value"]},
+                                                   separators=(",", ":")), qos=qos)
+
+    client.on_message = on_message
+    client.on_connect = lambda c, *a: c.subscribe(INPUT_FILTER, qos)
+    client.on_subscribe = lambda *a: ready.set()
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    stop.wait()
+    client.disconnect()
+    client.loop_stop()
+
+
+# --- the system under test ----------------------------------------------------------------
+@dataclass
+class DaemonOptions:
+    model: str
+    qos: int = 0
+    max_batch: int = 256
+    max_wait_ms: float = 2.0
+    max_streams: int = 10_000
+    stats_interval_seconds: float = 1.0
+    checkpoint_interval_seconds: float = 30.0
+    anomaly: bool = True
+    command: list[str] = field(default_factory=lambda: [sys.executable, "-m", "statecast.daemon", "serve"])
+    env: dict = field(default_factory=dict)
+
+
+def write_daemon_config(directory: str, port: int, options: DaemonOptions) -> str:
+    path = os.path.join(directory, "statecast.toml")
+    with open(path, "w") as handle:
+        handle.write(f"""[broker]
+host = "127.0.0.1"
+port = {port}
+client_id = "statecast-bench-{uuid.uuid4().hex[:8]}"
+
+[[streams]]
+topic = "{INPUT_FILTER}"
+model = "{options.model}"
+name = "bench"
+qos = {options.qos}
+
+[batching]
+max_batch = {options.max_batch}
+max_wait_ms = {options.max_wait_ms}
+
+[state]
+directory = "{directory}/state"
+max_streams = {options.max_streams}
+checkpoint_interval_seconds = {options.checkpoint_interval_seconds}
+
+[anomaly]
+enabled = {"true" if options.anomaly else "false"}
+
+[output]
+stats_interval_seconds = {options.stats_interval_seconds}
+forecast_qos = {options.qos}
+""")
+    return path
+
+
+class NotifyListener:
+    """The service manager's end of NOTIFY_SOCKET: records when READY=1 arrives."""
+
+    def __init__(self, directory: str):
+        self.path = os.path.join(directory, "notify.sock")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.sock.settimeout(0.1)
+        self.ready_at: float | None = None
+
+    def wait_ready(self, process: subprocess.Popen, timeout_seconds: float) -> float:
+        deadline = time.monotonic() + timeout_seconds
+        while time.monotonic() < deadline:
+            try:
+                data = self.sock.recv(4096)
+            except socket.timeout:
+                if process.poll() is not None:
+                    raise RuntimeError(f"daemon exited with {process.returncode} before READY=1")
+                continue
+            if b"READY=1" in data.split(b"\n"):
+                self.ready_at = time.monotonic()
+                return self.ready_at
+        raise RuntimeError("daemon did not send READY=1 in time")
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class DaemonSUT:
+    """`statecast serve` as a subprocess with its own config, state directory and notify socket."""
+
+    kind = "daemon"
+
+    def __init__(self, port: int, options: DaemonOptions):
+        self.directory = tempfile.mkdtemp(prefix="statecast-bench-")
+        self.options = options
+        self.config_path = write_daemon_config(self.directory, port, options)
+        self.log_path = os.path.join(self.directory, "daemon.log")
+        self.notify = NotifyListener(self.directory)
+        self.process: subprocess.Popen | None = None
+        self.startup_seconds: float | None = None
+
+    def start(self, timeout_seconds: float = 120.0) -> "DaemonSUT":
+        started = time.monotonic()
+        env = {**os.environ, "NOTIFY_SOCKET": self.notify.path, **self.options.env}
+        self.process = subprocess.Popen(self.options.command + ["--config", self.config_path],
+                                        stdout=open(self.log_path, "a"), stderr=subprocess.STDOUT, env=env)
+        self.startup_seconds = self.notify.wait_ready(self.process, timeout_seconds) - started
+        return self
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def stop(self, timeout_seconds: float = 60.0) -> int:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout_seconds)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.notify.close()
+        return self.process.returncode if self.process else 0
+
+    def log(self) -> str:
+        with open(self.log_path) as handle:
+            return handle.read()
+
+
+class EchoSUT:
+    kind = "echo"
+
+    def __init__(self, port: int, qos: int):
+        self.stop_event, self.ready = CTX.Event(), CTX.Event()
+        self.process = CTX.Process(target=echo_main, args=(port, qos, self.stop_event, self.ready), daemon=True)
+        self.startup_seconds: float | None = None
+
+    def start(self) -> "EchoSUT":
+        started = time.monotonic()
+        self.process.start()
+        if not self.ready.wait(30):
+            raise RuntimeError("echo client did not subscribe")
+        self.startup_seconds = time.monotonic() - started
+        return self
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def stop(self) -> int:
+        self.stop_event.set()
+        self.process.join(10)
+        return self.process.exitcode or 0
+
+
+# --- load ---------------------------------------------------------------------------------
+class Load:
+    """Publishers + one receiver around a running system under test."""
+
+    def __init__(self, port: int, output_filter: str, qos: int, streams: int, publishers: int = 1,
+                 window: int = 2000, rate_hz: float = 0.0):
+        self.sent = CTX.RawArray("q", publishers)
+        self.received = CTX.RawValue("q", 0)
+        self.lost = CTX.RawValue("q", 0)
+        self.start_event, self.stop_publishers, self.stop_receiver = CTX.Event(), CTX.Event(), CTX.Event()
+        receiver_ready = CTX.Event()
+        self.parent_conn, child_conn = CTX.Pipe(duplex=False)
+        self.receiver = CTX.Process(target=receiver_main, daemon=True,
+                                    args=(port, output_filter, qos, self.received, self.stop_receiver,
+                                          receiver_ready, child_conn))
+        self.receiver.start()
+        if not receiver_ready.wait(30):
+            raise RuntimeError("receiver did not subscribe")
+        ids = stream_ids(streams)
+        self.publishers = []
+        for k in range(publishers):
+            ready = CTX.Event()
+            process = CTX.Process(target=publisher_main, daemon=True,
+                                  args=(port, qos, ids[k::publishers], k, self.sent, self.received, self.lost,
+                                        window, rate_hz / publishers, self.start_event, self.stop_publishers, ready))
+            process.start()
+            self.publishers.append((process, ready))
+        for process, ready in self.publishers:
+            if not ready.wait(30):
+                raise RuntimeError("publisher did not connect")
+        self._watch = None
+
+    def go(self) -> float:
+        self.started = time.monotonic()
+        self.start_event.set()
+        self._stall_stop = threading.Event()
+        self._watch = threading.Thread(target=self._watch_stalls, daemon=True)
+        self._watch.start()
+        return self.started
+
+    def _watch_stalls(self) -> None:
+        """A closed loop stalls if answers go missing (QoS 0 drops, rejections): count them as lost."""
+        last, since = -1, time.monotonic()
+        while not self._stall_stop.wait(0.1):
+            received = self.received.value
+            if received != last:
+                last, since = received, time.monotonic()
+            elif time.monotonic() - since > 1.0:
+                missing = sum(self.sent) - received - self.lost.value
+                if missing > 0:
+                    self.lost.value += missing
+                since = time.monotonic()
+
+    def total_sent(self) -> int:
+        return int(sum(self.sent))
+
+    def finish(self, drain_seconds: float = 2.0) -> tuple:
+        """Stop publishing, let answers drain, stop the receiver; returns (stamps, latencies)."""
+        import numpy as np
+        self.stop_publishers.set()
+        for process, _ in self.publishers:
+            process.join(10)
+        deadline = time.monotonic() + drain_seconds
+        while time.monotonic() < deadline and self.received.value + self.lost.value < self.total_sent():
+            time.sleep(0.05)
+        if self._watch is not None:
+            self._stall_stop.set()
+        self.stop_receiver.set()
+        stamps, latencies = self.parent_conn.recv()
+        self.receiver.join(10)
+        return np.frombuffer(stamps, np.float64), np.frombuffer(latencies, np.float64)
+
+
+class StatsWatcher:
+    """Keeps the daemon's latest statecast/stats document."""
+
+    def __init__(self, port: int):
+        self.latest: dict = {}
+        self.client = _client("stats")
+        self.client.on_message = lambda c, u, m: self.latest.update(json.loads(m.payload))
+        self.client.on_connect = lambda c, *a: c.subscribe("statecast/stats", 0)
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
