@@ -114,7 +114,9 @@ if [[ -d "$source_dir/models" ]]; then
 else
     log "warning: $source_dir/models not found; no models installed"
 fi
-install -D -m 0644 "$source_dir/docs/systemd.md" "$PREFIX/docs/systemd.md" 2>/dev/null || true
+for doc in systemd.md scale-out.md; do
+    install -D -m 0644 "$source_dir/docs/$doc" "$PREFIX/docs/$doc" 2>/dev/null || true
+done
 
 # --- configuration: never overwrite the admin's file ---------------------------------------
 install -d -m 0755 "$CONFIG_DIR"

@@ -27,3 +27,12 @@ def broker():
     server = Mosquitto().start()
     yield server
     server.cleanup()
+
+
+@pytest.fixture(autouse=True)
+def no_daemon_outlives_its_test():
+    """A failing test must not leave `statecast serve` processes behind."""
+    from daemon_proc import RUNNING
+    yield
+    while RUNNING:
+        RUNNING.pop().stop()

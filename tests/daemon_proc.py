@@ -99,6 +99,9 @@ def publish_all(client: mqtt.Client, items, qos: int = 1) -> None:
         last.wait_for_publish(timeout=30)
 
 
+RUNNING: list["DaemonProcess"] = []     # stopped by conftest's autouse fixture after every test
+
+
 class DaemonProcess:
     def __init__(self, config_path: str, env: dict | None = None):
         self.config_path = config_path
@@ -108,6 +111,7 @@ class DaemonProcess:
         self.process = subprocess.Popen([sys.executable, "-m", "statecast.daemon", "serve", "--config", config_path],
                                         stdout=open(self.log_path, "a"), stderr=subprocess.STDOUT,
                                         env={**os.environ, **(env or {})})
+        RUNNING.append(self)
 
     def log(self) -> str:
         """This process's own log lines."""

@@ -8,7 +8,7 @@
         built with libseccomp like systemd's, then execv the command.
 
 SPEC.json: {"command": [...], "state_dir": "...", "readonly_keep": [...], "cgroup": "name",
-"allowed_syscalls": [...], "uid": 65534}. Only the test suite runs this (as root, throwaway).
+"allowed_syscalls": [...], "uid": 65534, "mdwe": true}. Only the test suite runs this (as root, throwaway).
 """
 from __future__ import annotations
 
@@ -51,14 +51,18 @@ def join_cgroups(name: str) -> list[str]:
         if parent is None or not os.path.isdir(parent):
             continue
         group = os.path.join(parent, name)
-        os.makedirs(group, exist_ok=True)
-        for file, values in files.items():
-            for value in values if isinstance(values, list) else [values]:
-                if os.path.exists(os.path.join(group, file)):
-                    with open(os.path.join(group, file), "w") as handle:
-                        handle.write(str(value))
-        with open(os.path.join(group, "cgroup.procs"), "w") as handle:
-            handle.write(str(os.getpid()))
+        try:
+            os.makedirs(group, exist_ok=True)
+            for file, values in files.items():
+                for value in values if isinstance(values, list) else [values]:
+                    if os.path.exists(os.path.join(group, file)):
+                        with open(os.path.join(group, file), "w") as handle:
+                            handle.write(str(value))
+            with open(os.path.join(group, "cgroup.procs"), "w") as handle:
+                handle.write(str(os.getpid()))
+        except OSError as error:                  # read-only or delegated cgroup tree: go without
+            print(f"sandbox: {controller} cgroup not applied: {error}", file=sys.stderr)
+            continue
         applied.append(group)
     return applied
 
@@ -194,8 +198,8 @@ def seccomp_filter(allowed: list[str]) -> None:
 
 def stage2(spec: dict) -> None:
     libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN, 0, 0, 0) != 0:       # MemoryDenyWriteExecute=yes
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_MDWE)")
+    if spec.get("mdwe", True) and libc.prctl(PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_MDWE)")               # MemoryDenyWriteExecute=yes
     seccomp_filter(spec["allowed_syscalls"])
     os.execv(spec["command"][0], spec["command"])
 

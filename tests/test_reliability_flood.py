@@ -63,9 +63,9 @@ def test_flood_of_new_stream_ids_is_bounded_and_established_streams_keep_working
         peak_mb = rss_mb(daemon.process.pid)
         assert stats["streams_live"] <= MAX_STREAMS
         assert stats["evicted"] > 0 and stats["rejected"].get("stream_table_full", 0) > 0
-        for name, count in sent.items():
-            received = len(collector.json_on(f"statecast/forecast/{name}"))
-            assert received >= count - 5, f"{name}: {received} forecasts for {count} messages"
+        for name, count in sent.items():          # every keep-alive message is served (QoS 1 in)
+            collector.wait_for(lambda: len(collector.json_on(f"statecast/forecast/{name}")) >= count,
+                               timeout=60, what=f"{name}'s {count} forecasts")
         # The table is preallocated up to max_streams; the flood must not grow memory with it.
         assert peak_mb - baseline_mb < 60, f"RSS grew from {baseline_mb:.0f} to {peak_mb:.0f} MB"
         assert daemon.process.poll() is None

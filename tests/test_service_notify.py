@@ -15,8 +15,8 @@ import uuid
 import pytest
 
 from broker import Mosquitto, free_port
-from daemon_proc import Collector, DaemonProcess, publish_all, publisher, write_config
-from service_support import NotifyListener, SubackGate, runtime_section
+from daemon_proc import Collector, DaemonProcess, publisher, write_config
+from service_support import RUNTIME, NotifyListener, SubackGate, runtime_section
 from statecast.daemon.checkpoint import restore
 from statecast.daemon.stream_table import StreamTable
 
@@ -97,10 +97,11 @@ def test_no_ready_while_the_broker_is_down_then_ready_when_it_comes(tmp_path, no
     port = free_port()                                   # nothing listens here yet
     notify = notify_socket()
     daemon = daemons(config(tmp_path, port), notify.env)
-    time.sleep(2.5)
+    first_ping = notify.wait_for("WATCHDOG=1")          # models loaded, connecting
+    time.sleep(2.0)
     assert daemon.process.poll() is None
     assert notify.times_of("READY=1") == []
-    assert len(notify.times_of("WATCHDOG=1")) >= 5
+    assert len([t for t in notify.times_of("WATCHDOG=1") if t > first_ping]) >= 5
     assert any("waiting for the broker" in s and "cannot connect" in s for s in notify.statuses()), notify.statuses()
     server = Mosquitto(port=port).start()
     try:
@@ -114,6 +115,8 @@ def test_watchdog_cadence_status_and_stop(tmp_path, broker, notify_socket, daemo
     notify = notify_socket()
     daemon = daemons(config(tmp_path, broker.port), notify.env)
     ready_at = notify.wait_for("READY=1")
+    if RUNTIME:
+        assert f"({RUNTIME})" in daemon.log().split("serving:")[1].splitlines()[0]
     pub = publisher(broker.port, client_id=f"pub-{uuid.uuid4().hex[:8]}")
     # ~2.5 s of traffic (40 msg/s): the loop is busy and idle in turns, the pings must not care.
     for step in range(100):
@@ -126,7 +129,8 @@ def test_watchdog_cadence_status_and_stop(tmp_path, broker, notify_socket, daemo
     print(f"watchdog: {len(pings)} pings over {window:.2f} s, gap median {statistics.median(gaps):.3f} s, "
           f"min {min(gaps):.3f} s, max {max(gaps):.3f} s (interval {PING_SECONDS} s)")
     assert window > 2.5
-    assert min(gaps) >= PING_SECONDS * 0.95                  # never more often than half WATCHDOG_USEC
+    # never more often than half WATCHDOG_USEC (less 10 %: these are arrival times, with jitter)
+    assert min(gaps) >= PING_SECONDS * 0.9
     assert statistics.median(gaps) <= PING_SECONDS * 1.3
     assert max(gaps) < WATCHDOG_USEC / 1e6                  # never late enough to trip the watchdog
     assert len(pings) >= 0.75 * window / PING_SECONDS

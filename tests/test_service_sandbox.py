@@ -8,6 +8,8 @@ the daemon test cannot pass vacuously), then the daemon must load numpy + LiteRT
 an abstract NOTIFY_SOCKET, serve exact forecasts through the real broker, and checkpoint on
 SIGTERM. docs/systemd.md lists which unit options this covers.
 """
+import ctypes
+import ctypes.util
 import json
 import os
 import re
@@ -22,6 +24,13 @@ import pytest
 from conftest import MACHINE_TEMPERATURE, ROOT
 from daemon_proc import DEFAULT_MODEL, Collector, publish_all, publisher, write_config
 from service_support import NotifyListener, runtime_section
+from statecast.daemon.anomaly import AnomalySettings
+from statecast.daemon.checkpoint import restore
+from statecast.daemon.engine import Engine, Message
+from statecast.daemon.runtime_setup import anomaly_factory_for
+from statecast.daemon.series_csv import read_series
+from statecast.daemon.step_model import StepModel
+from statecast.daemon.stream_table import StreamTable
 
 UNIT = os.path.join(ROOT, "systemd", "statecast.service")
 LAUNCH = os.path.join(ROOT, "tests", "sandbox_launch.py")
@@ -29,9 +38,23 @@ INT8_MODEL = os.path.join(ROOT, "models", "machine_temperature-int8")
 NOBODY = 65534
 TOOLS = ("unshare", "setpriv", "mount", "systemd-analyze")
 missing = [tool for tool in TOOLS if shutil.which(tool) is None]
+if ctypes.util.find_library("seccomp") is None:
+    missing.append("libseccomp")
+
+
+def _can_unshare() -> bool:
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        return False
+    return subprocess.run(["unshare", "--mount", "--uts", "--ipc", "--propagation", "private", "true"],
+                          capture_output=True).returncode == 0
+
+
+# prctl(PR_GET_MDWE) (Linux >= 6.3): the kernel's W^X switch, this machine's MemoryDenyWriteExecute=.
+MDWE = ctypes.CDLL(None, use_errno=True).prctl(66, 0, 0, 0, 0) >= 0
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="building the sandbox needs root (as systemd does)"),
-    pytest.mark.skipif(bool(missing), reason=f"missing tools: {', '.join(missing)}"),
+    pytest.mark.skipif(bool(missing), reason=f"missing: {', '.join(missing)}"),
+    pytest.mark.skipif(not missing and not _can_unshare(), reason="no mount namespaces here (unshare -m fails)"),
 ]
 
 
@@ -73,7 +96,7 @@ class Sandbox:
         keep = {ROOT, sys.prefix, sys.base_prefix, os.path.dirname(os.path.realpath(sys.executable)),
                 str(tmp_path / "etc")}
         spec = {"command": command, "state_dir": self.state_dir, "readonly_keep": sorted(keep),
-                "cgroup": self.cgroup, "allowed_syscalls": unit_syscall_allow_list(), "uid": NOBODY}
+                "cgroup": self.cgroup, "allowed_syscalls": unit_syscall_allow_list(), "uid": NOBODY, "mdwe": MDWE}
         self.spec_path = tmp_path / "sandbox.json"
         self.spec_path.write_text(json.dumps(spec))
         self.log_path = str(tmp_path / "sandbox.log")
@@ -203,7 +226,10 @@ def test_probe_sees_every_restriction_and_still_runs_litert(tmp_path):
         assert set(probe["dev"]) == {"null", "zero", "full", "random", "urandom", "tty", "shm", "fd", "stdin",
                                      "stdout", "stderr"}
         assert probe["hostname"] == "statecast-sandbox"
-        assert probe["wx_mmap"] in ("EACCES", "EPERM")                         # MemoryDenyWriteExecute
+        if MDWE:                                                              # MemoryDenyWriteExecute
+            assert probe["wx_mmap"] in ("EACCES", "EPERM")
+        else:
+            print("kernel without PR_SET_MDWE (< 6.3): MemoryDenyWriteExecute not exercised")
         assert probe["netlink"] == "EPERM" and probe["inet"] is None          # RestrictAddressFamilies
         assert probe["unshare_userns"] == "EPERM"                             # RestrictNamespaces
         assert probe["personality"] == "EPERM"                                # LockPersonality
@@ -214,8 +240,6 @@ def test_probe_sees_every_restriction_and_still_runs_litert(tmp_path):
             assert probe["threads_started"] < 64                              # TasksMax=64
         reference = {}
         for directory in (DEFAULT_MODEL, INT8_MODEL):
-            from statecast.daemon.engine import Engine, Message
-            from statecast.daemon.step_model import StepModel
             model = StepModel(directory)
             reference[os.path.basename(directory)] = [
                 model.backend.name, float(Engine(model).process([Message("s", (70.0,), 1.0, 1.0)])[0].forecast[0, 0])]
@@ -226,14 +250,6 @@ def test_probe_sees_every_restriction_and_still_runs_litert(tmp_path):
 
 
 def test_daemon_serves_forecasts_inside_the_sandbox(tmp_path, broker):
-    from statecast.daemon.anomaly import AnomalySettings
-    from statecast.daemon.checkpoint import restore
-    from statecast.daemon.engine import Engine, Message
-    from statecast.daemon.runtime_setup import anomaly_factory_for
-    from statecast.daemon.series_csv import read_series
-    from statecast.daemon.step_model import StepModel
-    from statecast.daemon.stream_table import StreamTable
-
     (tmp_path / "etc").mkdir()
     config = write_config(tmp_path / "etc" / "config.toml", broker.port, str(tmp_path / "state"),
                           client_id=f"sandboxed-{uuid.uuid4().hex[:8]}", extra=runtime_section())

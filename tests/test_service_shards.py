@@ -54,6 +54,19 @@ def send(pub, part):
                       for i in span for k in range(len(STREAMS))])
 
 
+def take_everything(tmp_path, broker, daemon, notify, client_id, how):
+    """Reconfigure shard 0's daemon to `0/1`: by SIGHUP, or by a restart; returns the daemon."""
+    if how == "sighup":
+        sharded_config(tmp_path, broker, 0, 1, client_id)
+        daemon.process.send_signal(signal.SIGHUP)
+        notify.wait_for("READY=1", count=2, timeout=30)
+        return daemon
+    assert daemon.stop() == 0
+    daemon = DaemonProcess(sharded_config(tmp_path, broker, 0, 1, client_id, name="all.toml"))
+    daemon.wait_serving()
+    return daemon
+
+
 @pytest.mark.parametrize("takeover", ["sighup", "restart"])
 def test_two_shards_then_one_takes_over_from_the_checkpoint(tmp_path, broker, takeover):
     owner = {s: shard_of(s, 2) for s in STREAMS}
@@ -77,14 +90,7 @@ def test_two_shards_then_one_takes_over_from_the_checkpoint(tmp_path, broker, ta
 
         assert daemons[1].stop() == 0                     # final checkpoint: temperature.shard1of2.ckpt
         assert "temperature.shard1of2.ckpt" in os.listdir(tmp_path / "state")
-        if takeover == "sighup":
-            sharded_config(tmp_path, broker, 0, 1, f"shard0-{tag}")
-            daemons[0].process.send_signal(signal.SIGHUP)
-            notify.wait_for("READY=1", count=2, timeout=30)
-        else:
-            assert daemons[0].stop() == 0
-            daemons[0] = DaemonProcess(sharded_config(tmp_path, broker, 0, 1, f"shard0-{tag}", name="all.toml"))
-            daemons[0].wait_serving()
+        daemons[0] = take_everything(tmp_path, broker, daemons[0], notify, f"shard0-{tag}", takeover)
         # A reload adds the streams that moved; a restart restores all of them (from both files).
         restored = sum(owner[s] == 1 for s in STREAMS) if takeover == "sighup" else len(STREAMS)
         assert f"restored {restored} streams of shard 0/1" in daemons[0].log()
