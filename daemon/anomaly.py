@@ -2,24 +2,32 @@
 
 Each step, for residual r = actual - expected:
 1. z = r / scale, where scale is an exponentially weighted RMS of past residuals (time constant
-   `scale_window` steps) seeded with the model's prior residual std as PRIOR_WEIGHT_STEPS
-   pseudo-observations, so a noisier stream is judged against its own noise. Updates are
-   clipped at SCALE_CLIP_Z * scale so one outlier cannot blow the scale up.
+   `scale_window` steps). The model's prior residual std seeds it as `prior_weight_steps`
+   pseudo-observations (0 for online-normalised models, whose calibration residuals are in
+   another stream's units: the scale then starts from the stream's own first residual).
+   Updates are clipped at SCALE_CLIP_Z * scale so one outlier cannot blow the scale up.
 2. raw = min(1, -log10(2 Q(|z|)) / SURPRISE_CAP_DECADES): the two-sided Gaussian surprise in
-   decades, bounded. On Gaussian residuals raw is small (mean ~0.02) and a 10-sigma residual
-   is 1, so one spike moves a short-window mean by many long-window standard deviations.
+   decades, bounded (a 9.3-sigma residual is 1).
 3. The anomaly likelihood of Ahmad et al. 2017: with mu, sigma the mean and std of the raw
    scores in the last `long_window` steps *before* this one and m the mean of the last
-   `short_window` raw scores including this one, L = 1 - Q((m - mu) / sigma).
-The published anomaly score is L itself (not NAB-HTM's log scaling), so the default alert
-threshold 0.99 means a short-window level 2.33 long-window stds above the mean (on simulated
-Gaussian residuals: no alert in 200,000 steps; a single 8-sigma residual alerts). The score
-depends only on past residuals and the current one. Cost: O(1) per step (running sums,
-recomputed exactly once per lap of the ring); memory: one long_window float64 ring.
+   `short_window` raw scores including this one, L = 1 - Q((m - mu) / sigma). Raw scores of the
+   first min_steps // 2 steps (while the residual scale settles) stay out of the long window.
+4. Optionally, a value outside everything the stream has shown, by more than `spatial_tolerance`
+   of that range, scores 1 (NAB's HTM detector does the same).
+5. Optionally (`daily_profile`, needs the message time), the expected value is the stream's own
+   daily profile instead of the model's forecast whenever the profile has lately predicted the
+   stream better (daily_profile.py): a daily pattern the model cannot hold still counts.
+The published anomaly score is L (so the paper's alert rule L >= 1 - epsilon is threshold
+1 - epsilon). Cost: O(1) per step (running sums, recomputed exactly once per lap of the ring);
+memory: one long_window float64 ring.
 
-Alerts: "alert" when the score has been >= threshold for debounce_steps consecutive steps and
-more than refractory_steps have passed since the last alert; "clear" when it drops below
-clear_threshold. Non-finite residuals are skipped (no state change, no score).
+Alerts: "alert" when the score has been >= threshold for debounce_steps consecutive steps, the
+stream is not already alerting and more than refractory_steps have passed since the last alert;
+"clear" when it drops below clear_threshold. For refractory_steps after an alert the published
+score is held at or below clear_threshold (the alert already said it), so one event is one
+high score, which is what NAB rewards and what a dashboard wants. The RNN state and these
+statistics keep updating throughout. Non-finite residuals are skipped (no state change, no
+score.
 """
 from __future__ import annotations
 
@@ -28,12 +36,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-PRIOR_WEIGHT_STEPS = 20.0      # the prior scale counts as this many residuals
+from .daily_profile import DailyProfile
+
+PRIOR_WEIGHT_STEPS = 20.0      # the prior scale counts as this many residuals (fixed-scale models)
 SCALE_CLIP_Z = 5.0             # residuals beyond 5 scales update the scale as if at 5 scales
 SCALE_FLOOR_FRACTION = 1e-3    # scale never drops below this fraction of the prior std
 SURPRISE_CAP_DECADES = 20.0    # -log10 tail probability that maps to raw score 1
 MIN_LONG_STD = 1e-3            # floor for sigma of raw scores (flat streams)
-STATE_VERSION = 1
+STATE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -41,11 +51,13 @@ class AnomalySettings:
     threshold: float = 0.99        # score at or above which a step counts towards an alert
     clear_threshold: float = 0.9   # score below which an active alert clears
     debounce_steps: int = 1        # consecutive steps at/above threshold needed to alert
-    refractory_steps: int = 0      # steps after an alert during which no new alert starts
+    refractory_steps: int = 0      # steps after an alert: no new alert, published score held
     long_window: int = 2000        # steps of raw scores in the reference distribution
     short_window: int = 10         # steps averaged for the current level
     min_steps: int = 100           # residuals seen before a score is reported
     scale_window: int = 500        # time constant (steps) of the residual scale estimate
+    spatial_tolerance: float = 0.0  # > 0: a value beyond the seen range by this fraction of it scores 1
+    daily_profile: bool = False    # compare with the stream's daily profile when that predicts better
 
     def __post_init__(self):
         checks = {
@@ -57,6 +69,7 @@ class AnomalySettings:
             "min_steps": self.min_steps >= 2,
             "long_window": self.long_window >= max(self.short_window, self.min_steps),
             "scale_window": self.scale_window >= 1,
+            "spatial_tolerance": 0.0 <= self.spatial_tolerance <= 10.0,
         }
         for key, ok in checks.items():
             if not ok:
@@ -77,18 +90,26 @@ def surprise_score(z: float) -> float:
 class StreamAnomaly:
     """One stream's residual statistics, likelihood and alert state."""
 
-    def __init__(self, settings: AnomalySettings, prior_residual_std: float):
+    def __init__(self, settings: AnomalySettings, prior_residual_std: float,
+                 prior_weight_steps: float = PRIOR_WEIGHT_STEPS):
         if not (math.isfinite(prior_residual_std) and prior_residual_std > 0.0):
             raise ValueError(f"prior_residual_std must be finite and > 0, got {prior_residual_std!r}")
+        if not (math.isfinite(prior_weight_steps) and prior_weight_steps >= 0.0):
+            raise ValueError(f"prior_weight_steps must be finite and >= 0, got {prior_weight_steps!r}")
         self.settings = settings
         self.prior_residual_std = float(prior_residual_std)
-        self.scale_sum_sq = PRIOR_WEIGHT_STEPS * self.prior_residual_std ** 2
-        self.scale_weight = PRIOR_WEIGHT_STEPS
-        self.raw = np.zeros(settings.long_window, np.float64)  # ring of raw scores
-        self.index = 0           # next slot to write
+        self.prior_weight_steps = float(prior_weight_steps)
+        self.scale_sum_sq = self.prior_weight_steps * self.prior_residual_std ** 2
+        self.scale_weight = self.prior_weight_steps
+        self.recent = np.zeros(settings.short_window, np.float64)  # ring of the last raw scores
+        self.raw = np.zeros(settings.long_window, np.float64)      # ring of the reference raw scores
+        self.index = 0           # next slot of `raw` to write
+        self.filled = 0          # slots of `raw` written so far (up to long_window)
         self.count = 0           # residuals seen
-        self.raw_sum = 0.0       # running sums over the filled part of the ring
+        self.raw_sum = 0.0       # running sums over the filled part of `raw`
         self.raw_sum_sq = 0.0
+        self.low = self.high = math.nan   # range of the values seen (spatial check)
+        self.profile = DailyProfile(settings.scale_window) if settings.daily_profile else None
         self.anomalous = False
         self.above_steps = 0     # consecutive steps with score >= threshold
         self.last_alert_step: int | None = None
@@ -96,29 +117,53 @@ class StreamAnomaly:
     @property
     def scale(self) -> float:
         floor = SCALE_FLOOR_FRACTION * self.prior_residual_std
+        if self.scale_weight <= 0.0 or self.scale_sum_sq <= 0.0:
+            return self.prior_residual_std
         return max(math.sqrt(self.scale_sum_sq / self.scale_weight), floor)
 
-    def update(self, actual: float, expected: float) -> tuple[float | None, str | None]:
-        """Score this step's residual; returns (score or None before min_steps, event or None)."""
-        residual = float(actual) - float(expected)
+    def update(self, actual: float, expected: float, ts: float | None = None) -> tuple[float | None, str | None]:
+        """Score this step's residual; returns (score or None before min_steps, event or None).
+        ts (epoch seconds) is only needed by the daily profile; without it the model's forecast is used."""
+        actual, expected = float(actual), float(expected)
+        residual = actual - expected
         if not math.isfinite(residual):
             return None, None
-        scale = self.scale
-        z = residual / scale
-        raw = surprise_score(z)
-        ready = self.count >= self.settings.min_steps
+        if self.profile is not None and ts is not None and math.isfinite(ts):
+            chosen = self.profile.expected(ts, expected)
+            self.profile.observe(ts, actual, expected)
+            residual = actual - chosen
+        s = self.settings
+        fresh = self.scale_weight <= 0.0                      # no prior, nothing seen: no reference yet
+        scale = abs(residual) if fresh and residual != 0.0 else self.scale
+        raw = 0.0 if fresh else surprise_score(residual / scale)
+        ready = self.count >= s.min_steps
         if ready:
             mu_long, sigma_long = self._long_stats()
-        self._update_scale(min(residual * residual, (SCALE_CLIP_Z * scale) ** 2))
+        spatial = self._spatial(actual) if ready else False
+        self._track_range(actual)
+        self._update_scale(residual * residual if fresh else min(residual * residual, (SCALE_CLIP_Z * scale) ** 2))
         self._push(raw)
         if not ready:
             return None, None
-        level = (self._short_mean() - mu_long) / sigma_long
-        score = 1.0 - gaussian_tail(level)
-        return score, self._advance_alert(score)
+        level = (float(self.recent.mean() if self.count >= s.short_window else
+                       self.recent[: self.count].mean()) - mu_long) / sigma_long
+        likelihood = 1.0 if spatial else 1.0 - gaussian_tail(level)
+        event = self._advance_alert(likelihood)
+        return self._published(likelihood, event), event
+
+    def _spatial(self, actual: float) -> bool:
+        """Whether actual lies beyond the range seen so far by more than spatial_tolerance of it."""
+        tolerance = self.settings.spatial_tolerance
+        outside = False
+        if tolerance > 0.0 and self.high > self.low:
+            margin = tolerance * (self.high - self.low)
+            outside = actual > self.high + margin or actual < self.low - margin
+        return outside
 
     def _long_stats(self) -> tuple[float, float]:
-        n = min(self.count, self.settings.long_window)
+        n = self.filled
+        if n < 2:
+            return (self.raw_sum / n if n else 0.0), 1.0
         mean = self.raw_sum / n
         var = max(self.raw_sum_sq - n * mean * mean, 0.0) / (n - 1)
         return mean, max(math.sqrt(var), MIN_LONG_STD)
@@ -129,19 +174,26 @@ class StreamAnomaly:
         self.scale_weight = keep * self.scale_weight + 1.0
 
     def _push(self, raw: float) -> None:
-        old = self.raw[self.index]  # 0.0 while the ring is filling
+        s = self.settings
+        self.recent[self.count % s.short_window] = raw
+        self.count += 1
+        if self.count <= s.min_steps // 2:                    # learning period: the scale settles
+            return
+        old = self.raw[self.index]                            # 0.0 while the ring is filling
         self.raw[self.index] = raw
         self.raw_sum += raw - old
         self.raw_sum_sq += raw * raw - old * old
-        self.index = (self.index + 1) % self.settings.long_window
-        self.count += 1
+        self.index = (self.index + 1) % s.long_window
+        self.filled = min(self.filled + 1, s.long_window)
         if self.index == 0:  # once per lap: drop accumulated rounding error
             self.raw_sum = float(self.raw.sum())
             self.raw_sum_sq = float(np.dot(self.raw, self.raw))
 
-    def _short_mean(self) -> float:
-        k = min(self.settings.short_window, self.count)
-        return float(self.raw.take(range(self.index - k, self.index), mode="wrap").mean())
+    def _track_range(self, actual: float) -> None:
+        if not math.isfinite(actual):
+            return
+        self.low = actual if math.isnan(self.low) else min(self.low, actual)
+        self.high = actual if math.isnan(self.high) else max(self.high, actual)
 
     def _advance_alert(self, score: float) -> str | None:
         s = self.settings
@@ -160,12 +212,25 @@ class StreamAnomaly:
             return "alert"
         return None
 
+    def _published(self, score: float, event: str | None) -> float:
+        """The score, held at or below clear_threshold for refractory_steps after an alert."""
+        s = self.settings
+        if event == "alert" or s.refractory_steps == 0 or self.last_alert_step is None:
+            return score
+        if self.count - self.last_alert_step <= s.refractory_steps:
+            return min(score, s.clear_threshold)
+        return score
+
     def to_state(self) -> dict:
         """JSON-serialisable snapshot; from_state() continues bit-identically."""
         return {"version": STATE_VERSION, "prior_residual_std": self.prior_residual_std,
+                "prior_weight_steps": self.prior_weight_steps, "long_window": self.settings.long_window,
+                "short_window": self.settings.short_window,
                 "scale_sum_sq": self.scale_sum_sq, "scale_weight": self.scale_weight,
-                "raw": self.raw.tolist(), "index": self.index, "count": self.count,
-                "raw_sum": self.raw_sum, "raw_sum_sq": self.raw_sum_sq,
+                "recent": self.recent.tolist(), "raw": self.raw.tolist(), "index": self.index,
+                "filled": self.filled, "count": self.count, "raw_sum": self.raw_sum, "raw_sum_sq": self.raw_sum_sq,
+                "low": _none_if_nan(self.low), "high": _none_if_nan(self.high),
+                "profile": None if self.profile is None else self.profile.to_state(),
                 "anomalous": self.anomalous, "above_steps": self.above_steps,
                 "last_alert_step": self.last_alert_step}
 
@@ -173,16 +238,32 @@ class StreamAnomaly:
     def from_state(cls, settings: AnomalySettings, data: dict) -> "StreamAnomaly":
         if data.get("version") != STATE_VERSION:
             raise ValueError(f"anomaly state version {data.get('version')!r}, expected {STATE_VERSION}")
-        if len(data["raw"]) != settings.long_window:
-            raise ValueError(f"anomaly state has a ring of {len(data['raw'])} steps, "
-                             f"settings say long_window={settings.long_window}")
-        self = cls(settings, float(data["prior_residual_std"]))
+        for key in ("long_window", "short_window"):
+            if int(data[key]) != getattr(settings, key):
+                raise ValueError(f"anomaly state was built with {key}={data[key]}, "
+                                 f"settings say {key}={getattr(settings, key)}")
+        if (data.get("profile") is not None) != settings.daily_profile:
+            raise ValueError(f"anomaly state {'has' if data.get('profile') is not None else 'lacks'} a daily "
+                             f"profile, settings say daily_profile={settings.daily_profile}")
+        self = cls(settings, float(data["prior_residual_std"]), float(data["prior_weight_steps"]))
+        if settings.daily_profile:
+            self.profile = DailyProfile.from_state(settings.scale_window, data["profile"])
         self.scale_sum_sq = float(data["scale_sum_sq"])
         self.scale_weight = float(data["scale_weight"])
+        self.recent = np.asarray(data["recent"], np.float64).copy()
         self.raw = np.asarray(data["raw"], np.float64).copy()
-        self.index, self.count = int(data["index"]), int(data["count"])
+        self.index, self.filled, self.count = int(data["index"]), int(data["filled"]), int(data["count"])
         self.raw_sum, self.raw_sum_sq = float(data["raw_sum"]), float(data["raw_sum_sq"])
+        self.low, self.high = _nan_if_none(data["low"]), _nan_if_none(data["high"])
         self.anomalous, self.above_steps = bool(data["anomalous"]), int(data["above_steps"])
         last = data["last_alert_step"]
         self.last_alert_step = None if last is None else int(last)
         return self
+
+
+def _none_if_nan(value: float) -> float | None:
+    return None if math.isnan(value) else value
+
+
+def _nan_if_none(value) -> float:
+    return math.nan if value is None else float(value)

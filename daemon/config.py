@@ -90,6 +90,8 @@ class StateConfig:
     idle_eviction_seconds: float = 86400.0        # 0: never evict
     max_gap_seconds: float = 0.0                  # 0: no gap policy
     gap_policy: str = "reset"                     # "reset" | "continue"
+    journal: bool = True                          # write-ahead journal + acknowledge inputs after it
+    journal_fsync: bool = True                    # fsync each journal append (power loss, not just kill -9)
 
 
 @dataclass(frozen=True)
@@ -210,7 +212,8 @@ def _state(t: Table) -> StateConfig:
                        max_streams=t.get("max_streams", int, lo=1, hi=10_000_000),
                        idle_eviction_seconds=t.get("idle_eviction_seconds", float, lo=0),
                        max_gap_seconds=t.get("max_gap_seconds", float, lo=0),
-                       gap_policy=t.get("gap_policy", str, choices=("reset", "continue")))
+                       gap_policy=t.get("gap_policy", str, choices=("reset", "continue")),
+                       journal=t.get("journal", bool), journal_fsync=t.get("journal_fsync", bool))
 
 
 def _anomaly(t: Table) -> AnomalyConfig:

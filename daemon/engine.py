@@ -176,7 +176,8 @@ class Engine:
             return None, expected, None
         if info.anomaly is None:
             info.anomaly = self.anomaly_factory()
-        score, event = info.anomaly.update(actual, expected)
+        ts = message.ts if message.ts is not None else message.received    # the daily profile's clock
+        score, event = info.anomaly.update(actual, expected, ts)
         return score, expected, event
 
     def _rollout(self, first: np.ndarray, states: list[np.ndarray], stamps: np.ndarray, infos,

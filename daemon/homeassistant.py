@@ -23,7 +23,6 @@ from dataclasses import dataclass
 
 from .topics import render_topic
 
-ORIGIN = {"name": "statecast", "support_url": "https://github.com/statecast/statecast"}
 _NOT_SLUG = re.compile(r"[^a-z0-9_]")
 _HASH_HEX_CHARS = 6
 MAX_SLUG_CHARS = 64
@@ -70,7 +69,8 @@ def _common(stream_id: str, domain: str, entity: str, name: str, status_topic: s
             "default_entity_id": f"{domain}.{slug}",             # Home Assistant 2025.10 and later
             "availability_topic": status_topic, "payload_available": "online",
             "payload_not_available": "offline",
-            "device": device_block(stream_id, model_name, sw_version), "origin": dict(ORIGIN)}
+            "device": device_block(stream_id, model_name, sw_version),
+            "origin": {"name": "statecast", **({"sw_version": sw_version} if sw_version else {})}}
 
 
 def sensor_config(stream_id: str, forecast_topic: str, status_topic: str, unit: str | None = None,

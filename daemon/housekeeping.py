@@ -31,6 +31,9 @@ def daemon_stats(daemon) -> dict:
         "mean_batch_size": forecasts / batches if batches else 0.0,
         "mean_step_ms": 1000 * sum(c.step_seconds_total for c in engines) / batches if batches else 0.0,
         "checkpoint_errors": daemon.checkpoint_errors, "queue_depth": daemon.inbox.qsize(),
+        "journal_errors": sum(p.journal_errors for p in daemon.pipelines.values()),
+        "republished": daemon.republished, "acked": daemon.delivery.acked,
+        "awaiting_ack": daemon.delivery.outstanding, "publish_refused": daemon.link.publish_refused,
         "connected": daemon.link.connected.is_set(), "connects": daemon.link.connects,
         "last_error": daemon.last_error or daemon.link.last_error,
     }

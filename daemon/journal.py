@@ -1,11 +1,19 @@
 """Write-ahead journal of engine steps, so a kill -9 or power loss loses no acknowledged input.
 
 Each engine batch appends one record (group commit: one write, optionally one fsync, per batch)
-holding the inputs it stepped: [[stream_id, ts, [values...]], ...]. A checkpoint makes the
+holding the inputs it stepped and what each step published:
+[[stream_id, ts, [values...], [[topic, payload, qos], ...]], ...]. The outputs are kept because
+a step may already be in the checkpoint when its input comes back from the broker: the state
+has moved on, so the forecast can no longer be recomputed, only re-sent. A checkpoint makes the
 journal redundant, so it is truncated right after a checkpoint is durable. At start-up the
 daemon restores the checkpoint and replays the journal through the engine; the engine's
 "older or equal timestamp is a duplicate" rule makes replaying a step that the checkpoint
 already holds a no-op, so a crash between checkpoint and truncation is harmless.
+
+Records are {"seq": n, "steps": [...]} for a batch and {"settled": n} once the broker has
+acknowledged every QoS > 0 message batch n published: after a crash, only unsettled batches'
+outputs are sent again when their inputs come back (settled ones reached the broker already).
+The settled marker is not fsynced: losing one costs a duplicate forecast, never a lost one.
 
 Record layout: b"SJ" + uint32 length + uint32 crc32 + JSON payload. A torn tail (power loss in
 the middle of an append) fails its length or CRC check and ends the replay there.
@@ -29,15 +37,26 @@ class Journal:
         self.fsync = fsync
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         self.records_written = 0
+        # Batch ids must not collide with those of a previous process still in the file.
+        self._epoch = os.urandom(6).hex()
 
-    def append(self, steps: list[tuple[str, float, tuple[float, ...]]]) -> None:
-        """Durably record one batch of steps before their inputs are acknowledged."""
-        payload = json.dumps([[sid, ts, list(values)] for sid, ts, values in steps],
-                             separators=(",", ":")).encode()
+    def _write(self, record: dict, sync: bool) -> None:
+        payload = json.dumps(record, separators=(",", ":")).encode()
         os.write(self._fd, HEADER.pack(MAGIC, len(payload), zlib.crc32(payload)) + payload)
-        if self.fsync:
+        if sync:
             os.fsync(self._fd)       # power loss; a kill -9 alone is covered by the page cache
+
+    def append(self, steps: list[tuple[str, float, tuple[float, ...], list]]) -> str:
+        """Durably record one batch of steps before their inputs are acknowledged; returns its id."""
         self.records_written += 1
+        seq = f"{self._epoch}:{self.records_written}"
+        self._write({"seq": seq,
+                     "steps": [[sid, ts, list(values), outputs] for sid, ts, values, outputs in steps]}, self.fsync)
+        return seq
+
+    def settled(self, seq: str) -> None:
+        """The broker acknowledged everything batch `seq` published."""
+        self._write({"settled": seq}, sync=False)
 
     def truncate(self) -> None:
         """Called once a checkpoint holding every journaled step is durable."""
@@ -49,19 +68,24 @@ class Journal:
         os.close(self._fd)
 
 
-def read_journal(path: str) -> list[list[tuple[str, float, tuple[float, ...]]]]:
-    """All complete records, in order; stops at the first torn or corrupt one."""
+def read_journal(path: str) -> list[tuple[bool, list[tuple[str, float, tuple[float, ...], list]]]]:
+    """(settled, steps) per batch, in order; stops at the first torn or corrupt record."""
     if not os.path.exists(path):
         return []
     with open(path, "rb") as handle:
         blob = handle.read()
-    batches, offset = [], 0
+    batches, settled, offset = [], set(), 0
     while offset + HEADER.size <= len(blob):
         magic, length, crc = HEADER.unpack_from(blob, offset)
         payload = blob[offset + HEADER.size: offset + HEADER.size + length]
         if magic != MAGIC or len(payload) != length or zlib.crc32(payload) != crc:
             log.warning("journal %s: torn or corrupt record at byte %d; replaying what precedes it", path, offset)
             break
-        batches.append([(sid, float(ts), tuple(values)) for sid, ts, values in json.loads(payload)])
+        record = json.loads(payload)
+        if "settled" in record:
+            settled.add(record["settled"])
+        else:
+            batches.append((record["seq"], [(sid, float(ts), tuple(values), [tuple(o) for o in outputs])
+                                            for sid, ts, values, outputs in record["steps"]]))
         offset += HEADER.size + length
-    return batches
+    return [(seq in settled, steps) for seq, steps in batches]

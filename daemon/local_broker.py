@@ -26,10 +26,14 @@ class LocalMosquitto:
         self.config_path = os.path.join(self.directory, "mosquitto.conf")
         self.log_path = os.path.join(self.directory, "mosquitto.log")
         # max_queued_messages raised from mosquitto's default 1000: a persistent session must hold
-        # what arrives while the daemon restarts.
+        # what arrives while the daemon restarts. max_inflight_messages raised from 20: the daemon
+        # acknowledges inputs after journaling them, and mosquitto 2.0.11 delivers QoS 1 messages
+        # out of order once a client's inflight window is full (seen here: a timestamp-ordered
+        # stream then looks like it went back in time).
         with open(self.config_path, "w") as handle:
             handle.write(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
-                         f"persistence false\nmax_queued_messages 100000\n{extra_config}\n")
+                         f"persistence false\nmax_queued_messages 100000\nmax_inflight_messages 1000\n"
+                         f"{extra_config}\n")
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout_seconds: float = 10.0) -> "LocalMosquitto":

@@ -22,14 +22,18 @@ log = logging.getLogger("statecast.mqtt")
 
 class MqttLink:
     def __init__(self, broker, status_topic: str, subscriptions: list[tuple[str, int]],
-                 on_message: Callable[[mqtt.MQTTMessage], None]):
+                 on_message: Callable[[mqtt.MQTTMessage], None], manual_ack: bool = False):
         self.broker = broker
+        # manual_ack: QoS 1/2 inputs are acknowledged by the engine loop (delivery.Delivery) once
+        # their step is journaled and their forecasts are acknowledged, not when they arrive.
+        self.manual_ack = manual_ack
         self.status_topic = status_topic
         self.subscriptions = subscriptions
         self.subscribed = threading.Event()       # set once the broker acknowledged every filter
         self.connected = threading.Event()
         self.last_error: str | None = None
         self.connects = 0
+        self.publish_refused = 0
         self._on_message = on_message
         self._pending_subscribe: int | None = None
         self.mqtt5 = broker.protocol == "5"
@@ -39,7 +43,8 @@ class MqttLink:
         b = self.broker
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=b.client_id,
                              protocol=mqtt.MQTTv5 if self.mqtt5 else mqtt.MQTTv311,
-                             clean_session=None if self.mqtt5 else bool(b.clean_start))
+                             clean_session=None if self.mqtt5 else bool(b.clean_start),
+                             manual_ack=self.manual_ack)
         if b.username:
             client.username_pw_set(b.username, b.password)
         if b.tls:
@@ -106,10 +111,17 @@ class MqttLink:
             self.last_error = f"disconnected: {reason_code}"
             log.warning("disconnected from broker (%s); reconnecting with backoff", reason_code)
 
-    def publish(self, topic: str, payload: str | bytes, qos: int = 0, retain: bool = False) -> bool:
-        """Queue a message; False if paho refused it (outgoing queue full)."""
+    def publish(self, topic: str, payload: str | bytes, qos: int = 0, retain: bool = False):
+        """Queue a message. Returns paho's MQTTMessageInfo for a QoS > 0 message that paho accepted
+        (is_published() turns true on the broker's acknowledgement), else None."""
         info = self.client.publish(topic, payload, qos=qos, retain=retain)
-        return info.rc in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN)
+        if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+            self.publish_refused += 1          # outgoing queue full while the broker is away
+            return None
+        return info if qos > 0 else None
+
+    def ack(self, mid: int, qos: int) -> None:
+        self.client.ack(mid, qos)
 
     def stop(self) -> None:
         """Clean stop: say `offline` ourselves (the will is only for unclean ends), then disconnect."""

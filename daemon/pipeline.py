@@ -6,10 +6,13 @@ import os
 
 from .checkpoint import save as save_checkpoint
 from .config import Config, ConfigError
-from .engine import Engine, EngineSettings
+from .engine import Engine, EngineSettings, Message
+from .journal import Journal, read_journal
+from .outputs import alert_message, forecast_message
 from .routing import Route
 from .runtime_setup import anomaly_factory_for, open_model
-from .takeover import checkpoint_name, restore_shard
+from .takeover import checkpoint_name, owned, restore_shard
+from .topics import render_topic
 
 log = logging.getLogger("statecast.serve")
 
@@ -32,6 +35,25 @@ class Pipeline:
         self.state_directory = s.directory
         self.shard = (config.cluster.shard_index, config.cluster.shard_count)
         self.checkpoint_path = os.path.join(s.directory, checkpoint_name(entry.name, *self.shard))
+        self.journal_path = self.checkpoint_path + ".journal"
+        self.journal_enabled, self.journal_fsync = s.journal, s.journal_fsync
+        self.journal: Journal | None = None
+        self.journal_errors = 0
+        self.output = config.output
+        # (stream, ts) -> messages to publish again if the broker redelivers that input: the
+        # steps found in the journal at start-up, whose forecasts may not have gone out. Filled
+        # once, emptied as redeliveries arrive.
+        self.recovered: dict[tuple[str, float], list[tuple[str, str, int]]] = {}
+
+    def outputs_for(self, result) -> list[tuple[str, str, int]]:
+        """(topic, payload, qos) of everything one step publishes."""
+        manifest, out = self.model.manifest, self.output
+        messages = [(render_topic(out.forecast_topic, result.stream_id),
+                     forecast_message(result, manifest.name, manifest.targets), out.forecast_qos)]
+        if result.event is not None:
+            messages.append((render_topic(out.alert_topic, result.stream_id), alert_message(result, manifest.name),
+                             out.alert_qos))
+        return messages
 
     def restore(self) -> int:
         """Add this shard's streams from every checkpoint of this entry (streams already live stay)."""
@@ -44,10 +66,54 @@ class Pipeline:
                                        self.model.manifest.sha256, *self.shard, anomaly_restore=restore_fn)
         log.info("%s: restored %d streams of shard %d/%d (%s)", self.entry.name, count, *self.shard,
                  ", ".join(os.path.basename(s) for s in sources) or "no checkpoint")
+        if self.journal_enabled:
+            self._replay_journal()
+            if self.journal is None:
+                self.journal = Journal(self.journal_path, self.journal_fsync)
         return count
 
-    def checkpoint(self) -> None:
+    def _replay_journal(self) -> None:
+        """Re-step what was journaled after the checkpoint. Steps the checkpoint already holds are
+        older-or-equal timestamps to the engine, so replay is idempotent."""
+        replayed = 0
+        for settled, batch in read_journal(self.journal_path):
+            mine = [step for step in batch if owned(step[0], *self.shard)]
+            for sid, ts, _, outputs in mine:
+                if not settled:                     # the broker may never have seen these outputs
+                    self.recovered[(sid, ts)] = outputs
+            replayed += len(self.engine.process([Message(sid, values, ts, ts) for sid, ts, values, _ in mine]))
+        if replayed:
+            log.info("%s: replayed %d journaled steps after the checkpoint", self.entry.name, replayed)
+
+    def record(self, results, outputs) -> str | None:
+        """Journal a batch's steps (before its inputs are acknowledged). A failing disk is loud but
+        does not stop serving; until it recovers, a crash loses what the journal could not hold."""
+        if self.journal is None or not results:
+            return None
+        try:
+            return self.journal.append([(r.stream_id, r.ts, r.value, o) for r, o in zip(results, outputs)])
+        except OSError as error:
+            self.journal_errors += 1
+            if self.journal_errors in (1, 10, 100) or self.journal_errors % 1000 == 0:
+                log.error("%s: journal append failed (%d times): %s; serving continues without crash "
+                          "protection", self.entry.name, self.journal_errors, error)
+            return None
+
+    def settled(self, seq: str | None) -> None:
+        if self.journal is not None and seq is not None:
+            try:
+                self.journal.settled(seq)
+            except OSError:
+                self.journal_errors += 1        # only costs a duplicate forecast after a crash
+
+    def checkpoint(self, settled: bool = True) -> None:
+        """settled: no input is waiting for its acknowledgement, so the journal may be emptied
+        (otherwise it is kept: replaying it is harmless)."""
         save_checkpoint(self.checkpoint_path, self.engine.table, self.model.manifest.sha256)
+        if self.journal is not None and settled:
+            # `recovered` stays: inputs the broker redelivers after a restart may arrive later
+            self.journal.truncate()
+            self.journal_errors = 0           # the checkpoint holds everything the journal missed
 
 
 def anomaly_settings(config: Config):

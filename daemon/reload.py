@@ -44,6 +44,8 @@ def reload_daemon(daemon) -> bool:
         if old is None:
             new.restore()
             continue
+        # the journal file is the entry's: the new pipeline appends where the old one did
+        new.journal, new.recovered = old.journal, old.recovered
         if old.model.manifest.state_signature == new.model.manifest.state_signature:
             new.engine.table = old.engine.table            # same shapes: streams keep their state
         else:

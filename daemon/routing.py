@@ -49,7 +49,8 @@ class Router:
         self.rejected: Counter = Counter()
         self.other_shard = 0
 
-    def route(self, topic: str, payload: bytes) -> tuple[Route, Message] | None:
+    def route(self, topic: str, payload: bytes, token=None) -> tuple[Route, Message] | None:
+        """token: what acknowledges this input later ((mid, qos) under manual acknowledgement)."""
         for route in self.routes:
             pattern = match_filter(route.topic_filter)
             if topic_matches_sub(pattern, topic):
@@ -67,7 +68,7 @@ class Router:
             reading = decode_payload(payload, route.payload_format, route.fields, self.max_payload_bytes)
         except PayloadError as error:
             return self._reject(error.reason, topic, str(error))
-        return route, Message(stream_id, reading.values, reading.ts, time.time())
+        return route, Message(stream_id, reading.values, reading.ts, time.time(), token)
 
     def _reject(self, reason: str, topic: str, detail: str) -> None:
         self.rejected[reason] += 1

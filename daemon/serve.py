@@ -19,14 +19,13 @@ import sys
 import time
 
 from .config import Config, load_config
+from .delivery import Delivery
 from .housekeeping import StatusLine, daemon_stats
 from .mqtt_link import MqttLink
-from .outputs import alert_message, forecast_message
 from .pipeline import Pipeline
 from .routing import Router
 from .sdnotify import Notifier, WatchdogPacer
 from .takeover import owned
-from .topics import render_topic
 
 log = logging.getLogger("statecast.serve")
 IDLE_WAIT_SECONDS = 0.2                # longest the loop blocks on an empty queue
@@ -51,13 +50,19 @@ class Daemon:
         self.checkpoint_errors = 0
         self.reloads = self.reload_failures = self.reload_resets = 0
         self.last_error: str | None = None
+        self.manual_ack = config.state.journal
         self.link = MqttLink(config.broker, config.output.status_topic,
-                             [(e.topic, e.qos) for e in config.streams], self._on_message)
+                             [(e.topic, e.qos) for e in config.streams], self._on_message, self.manual_ack)
+        self.delivery = Delivery(self.link.ack)
+        self.republished = 0
 
     # --- network thread -----------------------------------------------------------------
     def _on_message(self, message) -> None:
-        routed = self.router.route(message.topic, message.payload)
+        token = (message.mid, message.qos) if self.manual_ack and message.qos > 0 else None
+        routed = self.router.route(message.topic, message.payload, token)
         if routed is None:
+            if token is not None:               # rejected for good: acknowledge, or it comes back
+                self.link.ack(*token)
             return
         try:
             self.inbox.put_nowait(routed)
@@ -93,6 +98,7 @@ class Daemon:
                 next_stats = now + self.config.output.stats_interval_seconds
             if now >= self.status_line.due:
                 self.notifier.status(self.status_line.text(self.stats()))
+            self.delivery.poll()
             self.pacer.tick()
             if self.reload_requested:
                 self.reload_requested = False
@@ -139,23 +145,37 @@ class Daemon:
                 self.router.other_shard += 1
                 continue
             by_route.setdefault(route.name, []).append(message)
-        out = self.config.output
+        publishes, tokens, journaled = [], [message.token for _, message in batch], []
         for name, messages in by_route.items():
             pipeline = self.pipelines.get(name)
             if pipeline is None:                    # routed just before a reload removed the entry
                 continue
-            manifest = pipeline.model.manifest
-            for result in pipeline.engine.process(messages):
-                self.link.publish(render_topic(out.forecast_topic, result.stream_id),
-                                  forecast_message(result, manifest.name, manifest.targets), qos=out.forecast_qos)
-                if result.event is not None:
-                    self.link.publish(render_topic(out.alert_topic, result.stream_id),
-                                      alert_message(result, manifest.name), qos=out.alert_qos)
+            outgoing = self._recovered(pipeline, messages)
+            results = pipeline.engine.process([m for m in messages if (m.stream_id, m.ts) not in outgoing])
+            outputs = [pipeline.outputs_for(r) for r in results]
+            journaled.append((pipeline, pipeline.record(results, outputs)))   # durable before any ack
+            self.republished += len(outgoing)
+            for items in list(outgoing.values()) + outputs:
+                for topic, payload, qos in items:
+                    info = self.link.publish(topic, payload, qos=qos)
+                    if info is not None:
+                        publishes.append(info)
+        on_settled = (lambda: [p.settled(seq) for p, seq in journaled]) if journaled else None
+        self.delivery.settle(publishes, tokens, on_settled)
+
+    @staticmethod
+    def _recovered(pipeline, messages) -> dict:
+        """Redelivered inputs whose steps the journal replay restored: their outputs go out again."""
+        if not pipeline.recovered:
+            return {}
+        return {(m.stream_id, m.ts): pipeline.recovered.pop((m.stream_id, m.ts))
+                for m in messages if (m.stream_id, m.ts) in pipeline.recovered}
 
     def _checkpoint_all(self) -> None:
+        self.delivery.poll()
         for pipeline in self.pipelines.values():
             try:
-                pipeline.checkpoint()
+                pipeline.checkpoint(settled=self.delivery.outstanding == 0)
             except OSError as error:              # disk full etc.: loud, but keep serving
                 self.checkpoint_errors += 1
                 self.last_error = f"checkpoint failed: {error.strerror or error}"
@@ -178,6 +198,10 @@ class Daemon:
         # Whatever is already queued is processed before the final checkpoint, so it is not lost.
         while not self.inbox.empty():
             self._process(self._drain())
+        deadline = time.monotonic() + 5.0           # let the broker acknowledge what is in flight
+        while self.delivery.outstanding and self.link.connected.is_set() and time.monotonic() < deadline:
+            time.sleep(0.01)
+            self.delivery.poll()
         self._checkpoint_all()
         self._publish_stats()
         self.link.stop()

@@ -53,7 +53,9 @@ done
 #    message is a gap the RNN state cannot recover; 100000 is ~28 h of 1 Hz on one stream or
 #    ~10 min of 100 streams at 1 Hz, a few tens of MB at most;
 #  - max_inflight_messages 20 throttles QoS 1 delivery to a reconnecting client that drains
-#    its backlog; 100 lets the backlog flow while still bounding un-acked messages.
+#    its backlog, and mosquitto 2.0.11 delivers QoS 1 messages out of order once a client's
+#    window is full; the daemon acknowledges inputs only after journaling them, so its window
+#    must not fill: 1000 still bounds un-acked messages.
 # persistence_location is written only if no other mosquitto config sets it: Debian's stock
 # mosquitto.conf already has it, and mosquitto 2.0 refuses to start on a duplicate
 # ("Error: Duplicate persistence_location value in configuration").
@@ -69,7 +71,7 @@ broker_config() {
         echo "persistence_location /var/lib/mosquitto/"
     fi
     echo "max_queued_messages 100000"
-    echo "max_inflight_messages 100"
+    echo "max_inflight_messages 1000"
 }
 
 if ((print_broker_config)); then

@@ -159,7 +159,7 @@ def test_broker_config_starts_under_a_debian_style_mosquitto_conf(tmp_path):
 
     text = broker_config(server.config_path)
     assert "\npersistence_location" not in text
-    for line in ("persistence true", "max_queued_messages 100000", "max_inflight_messages 100"):
+    for line in ("persistence true", "max_queued_messages 100000", "max_inflight_messages 1000"):
         assert line in text.splitlines()
     open(os.path.join(conf_d, "statecast.conf"), "w").write(text)
     try:

@@ -1,0 +1,58 @@
+"""A stream's daily profile: a second opinion on what a value should be (numpy/stdlib only).
+
+Many sensor streams repeat a daily shape (occupancy, traffic, heating schedules) that a small RNN
+cannot hold in its state for streams it has never seen. The profile keeps, per 5-minute slot of
+the UTC day, an exponentially weighted level of the values seen in that slot. The anomaly score
+then compares each value with whichever of the model's forecast and the profile has had the
+lower squared error lately (exponential window of `window_steps`), so a stream that follows a
+daily pattern is judged against its own yesterday, and any other stream against the model.
+Memory: 288 floats per stream.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+SLOT_SECONDS = 300                     # 288 slots per day
+SLOTS = 86_400 // SLOT_SECONDS
+LEVEL_WEIGHT = 0.5                     # weight of today's value in a slot's level (~2-day memory)
+
+
+def slot_of(ts: float) -> int:
+    return int((ts % 86_400.0) // SLOT_SECONDS)
+
+
+class DailyProfile:
+    def __init__(self, window_steps: float):
+        self.keep = 1.0 - 1.0 / window_steps
+        self.levels = np.full(SLOTS, math.nan)    # (slots,) NaN until a slot has seen a value
+        self.model_sq = 0.0                       # EW squared error of the model's forecasts
+        self.profile_sq = 0.0                     # EW squared error of the profile
+
+    def expected(self, ts: float, model_expected: float) -> float:
+        """The value to compare with at time ts: the profile's level if it has lately been the
+        better predictor (and has one for this slot), else the model's forecast."""
+        level = self.levels[slot_of(ts)]
+        return float(level) if math.isfinite(level) and self.profile_sq < self.model_sq else model_expected
+
+    def observe(self, ts: float, actual: float, model_expected: float) -> None:
+        slot = slot_of(ts)
+        level = self.levels[slot]
+        profile_expected = level if math.isfinite(level) else model_expected
+        self.model_sq = self.keep * self.model_sq + (actual - model_expected) ** 2
+        self.profile_sq = self.keep * self.profile_sq + (actual - profile_expected) ** 2
+        self.levels[slot] = actual if not math.isfinite(level) else (1 - LEVEL_WEIGHT) * level + LEVEL_WEIGHT * actual
+
+    def to_state(self) -> dict:
+        return {"levels": [None if math.isnan(v) else float(v) for v in self.levels],
+                "model_sq": self.model_sq, "profile_sq": self.profile_sq}
+
+    @classmethod
+    def from_state(cls, window_steps: float, data: dict) -> "DailyProfile":
+        if len(data["levels"]) != SLOTS:
+            raise ValueError(f"daily profile state has {len(data['levels'])} slots, expected {SLOTS}")
+        profile = cls(window_steps)
+        profile.levels = np.array([math.nan if v is None else float(v) for v in data["levels"]], np.float64)
+        profile.model_sq, profile.profile_sq = float(data["model_sq"]), float(data["profile_sq"])
+        return profile
