@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import os
 
+from .checkpoint import restore as restore_checkpoint
 from .checkpoint import save as save_checkpoint
 from .config import Config, ConfigError
 from .engine import Engine, EngineSettings, Message
@@ -13,6 +14,8 @@ from .routing import Route
 from .runtime_setup import anomaly_factory_for, open_model
 from .takeover import checkpoint_name, owned, restore_shard
 from .topics import render_topic
+from .window_engine import WindowEngine, window_message
+from .window_model import open_window_model
 
 log = logging.getLogger("statecast.serve")
 
@@ -35,6 +38,15 @@ class Pipeline:
         self.state_directory = s.directory
         self.shard = (config.cluster.shard_index, config.cluster.shard_count)
         self.checkpoint_path = os.path.join(s.directory, checkpoint_name(entry.name, *self.shard))
+        # Optional window model on the same streams: ring buffer of the last W inputs per stream,
+        # run every `window_stride` messages; its own table and checkpoint file.
+        self.window_engine = None
+        if entry.window_model:
+            window_model = open_window_model(entry.window_model, config.runtime.backend, config.runtime.num_threads,
+                                             config.runtime.delegate, config.runtime.edgetpu_device,
+                                             config.batching.max_batch)
+            self.window_engine = WindowEngine(window_model, settings, entry.window_stride)
+            self.window_checkpoint_path = self.checkpoint_path + ".window"
         self.journal_path = self.checkpoint_path + ".journal"
         self.journal_enabled, self.journal_fsync = s.journal, s.journal_fsync
         self.journal: Journal | None = None
@@ -44,6 +56,21 @@ class Pipeline:
         # steps found in the journal at start-up, whose forecasts may not have gone out. Filled
         # once, emptied as redeliveries arrive.
         self.recovered: dict[tuple[str, float], list[tuple[str, str, int]]] = {}
+
+    def step(self, messages: list) -> tuple[list, list]:
+        """Advance both engines; returns the step results and, per result, everything it publishes
+        ((topic, payload, qos) tuples: forecast, alert, and a window output when one is due)."""
+        results = self.engine.process(messages)
+        outputs = [self.outputs_for(r) for r in results]
+        if self.window_engine is not None:
+            window = {(w.stream_id, w.ts): w for w in self.window_engine.process(messages) if w.output is not None}
+            name, targets = self.window_engine.model.manifest.name, self.window_engine.model.manifest.targets
+            for result, items in zip(results, outputs):
+                due = window.get((result.stream_id, result.ts))
+                if due is not None:
+                    items.append((render_topic(self.output.window_topic, result.stream_id),
+                                  window_message(due, name, targets), self.output.forecast_qos))
+        return results, outputs
 
     def outputs_for(self, result) -> list[tuple[str, str, int]]:
         """(topic, payload, qos) of everything one step publishes."""
@@ -66,6 +93,10 @@ class Pipeline:
                                        self.model.manifest.sha256, *self.shard, anomaly_restore=restore_fn)
         log.info("%s: restored %d streams of shard %d/%d (%s)", self.entry.name, count, *self.shard,
                  ", ".join(os.path.basename(s) for s in sources) or "no checkpoint")
+        if self.window_engine is not None:
+            count_w, source = restore_checkpoint(self.window_checkpoint_path, self.window_engine.table,
+                                                 self.window_engine.model.manifest.sha256)
+            log.info("%s: restored %d window buffers (%s)", self.entry.name, count_w, source)
         if self.journal_enabled:
             self._replay_journal()
             if self.journal is None:
@@ -81,7 +112,7 @@ class Pipeline:
             for sid, ts, _, outputs in mine:
                 if not settled:                     # the broker may never have seen these outputs
                     self.recovered[(sid, ts)] = outputs
-            replayed += len(self.engine.process([Message(sid, values, ts, ts) for sid, ts, values, _ in mine]))
+            replayed += len(self.step([Message(sid, values, ts, ts) for sid, ts, values, _ in mine])[0])
         if replayed:
             log.info("%s: replayed %d journaled steps after the checkpoint", self.entry.name, replayed)
 
@@ -110,6 +141,9 @@ class Pipeline:
         """settled: no input is waiting for its acknowledgement, so the journal may be emptied
         (otherwise it is kept: replaying it is harmless)."""
         save_checkpoint(self.checkpoint_path, self.engine.table, self.model.manifest.sha256)
+        if self.window_engine is not None:
+            save_checkpoint(self.window_checkpoint_path, self.window_engine.table,
+                            self.window_engine.model.manifest.sha256)
         if self.journal is not None and settled:
             # `recovered` stays: inputs the broker redelivers after a restart may arrive later
             self.journal.truncate()

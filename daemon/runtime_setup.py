@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 
 from .artifact import ArtifactError
+from .artifact import ArtifactError
 from .backends import select_backend
 from .backends.edgetpu import load_edgetpu_delegate
 from .step_model import StepModel
@@ -13,7 +14,11 @@ def open_model(directory: str, backend_name: str = "auto", num_threads: int = 1,
                edgetpu_device: str | None = None, max_batch: int = 1024) -> StepModel:
     backend = select_backend(backend_name)
     delegates = [load_edgetpu_delegate(backend, edgetpu_device)] if delegate == "edgetpu" else []
-    return StepModel(directory, backend=backend, max_batch=max_batch, num_threads=num_threads, delegates=delegates)
+    model = StepModel(directory, backend=backend, max_batch=max_batch, num_threads=num_threads, delegates=delegates)
+    if model.manifest.kind != "step":
+        raise ArtifactError(f"{directory}: a {model.manifest.kind} model, not a step model "
+                            "(configure a window model as the stream's window_model)")
+    return model
 
 
 def manifest_anomaly_settings(model: StepModel):

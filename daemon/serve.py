@@ -151,8 +151,7 @@ class Daemon:
             if pipeline is None:                    # routed just before a reload removed the entry
                 continue
             outgoing = self._recovered(pipeline, messages)
-            results = pipeline.engine.process([m for m in messages if (m.stream_id, m.ts) not in outgoing])
-            outputs = [pipeline.outputs_for(r) for r in results]
+            results, outputs = pipeline.step([m for m in messages if (m.stream_id, m.ts) not in outgoing])
             journaled.append((pipeline, pipeline.record(results, outputs)))   # durable before any ack
             self.republished += len(outgoing)
             for items in list(outgoing.values()) + outputs:
