@@ -66,13 +66,14 @@ def build_window_manifest(spec: WindowSpec, options: ConvertOptions, content: by
     }
 
 
-def _calibration_windows(spec: WindowSpec, x_raw: np.ndarray, count: int = CALIBRATION_WINDOWS) -> list[dict]:
-    """Real windows spread over the whole calibration series, scaled, as batch-1 signature inputs.
-    Every window starts from a zero state, so unlike a step model no visited states are needed."""
+def _calibration_windows(spec: WindowSpec, x_raw: np.ndarray, batch: int = 1,
+                         count: int = CALIBRATION_WINDOWS) -> list[dict]:
+    """Real windows spread over the whole calibration series, scaled, as signature inputs of
+    `batch` windows. Every window starts from a zero state, so no visited states are needed."""
     windows = window_parity.sliding_windows(x_raw, spec.window)
-    pick = np.linspace(0, len(windows) - 1, num=min(count, len(windows))).astype(int)
-    scaled = ((windows[pick] - spec.input_mean) / spec.input_std).astype(np.float32)
-    return [{INPUT_NAME: w[None]} for w in scaled]
+    pick = np.linspace(0, len(windows) - 1, num=max(batch, min(count, len(windows)) // batch * batch)).astype(int)
+    scaled = ((windows[pick] - spec.input_mean) / spec.input_std).astype(np.float32)   # (n, W, F)
+    return [{INPUT_NAME: scaled[i:i + batch]} for i in range(0, len(scaled), batch)]
 
 
 def convert_window(options: ConvertOptions, model, meta: dict) -> dict:
@@ -92,7 +93,7 @@ def convert_window(options: ConvertOptions, model, meta: dict) -> dict:
     try:
         representative = None
         if options.mode == "int8":
-            samples = _calibration_windows(spec, data[0])
+            samples = _calibration_windows(spec, data[0], options.static_batch or 1)
             representative = lambda: iter(samples)
         content = to_tflite(module, options.mode, representative)
         final_dir = os.path.join(staging, "artifact")

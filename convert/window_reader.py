@@ -83,9 +83,8 @@ def window_length(model, window: int | None) -> int:
 
 
 def _window_layer(layer, n_in: int) -> WindowLayer:
-    kind = type(layer).__name__
-    return_sequences = bool(layer.get_config().get("return_sequences", False))
-    if kind != "Bidirectional":
+    if type(layer).__name__ != "Bidirectional":
+        return_sequences = bool(layer.get_config().get("return_sequences", False))
         return WindowLayer(layer.name, _recurrent_layer(layer, n_in), None, None, return_sequences)
     merge = layer.get_config().get("merge_mode")
     if merge not in MERGE_MODES:
