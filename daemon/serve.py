@@ -55,6 +55,7 @@ class Daemon:
                              [(e.topic, e.qos) for e in config.streams], self._on_message, self.manual_ack)
         self.delivery = Delivery(self.link.ack)
         self.republished = 0
+        self.announced: set[str] = set()       # streams whose Home Assistant discovery went out
 
     # --- network thread -----------------------------------------------------------------
     def _on_message(self, message) -> None:
@@ -152,6 +153,8 @@ class Daemon:
                 continue
             outgoing = self._recovered(pipeline, messages)
             results, outputs = pipeline.step([m for m in messages if (m.stream_id, m.ts) not in outgoing])
+            if self.config.homeassistant.enabled:
+                self._announce(pipeline, results)
             journaled.append((pipeline, pipeline.record(results, outputs)))   # durable before any ack
             self.republished += len(outgoing)
             for items in list(outgoing.values()) + outputs:
@@ -161,6 +164,18 @@ class Daemon:
                         publishes.append(info)
         on_settled = (lambda: [p.settled(seq) for p, seq in journaled]) if journaled else None
         self.delivery.settle(publishes, tokens, on_settled)
+
+    def _announce(self, pipeline, results) -> None:
+        """Home Assistant discovery (retained) the first time this process sees a stream."""
+        from .homeassistant import discovery_messages
+        out, prefix = self.config.output, self.config.homeassistant.discovery_prefix
+        for result in results:
+            if result.stream_id in self.announced:
+                continue
+            self.announced.add(result.stream_id)
+            for message in discovery_messages(prefix, result.stream_id, out.forecast_topic, out.alert_topic,
+                                              out.status_topic, model_name=pipeline.model.manifest.name):
+                self.link.publish(message.topic, message.payload, qos=message.qos, retain=message.retain)
 
     @staticmethod
     def _recovered(pipeline, messages) -> dict:

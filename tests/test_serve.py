@@ -275,3 +275,22 @@ def test_serve_and_score_give_the_same_forecasts(broker, daemon_env, tmp_path):
     collector.wait_for(lambda: len(forecasts_of(collector, "scored1")) == 300, what="300 forecasts")
     online = [(f[0], score) for f, score in forecasts_of(collector, "scored1")]
     assert online == offline
+
+
+def test_home_assistant_discovery_is_published_retained_per_new_stream(broker, daemon_env):
+    start, collector = daemon_env
+    start(name="cfg-ha.toml", extra="[homeassistant]\nenabled = true\n")
+    pub = publisher(broker.port, client_id="pub-ha")
+    publish_all(pub, [("sensors/Hall.Temp/temperature", json_payload(*row)) for row in rows(0, 3)])
+    collector.wait_for(lambda: len(forecasts_of(collector, "Hall.Temp")) == 3, what="forecasts")
+    late = Collector(broker.port, topics=("homeassistant/#",))          # retained: a late subscriber sees them
+    late.wait_for(lambda: len(late.messages) == 2, what="two retained discovery configs")
+    configs = {topic: json.loads(payload) for topic, payload, retained in late.messages if retained}
+    assert len(configs) == 2
+    sensor = next(c for t, c in configs.items() if "/sensor/" in t)
+    alert = next(c for t, c in configs.items() if "/binary_sensor/" in t)
+    assert sensor["state_topic"] == "statecast/forecast/Hall.Temp"
+    assert alert["state_topic"] == "statecast/alert/Hall.Temp"
+    assert sensor["availability_topic"] == alert["availability_topic"] == "statecast/status"
+    late.close()
+    pub.disconnect()
