@@ -123,16 +123,22 @@ class Engine:
             info.last_interval = gap
         return info, ts
 
-    def _round(self, messages: list[Message], now: float) -> list[Forecast]:
+    def _admit_round(self, messages: list[Message], now: float):
+        """Admit one round's messages and score each against its previous forecast.
+        -> (admitted [(message, info, ts)], infos, stamps (batch,), raw (batch, values), scores, slots)."""
         admitted = [(m, *a) for m in messages if (a := self._admit(m, now)) is not None]
-        if not admitted:
-            return []
-        started = time.perf_counter()
         infos = [info for _, info, _ in admitted]
         stamps = np.asarray([ts for _, _, ts in admitted], np.float64)
         raw = np.asarray([m.values for m, _, _ in admitted], np.float32)           # (batch, values)
         scores = [self._score(info, m) for m, info, _ in admitted]
         slots = np.asarray([info.slot for info in infos], np.intp)
+        return admitted, infos, stamps, raw, scores, slots
+
+    def _round(self, messages: list[Message], now: float) -> list[Forecast]:
+        started = time.perf_counter()
+        admitted, infos, stamps, raw, scores, slots = self._admit_round(messages, now)
+        if not admitted:
+            return []
         z, centres, scales = self._online_stats(infos, raw)
         x = self.scaling.inputs(raw, stamps, z)                                    # (batch, features)
         y, states = self.model.step(x, self.table.gather(slots))

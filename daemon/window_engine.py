@@ -83,21 +83,17 @@ class WindowEngine(Engine):
         self.table = RingTable(self.window, len(m.features), settings.max_streams)
 
     def _round(self, messages: list[Message], now: float) -> list[WindowResult]:
-        admitted = [(m, *a) for m in messages if (a := self._admit(m, now)) is not None]
+        started = time.perf_counter()
+        admitted, infos, stamps, raw, scores, slots = self._admit_round(messages, now)
         if not admitted:
             return []
-        started = time.perf_counter()
-        infos = [info for _, info, _ in admitted]
-        stamps = np.asarray([ts for _, _, ts in admitted], np.float64)
-        raw = np.asarray([m.values for m, _, _ in admitted], np.float32)           # (batch, values)
-        scores = [self._score(info, m) for m, info, _ in admitted]
-        slots = np.asarray([info.slot for info in infos], np.intp)
         counts = np.asarray([info.extra[RING_COUNT] for info in infos], np.int64)
         self.table.arrays[0][slots, counts % self.window] = self._features(raw, stamps)
         for info, ts, count in zip(infos, stamps.tolist(), counts.tolist()):
             info.extra[RING_TS][count % self.window] = ts
             info.extra[RING_COUNT] = count + 1
-            info.last_ts, info.last_seen = ts, now
+            info.last_ts = ts
+            self.table.touch(info, now)
             info.steps += 1
         counts += 1
         due = np.flatnonzero((counts >= self.window) & ((counts - self.window) % self.stride == 0))
