@@ -7,6 +7,7 @@ Keras, and only then move the artifact into place, so a failure never leaves a p
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 import os
 import shutil
 import tempfile
@@ -142,6 +143,19 @@ def _residual_calibration(step_out: np.ndarray, truth: np.ndarray, n_targets: in
             "steps": int(residual.shape[0]), "warmup_steps": warmup}
 
 
+@contextmanager
+def staging_area(out_dir: str):
+    """A temporary directory beside out_dir (same filesystem, so the final move is a rename),
+    removed afterwards whatever happened: a failed conversion leaves no partial artifact."""
+    parent = os.path.dirname(os.path.abspath(out_dir)) or "."
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".statecast-convert-", dir=parent)
+    try:
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def _move_into_place(staging: str, out_dir: str) -> None:
     if os.path.exists(out_dir):
         old = out_dir.rstrip("/") + ".old-" + str(os.getpid())
@@ -166,10 +180,7 @@ def convert(options: ConvertOptions) -> dict:
         raise ConversionError("int8 quantization needs --calibration-csv (real sequences to calibrate states on)")
     backend = select_backend("auto")
     module = StepModule(spec, batch_size=options.static_batch)
-    parent = os.path.dirname(os.path.abspath(options.out_dir)) or "."
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".statecast-convert-", dir=parent)
-    try:
+    with staging_area(options.out_dir) as staging:
         # The float32 artifact is always built: it is the int8 calibration source and drift reference.
         float_dir = os.path.join(staging, "float32")
         os.makedirs(float_dir)
@@ -197,8 +208,6 @@ def convert(options: ConvertOptions) -> dict:
                                   f"{_headline(manifest['parity'])}); no artifact written")
         _move_into_place(final_dir, options.out_dir)
         return manifest
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _headline(figures: dict) -> str:

@@ -10,8 +10,6 @@ needs only scaled windows, and Keras itself is the float reference.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 
 import numpy as np
 
@@ -22,7 +20,7 @@ from statecast.daemon.window_model import WindowModel
 from . import window_parity
 from .edgetpu_report import edgetpu_report
 from .errors import ConversionError
-from .pipeline import (ConvertOptions, _describe_io, _move_into_place, _parity_series,
+from .pipeline import (ConvertOptions, _describe_io, _move_into_place, _parity_series, staging_area,
                        _write_artifact, _write_manifest)
 from .quantize import SIGNATURE, to_tflite
 from .step_graph import INPUT_NAME
@@ -87,10 +85,7 @@ def convert_window(options: ConvertOptions, model, meta: dict) -> dict:
         raise ConversionError("int8 quantization needs --calibration-csv (real windows to calibrate on)")
     backend = select_backend("auto")
     module = WindowModule(spec, batch_size=options.static_batch)
-    parent = os.path.dirname(os.path.abspath(options.out_dir)) or "."
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".statecast-convert-", dir=parent)
-    try:
+    with staging_area(options.out_dir) as staging:
         representative = None
         if options.mode == "int8":
             samples = _calibration_windows(spec, data[0], options.static_batch or 1)
@@ -111,5 +106,3 @@ def convert_window(options: ConvertOptions, model, meta: dict) -> dict:
                                   f"{figures[figures['measure']]:.4g}); no artifact written")
         _move_into_place(final_dir, options.out_dir)
         return manifest
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 import dataclasses
 
 from .artifact import ArtifactError
-from .artifact import ArtifactError
 from .backends import select_backend
 from .backends.edgetpu import load_edgetpu_delegate
 from .step_model import StepModel

@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import keras
-import numpy as np
 import pytest
 
 from conftest import FIXTURES, MACHINE_TEMPERATURE

@@ -2,7 +2,6 @@
 session delivers what was queued meanwhile, what the daemon publishes while disconnected waits in
 a bounded buffer, and the status topic tells the truth."""
 import json
-import os
 import time
 from types import SimpleNamespace
 

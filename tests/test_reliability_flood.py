@@ -22,7 +22,7 @@ def test_flood_of_new_stream_ids_is_bounded_and_established_streams_keep_working
     path = write_config(tmp_path / "flood.toml", broker.port, str(tmp_path / "state"), client_id="statecast-flood",
                         extra="[batching]\nmax_batch = 1024\nqueue_size = 200000\n")
     with open(path, "a") as handle:          # bounded table; streams idle for 2 s may be evicted
-        handle.write(f"\n[anomaly]\nenabled = false\n")
+        handle.write("\n[anomaly]\nenabled = false\n")
     text = open(path).read().replace("checkpoint_interval_seconds = 1",
                                      f"checkpoint_interval_seconds = 5\nmax_streams = {MAX_STREAMS}\n"
                                      "idle_eviction_seconds = 2")

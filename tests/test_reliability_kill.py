@@ -11,7 +11,6 @@ import threading
 import time
 
 import numpy as np
-import pytest
 
 from conftest import MACHINE_TEMPERATURE
 from daemon_proc import DEFAULT_MODEL, Collector, DaemonProcess, publisher, write_config

@@ -1,10 +1,8 @@
 """`statecast serve` end to end: real mosquitto, the real daemon as a subprocess, real paho clients."""
 import json
-import os
 import shutil
 import signal
 
-import numpy as np
 import pytest
 
 from conftest import MACHINE_TEMPERATURE

@@ -9,7 +9,6 @@ merge mode x quantization mode, with the step models' tolerances:
 Then the engine: the ring buffer survives a checkpoint/restore, runs happen every `stride`
 messages batched across the due streams, and arrival order/batching does not change outputs.
 """
-import os
 
 import keras
 import numpy as np
