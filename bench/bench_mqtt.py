@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -50,6 +51,12 @@ def _client(name: str, protocol=mqtt.MQTTv311) -> mqtt.Client:
                        protocol=protocol)
 
 
+def _nodelay(client: mqtt.Client) -> None:
+    """paho leaves Nagle's algorithm on: small publishes wait for the previous segment's ACK."""
+    if os.environ.get("STATECAST_BENCH_NAGLE") != "1":
+        client.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 # --- processes ----------------------------------------------------------------------------
 def publisher_main(port: int, qos: int, ids: list[str], index: int, sent, received, lost, window: int,
                    rate_hz: float, start, stop, ready) -> None:
@@ -59,6 +66,7 @@ def publisher_main(port: int, qos: int, ids: list[str], index: int, sent, receiv
     client = _client(f"pub{index}")
     client.max_inflight_messages_set(1000)       # the load generator must not be the bottleneck
     client.connect("127.0.0.1", port)
+    _nodelay(client)
     client.loop_start()
     topics = [f"sensors/{sid}/temperature" for sid in ids]
     n, i = len(topics), 0
@@ -79,9 +87,14 @@ def publisher_main(port: int, qos: int, ids: list[str], index: int, sent, receiv
                 time.sleep(0.0002)
                 continue
         for _ in range(burst):
-            client.publish(topics[i % n], f'{{"value":{values[i % 4096]!r},"ts":{time.time()!r}}}', qos=qos)
+            last = client.publish(topics[i % n], f'{{"value":{values[i % 4096]!r},"ts":{time.time()!r}}}', qos=qos)
             i += 1
         sent[index] = i
+    if i:
+        try:                                     # hand over what paho still holds before disconnecting
+            last.wait_for_publish(timeout=5)
+        except (RuntimeError, ValueError):
+            pass
     client.disconnect()
     client.loop_stop()
 
@@ -102,6 +115,7 @@ def receiver_main(port: int, topic_filter: str, qos: int, received, stop, ready,
     client.on_connect = lambda c, *a: c.subscribe(topic_filter, qos)
     client.on_subscribe = lambda *a: ready.set()
     client.connect("127.0.0.1", port)
+    _nodelay(client)
     client.loop_start()
     stop.wait()
     time.sleep(0.2)
@@ -111,9 +125,10 @@ def receiver_main(port: int, topic_filter: str, qos: int, received, stop, ready,
     conn.close()
 
 
-def echo_main(port: int, qos: int, stop, ready) -> None:
-    """The ceiling: receive each reading, decode its JSON, publish an echo (MQTT 5, like serve)."""
-    client = _client("echo", mqtt.MQTTv5)
+def echo_main(port: int, qos: int, stop, ready, protocol: str = "5") -> None:
+    """The ceiling: receive each reading, decode its JSON, publish an echo (MQTT 5 like serve's
+    default, or 3.1.1)."""
+    client = _client("echo", mqtt.MQTTv5 if protocol == "5" else mqtt.MQTTv311)
 
     def on_message(c, _userdata, message):
         body = json.loads(message.payload)
@@ -125,6 +140,7 @@ def echo_main(port: int, qos: int, stop, ready) -> None:
     client.on_connect = lambda c, *a: c.subscribe(INPUT_FILTER, qos)
     client.on_subscribe = lambda *a: ready.set()
     client.connect("127.0.0.1", port)
+    _nodelay(client)
     client.loop_start()
     stop.wait()
     client.disconnect()
@@ -142,8 +158,26 @@ class DaemonOptions:
     stats_interval_seconds: float = 1.0
     checkpoint_interval_seconds: float = 30.0
     anomaly: bool = True
+    anomaly_long_window: int | None = None       # None: the default (2000)
+    protocol: str = "5"
+    extra_state: str = ""                         # more [state] lines, e.g. "journal = false\n"
     command: list[str] = field(default_factory=lambda: [sys.executable, "-m", "statecast.daemon", "serve"])
     env: dict = field(default_factory=dict)
+
+
+def with_retries(fn, *args, attempts: int = 3, **kwargs):
+    """fn(*args, **kwargs), repeated when the process under test died under it; the number of
+    discarded attempts is recorded in the result."""
+    for attempt in range(attempts):
+        try:
+            result = fn(*args, **kwargs)
+        except SUTDied as error:
+            print(f"bench: {error}; repeating ({attempt + 1}/{attempts})", file=sys.stderr, flush=True)
+            continue
+        if isinstance(result, dict):
+            result["discarded_attempts"] = attempt
+        return result
+    raise RuntimeError(f"{getattr(fn, '__name__', fn)}: the process under test died in {attempts} attempts")
 
 
 def write_daemon_config(directory: str, port: int, options: DaemonOptions) -> str:
@@ -153,6 +187,7 @@ def write_daemon_config(directory: str, port: int, options: DaemonOptions) -> st
 host = "127.0.0.1"
 port = {port}
 client_id = "statecast-bench-{uuid.uuid4().hex[:8]}"
+protocol = "{options.protocol}"
 
 [[streams]]
 topic = "{INPUT_FILTER}"
@@ -168,9 +203,10 @@ max_wait_ms = {options.max_wait_ms}
 directory = "{directory}/state"
 max_streams = {options.max_streams}
 checkpoint_interval_seconds = {options.checkpoint_interval_seconds}
-
+{options.extra_state}
 [anomaly]
 enabled = {"true" if options.anomaly else "false"}
+{f"long_window = {options.anomaly_long_window}" if options.anomaly_long_window else ""}
 
 [output]
 stats_interval_seconds = {options.stats_interval_seconds}
@@ -180,31 +216,54 @@ forecast_qos = {options.qos}
 
 
 class NotifyListener:
-    """The service manager's end of NOTIFY_SOCKET: records when READY=1 arrives."""
+    """The service manager's end of NOTIFY_SOCKET: records when READY=1 arrives, and keeps reading
+    (the daemon sends STATUS= every few seconds; an unread socket fills after ~10 datagrams and
+    the daemon's blocking send then stalls its engine loop)."""
 
     def __init__(self, directory: str):
+        os.makedirs(directory, exist_ok=True)
         self.path = os.path.join(directory, "notify.sock")
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(self.path)
         self.sock.settimeout(0.1)
         self.ready_at: float | None = None
+        self.datagrams = 0
+        self._ready = threading.Event()
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        while not self._closed.is_set():
+            try:
+                data = self.sock.recv(65536)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            self.datagrams += 1
+            if self.ready_at is None and b"READY=1" in data.split(b"\n"):
+                self.ready_at = time.monotonic()
+                self._ready.set()
 
     def wait_ready(self, process: subprocess.Popen, timeout_seconds: float) -> float:
         deadline = time.monotonic() + timeout_seconds
-        while time.monotonic() < deadline:
-            try:
-                data = self.sock.recv(4096)
-            except socket.timeout:
-                if process.poll() is not None:
-                    raise RuntimeError(f"daemon exited with {process.returncode} before READY=1")
-                continue
-            if b"READY=1" in data.split(b"\n"):
-                self.ready_at = time.monotonic()
-                return self.ready_at
-        raise RuntimeError("daemon did not send READY=1 in time")
+        while not self._ready.wait(0.05):
+            if process.poll() is not None:
+                raise RuntimeError(f"daemon exited with {process.returncode} before READY=1")
+            if time.monotonic() > deadline:
+                raise RuntimeError("daemon did not send READY=1 in time")
+        return self.ready_at
 
     def close(self) -> None:
+        self._closed.set()
+        self._thread.join(1.0)
         self.sock.close()
+
+
+class SUTDied(RuntimeError):
+    """The process under test exited during a run (this machine is shared: other sessions' clean-ups
+    have been seen to kill it); the run is discarded and repeated."""
 
 
 class DaemonSUT:
@@ -233,6 +292,10 @@ class DaemonSUT:
     def pid(self) -> int:
         return self.process.pid
 
+    def check_alive(self) -> None:
+        if self.process is not None and self.process.poll() is not None:
+            raise SUTDied(f"daemon exited with {self.process.returncode} during the run (log {self.log_path})")
+
     def stop(self, timeout_seconds: float = 60.0) -> int:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
@@ -248,13 +311,23 @@ class DaemonSUT:
         with open(self.log_path) as handle:
             return handle.read()
 
+    def cleanup(self) -> None:
+        """Remove the config, state (checkpoints of up to 100 MB) and log, unless
+        STATECAST_BENCH_KEEP=1."""
+        if os.environ.get("STATECAST_BENCH_KEEP") != "1":
+            shutil.rmtree(self.directory, ignore_errors=True)
+
 
 class EchoSUT:
     kind = "echo"
 
-    def __init__(self, port: int, qos: int):
+    def cleanup(self) -> None:
+        pass
+
+    def __init__(self, port: int, qos: int, protocol: str = "5"):
         self.stop_event, self.ready = CTX.Event(), CTX.Event()
-        self.process = CTX.Process(target=echo_main, args=(port, qos, self.stop_event, self.ready), daemon=True)
+        self.process = CTX.Process(target=echo_main, args=(port, qos, self.stop_event, self.ready, protocol),
+                                   daemon=True)
         self.startup_seconds: float | None = None
 
     def start(self) -> "EchoSUT":
@@ -268,6 +341,10 @@ class EchoSUT:
     @property
     def pid(self) -> int:
         return self.process.pid
+
+    def check_alive(self) -> None:
+        if not self.process.is_alive():
+            raise SUTDied(f"echo client exited with {self.process.exitcode} during the run")
 
     def stop(self) -> int:
         self.stop_event.set()

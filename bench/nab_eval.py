@@ -85,6 +85,28 @@ def read_scored(path) -> dict[str, np.ndarray | list[str]]:
             "forecast_1": column("forecast_1"), "anomaly_score": column("anomaly_score")}
 
 
+def replay_anomaly(scored: dict, anomaly_factory) -> tuple[np.ndarray, list]:
+    """The engine's anomaly path replayed from a scored CSV's value and forecast_1 columns:
+    (scores, events) per row, exactly as `statecast score` computes them (a row whose timestamp
+    is not after the last accepted one is not stepped and shows that timestamp's result).
+    Lets the anomaly settings be tuned without re-running the model."""
+    from statecast.daemon.series_csv import parse_timestamp
+    values, forecasts = scored["value"], scored["forecast_1"]
+    stamps = [parse_timestamp(t) for t in scored["timestamp"]]
+    anomaly = anomaly_factory()
+    scores, events = np.full(len(values), np.nan), [None] * len(values)
+    by_stamp = {stamps[0]: np.nan}
+    previous = 0                                          # last row the engine accepted
+    for i in range(1, len(values)):
+        if stamps[i] <= stamps[previous]:
+            scores[i] = by_stamp.get(stamps[i], np.nan)
+            continue
+        score, events[i] = anomaly.update(values[i], forecasts[previous], stamps[i])
+        scores[i] = by_stamp[stamps[i]] = np.nan if score is None else score
+        previous = i
+    return scores, events
+
+
 def nab_results(outputs: dict) -> nab_scorer.Results:
     """{key: scored csv} -> the scorer's input; undefined scores count as 0 (no detection)."""
     results = {}

@@ -1,10 +1,12 @@
 """One PNG per NAB development file: what the default model forecast, what it scored, what fired.
 
 Reads the `statecast score` outputs that bench/nab_eval.py left in its work directory. Top:
-the value and the one-step forecast made for it; bottom: the anomaly score. Labelled windows
-are shaded red, NAB's probationary period grey; the daemon's alert events (replayed with the
-same StreamAnomaly the engine runs, from value and forecast) are red triangles, and the NAB
-standard-profile threshold θ a dashed line. 1200x600 px, so the repository stays light.
+the value and the one-step forecast made for it; bottom: the anomaly score L on a log scale,
+-log10(1 - L) (decades of tail probability: 2 is L = 0.99, 5 is the paper's 1 - 1e-5).
+Labelled windows are shaded red, NAB's probationary period grey; the daemon's alert events
+(replayed with the same StreamAnomaly the engine runs, from value and forecast) are red
+triangles; dashed lines are the daemon's alert threshold and the NAB standard-profile θ.
+1200x600 px, 64-colour PNG, so the repository stays light.
 
     python bench/nab_plots.py [--model models/default] [--work-dir /tmp/statecast-nab] [--out docs/nab]
 """
@@ -21,6 +23,7 @@ matplotlib.use("Agg")
 import matplotlib.dates as mdates  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402  (matplotlib's own dependency)
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
@@ -29,47 +32,42 @@ import nab_scorer  # noqa: E402
 
 FIGSIZE_INCHES = (12, 6)
 DPI = 100
+PNG_COLOURS = 64
+MAX_DECADES = 16.0          # 1 - L is 0 in float64 beyond ~16 decades
+
+
+def decades(score) -> np.ndarray:
+    """-log10(1 - L), capped: the score's tail probability in decades."""
+    tail = np.clip(1.0 - np.asarray(score, np.float64), 10.0 ** -MAX_DECADES, 1.0)
+    return -np.log10(tail)
 
 
 def replay(model_dir, scored: dict) -> tuple[np.ndarray, list[int]]:
-    """(scores, alert row indices): the engine's anomaly path replayed over value and forecast.
-    Raises if the replayed scores differ from the ones `statecast score` wrote."""
+    """(scores, alert row indices) of the model's default anomaly settings, replayed from value and
+    forecast; raises if the replayed scores differ from the ones `statecast score` wrote."""
     from statecast.daemon.runtime_setup import anomaly_factory_for
     from statecast.daemon.step_model import StepModel
-    anomaly = anomaly_factory_for(StepModel(str(model_dir)))()
-    values, forecasts = scored["value"], scored["forecast_1"]
-    stamps = [datetime.fromisoformat(t) for t in scored["timestamp"]]
-    scores, alerts = np.full(len(values), np.nan), []
-    by_stamp = {stamps[0]: np.nan}     # score_csv writes each timestamp's one result on every row with it
-    previous = 0                       # last row the engine accepted
-    for i in range(1, len(values)):
-        if stamps[i] <= stamps[previous]:   # the engine never steps a stream twice or backwards
-            scores[i] = by_stamp.get(stamps[i], np.nan)
-            continue
-        score, event = anomaly.update(values[i], forecasts[previous])
-        scores[i] = by_stamp[stamps[i]] = np.nan if score is None else score
-        previous = i
-        if event == "alert":
-            alerts.append(i)
+    scores, events = nab_eval.replay_anomaly(scored, anomaly_factory_for(StepModel(str(model_dir))))
     written = scored["anomaly_score"]
     if not np.allclose(np.nan_to_num(scores, nan=-1), np.nan_to_num(written, nan=-1), rtol=0, atol=1e-12):
         raise ValueError("replayed anomaly scores differ from the scored CSV (different model or settings?)")
-    return scores, alerts
+    return scores, [i for i, e in enumerate(events) if e == "alert"]
 
 
 def plot_file(key: str, scored: dict, alerts: list[int], windows: list[tuple[str, str]], threshold: float,
-              out_path) -> None:
+              alert_threshold: float, out_path) -> None:
     times = np.array([datetime.fromisoformat(t) for t in scored["timestamp"]])
-    values, scores = scored["value"], np.nan_to_num(scored["anomaly_score"], nan=0.0)
+    values, scores = scored["value"], decades(np.nan_to_num(scored["anomaly_score"], nan=0.0))
     expected = np.concatenate([[np.nan], scored["forecast_1"][:-1]])    # forecast made for this row
     probation = nab_scorer.probation_rows(len(times))
     fig, (top, bottom) = plt.subplots(2, 1, figsize=FIGSIZE_INCHES, dpi=DPI, sharex=True,
                                       gridspec_kw={"height_ratios": [2, 1]})
     top.plot(times, values, lw=0.6, color="black", label="value")
     top.plot(times, expected, lw=0.6, color="tab:blue", alpha=0.8, label="forecast (1 step)")
-    bottom.plot(times, scores, lw=0.6, color="tab:purple", label="anomaly_score")
+    bottom.plot(times, scores, lw=0.6, color="tab:purple", label="anomaly score, -log10(1 - L)")
+    bottom.axhline(float(decades(alert_threshold)), ls="--", lw=0.8, color="tab:red", label=f"alert threshold {alert_threshold:g}")
     if np.isfinite(threshold):
-        bottom.axhline(threshold, ls="--", lw=0.8, color="tab:orange", label=f"NAB θ = {threshold:.4g}")
+        bottom.axhline(float(decades(threshold)), ls=":", lw=0.8, color="tab:orange", label=f"NAB θ = {threshold:.6g}")
     for axis in (top, bottom):
         axis.axvspan(times[0], times[max(probation - 1, 0)], color="0.85", lw=0)
         for start, end in windows:
@@ -77,14 +75,16 @@ def plot_file(key: str, scored: dict, alerts: list[int], windows: list[tuple[str
     if alerts:
         top.plot(times[alerts], values[alerts], "v", color="tab:red", ms=7, label="alert")
         bottom.plot(times[alerts], scores[alerts], "v", color="tab:red", ms=7)
-    bottom.set_ylim(-0.02, 1.02)
+    bottom.set_ylim(0.0, MAX_DECADES + 0.5)
     top.set_title(f"{key} (grey: probation, red: labelled windows)", fontsize=10)
     top.legend(loc="upper left", fontsize=8)
     bottom.legend(loc="upper left", fontsize=8)
     bottom.xaxis.set_major_formatter(mdates.ConciseDateFormatter(bottom.xaxis.get_major_locator()))
     fig.tight_layout()
-    fig.savefig(out_path, dpi=DPI)
+    fig.canvas.draw()
+    image = Image.fromarray(np.asarray(fig.canvas.buffer_rgba())[..., :3])
     plt.close(fig)
+    image.quantize(colors=PNG_COLOURS, method=Image.Quantize.MEDIANCUT).save(out_path, optimize=True)
 
 
 def png_name(key: str) -> str:
@@ -107,11 +107,14 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"run bench/nab_eval.py first; missing {missing[0]} (and {len(missing) - 1} more)")
     windows = nab_scorer.load_windows(args.nab_dir)
     threshold = nab_scorer.score_corpus(nab_eval.nab_results(outputs), windows, "standard")["threshold"]
+    from statecast.daemon.runtime_setup import manifest_anomaly_settings
+    from statecast.daemon.step_model import StepModel
+    alert_threshold = manifest_anomaly_settings(StepModel(args.model)).threshold
     os.makedirs(args.out, exist_ok=True)
     for key, path in outputs.items():
         scored = nab_eval.read_scored(path)
         _, alerts = replay(args.model, scored)
-        plot_file(key, scored, alerts, windows.get(key, []), threshold, Path(args.out) / png_name(key))
+        plot_file(key, scored, alerts, windows.get(key, []), threshold, alert_threshold, Path(args.out) / png_name(key))
         print(f"{key}: {len(alerts)} alerts -> {png_name(key)}")
 
 

@@ -8,6 +8,7 @@ hands raw messages to `on_message`; everything else happens in the engine loop.
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 import threading
 from typing import Callable
@@ -82,6 +83,14 @@ class MqttLink:
             return
         self.connects += 1
         self.connected.set()
+        raw = client.socket()
+        if raw is not None and hasattr(raw, "setsockopt"):
+            # paho leaves Nagle on: small forecasts then wait for the previous ACK (p50 at
+            # 100 msg/s went from 10.7 to 4.2 ms with this, bench/bench_patches.py)
+            try:
+                raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
         log.info("connected to %s:%s (session present: %s)", self.broker.host, self.broker.port,
                  getattr(flags, "session_present", "?"))
         result, mid = client.subscribe([(topic, qos) for topic, qos in self.subscriptions])

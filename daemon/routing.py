@@ -42,6 +42,10 @@ class Route:
 
 
 class Router:
+    # Topics seen before skip filter matching and id sanitising (two paho matcher walks and a
+    # regex, ~11 µs per message). Bounded: cleared when it reaches this size.
+    CACHE_SIZE = 100_000
+
     def __init__(self, routes: list[Route], max_payload_bytes: int, shard_index: int = 0, shard_count: int = 1):
         self.routes = routes
         self.max_payload_bytes = max_payload_bytes
@@ -49,18 +53,43 @@ class Router:
         self.rejected: Counter = Counter()
         self.other_shard = 0
 
-    def route(self, topic: str, payload: bytes, token=None) -> tuple[Route, Message] | None:
-        """token: what acknowledges this input later ((mid, qos) under manual acknowledgement)."""
-        for route in self.routes:
+    @property
+    def routes(self) -> list[Route]:
+        return self._routes
+
+    @routes.setter
+    def routes(self, routes: list[Route]) -> None:       # a reload may change the filters
+        self._routes = routes
+        self._by_topic: dict[str, tuple[Route, str]] = {}
+
+    def _resolve(self, topic: str) -> tuple[Route, str] | str:
+        """(route, stream id) for a topic, or the rejection reason."""
+        cached = self._by_topic.get(topic)
+        if cached is not None:
+            return cached
+        for route in self._routes:
             pattern = match_filter(route.topic_filter)
             if topic_matches_sub(pattern, topic):
                 break
         else:
-            return self._reject("topic_not_matched", topic, "matches no configured stream filter")
+            return "topic_not_matched"
         raw_id = stream_id_from_topic(pattern, topic, route.wildcard_index)
         stream_id = sanitize_stream_id(raw_id) if raw_id is not None else None
         if stream_id is None:
-            return self._reject("bad_stream_id", topic, "no usable stream id in topic")
+            return "bad_stream_id"
+        if len(self._by_topic) >= self.CACHE_SIZE:
+            self._by_topic.clear()
+        self._by_topic[topic] = (route, stream_id)
+        return route, stream_id
+
+    def route(self, topic: str, payload: bytes, token=None) -> tuple[Route, Message] | None:
+        """token: what acknowledges this input later ((mid, qos) under manual acknowledgement)."""
+        resolved = self._resolve(topic)
+        if resolved == "topic_not_matched":
+            return self._reject(resolved, topic, "matches no configured stream filter")
+        if resolved == "bad_stream_id":
+            return self._reject(resolved, topic, "no usable stream id in topic")
+        route, stream_id = resolved
         if self.shard_count > 1 and shard_of(stream_id, self.shard_count) != self.shard_index:
             self.other_shard += 1                   # another daemon's stream: not an error
             return None

@@ -35,7 +35,8 @@ class Notifier:
         payload = "\n".join(fields).encode("utf-8")
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-                sock.sendto(payload, self._address)
+                # never block the engine loop on a service manager that is slow to read
+                sock.sendto(payload, socket.MSG_DONTWAIT, self._address)
         except OSError as error:
             self.last_error = error
             return False
