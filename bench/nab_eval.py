@@ -1,10 +1,10 @@
 """The default model on the NAB development subset, through the real `statecast score` path.
 
 For each of the 18 development files: `python -m statecast.daemon score --model DIR --csv F
---out O.csv` (one configuration for every file: the model's manifest and the daemon's
-AnomalySettings defaults; nothing per file, nothing from the labels), then bench/nab_scorer.py
-over the pooled scores for the three NAB profiles. Rows whose anomaly_score is still undefined
-(the first steps of a stream) count as 0.
+--out O.csv` (one configuration for every file: the model and the anomaly settings in its
+manifest; nothing per file, nothing from the labels), then bench/nab_scorer.py over the pooled
+scores for the three NAB profiles. Rows whose anomaly_score is still undefined (the first steps
+of a stream) count as 0.
 
     python bench/nab_eval.py [--model models/default] [--model models/default-int8]
                              [--work-dir /tmp/statecast-nab] [--write-docs docs/nab.md]

@@ -54,22 +54,25 @@ def replay(model_dir, scored: dict) -> tuple[np.ndarray, list[int]]:
     return scores, [i for i, e in enumerate(events) if e == "alert"]
 
 
-def plot_file(key: str, scored: dict, alerts: list[int], windows: list[tuple[str, str]], threshold: float,
-              alert_threshold: float, out_path) -> None:
+def plot_file(key: str, scored: dict, alerts: list[int], windows: list[tuple[str, str]],
+              thresholds: dict[str, float], out_path) -> None:
+    """thresholds: {"alert": the daemon's alert threshold, "nab": the NAB standard θ} (scores L)."""
     times = np.array([datetime.fromisoformat(t) for t in scored["timestamp"]])
     values, scores = scored["value"], decades(np.nan_to_num(scored["anomaly_score"], nan=0.0))
     expected = np.concatenate([[np.nan], scored["forecast_1"][:-1]])    # forecast made for this row
-    probation = nab_scorer.probation_rows(len(times))
     fig, (top, bottom) = plt.subplots(2, 1, figsize=FIGSIZE_INCHES, dpi=DPI, sharex=True,
                                       gridspec_kw={"height_ratios": [2, 1]})
     top.plot(times, values, lw=0.6, color="black", label="value")
     top.plot(times, expected, lw=0.6, color="tab:blue", alpha=0.8, label="forecast (1 step)")
     bottom.plot(times, scores, lw=0.6, color="tab:purple", label="anomaly score, -log10(1 - L)")
-    bottom.axhline(float(decades(alert_threshold)), ls="--", lw=0.8, color="tab:red", label=f"alert threshold {alert_threshold:g}")
-    if np.isfinite(threshold):
-        bottom.axhline(float(decades(threshold)), ls=":", lw=0.8, color="tab:orange", label=f"NAB θ = {threshold:.6g}")
+    bottom.axhline(float(decades(thresholds["alert"])), ls="--", lw=0.8, color="tab:red",
+                   label=f"alert threshold {thresholds['alert']:g}")
+    if np.isfinite(thresholds["nab"]):
+        bottom.axhline(float(decades(thresholds["nab"])), ls=":", lw=0.8, color="tab:orange",
+                       label=f"NAB θ = {thresholds['nab']:.6g}")
+    probation_end = times[max(nab_scorer.probation_rows(len(times)) - 1, 0)]
     for axis in (top, bottom):
-        axis.axvspan(times[0], times[max(probation - 1, 0)], color="0.85", lw=0)
+        axis.axvspan(times[0], probation_end, color="0.85", lw=0)
         for start, end in windows:
             axis.axvspan(datetime.fromisoformat(start), datetime.fromisoformat(end), color="tab:red", alpha=0.15, lw=0)
     if alerts:
@@ -80,6 +83,11 @@ def plot_file(key: str, scored: dict, alerts: list[int], windows: list[tuple[str
     top.legend(loc="upper left", fontsize=8)
     bottom.legend(loc="upper left", fontsize=8)
     bottom.xaxis.set_major_formatter(mdates.ConciseDateFormatter(bottom.xaxis.get_major_locator()))
+    save_small_png(fig, out_path)
+
+
+def save_small_png(fig, out_path) -> None:
+    """The figure as a 64-colour PNG (a third of matplotlib's RGBA size for these line plots)."""
     fig.tight_layout()
     fig.canvas.draw()
     image = Image.fromarray(np.asarray(fig.canvas.buffer_rgba())[..., :3])
@@ -109,12 +117,12 @@ def main(argv: list[str] | None = None) -> None:
     threshold = nab_scorer.score_corpus(nab_eval.nab_results(outputs), windows, "standard")["threshold"]
     from statecast.daemon.runtime_setup import manifest_anomaly_settings
     from statecast.daemon.step_model import StepModel
-    alert_threshold = manifest_anomaly_settings(StepModel(args.model)).threshold
+    thresholds = {"alert": manifest_anomaly_settings(StepModel(args.model)).threshold, "nab": threshold}
     os.makedirs(args.out, exist_ok=True)
     for key, path in outputs.items():
         scored = nab_eval.read_scored(path)
         _, alerts = replay(args.model, scored)
-        plot_file(key, scored, alerts, windows.get(key, []), threshold, alert_threshold, Path(args.out) / png_name(key))
+        plot_file(key, scored, alerts, windows.get(key, []), thresholds, Path(args.out) / png_name(key))
         print(f"{key}: {len(alerts)} alerts -> {png_name(key)}")
 
 

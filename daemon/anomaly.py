@@ -4,7 +4,7 @@ Each step, for residual r = actual - expected:
 1. z = r / scale, where scale is an exponentially weighted RMS of past residuals (time constant
    `scale_window` steps). The model's prior residual std seeds it as `prior_weight_steps`
    pseudo-observations (0 for online-normalised models, whose calibration residuals are in
-   another stream's units: the scale then starts from the stream's own first residual).
+   another stream's units: the scale then starts from the stream's own first non-zero residual).
    Updates are clipped at SCALE_CLIP_Z * scale so one outlier cannot blow the scale up.
 2. raw = min(1, -log10(2 Q(|z|)) / SURPRISE_CAP_DECADES): the two-sided Gaussian surprise in
    decades, bounded (a 9.3-sigma residual is 1).
@@ -27,7 +27,7 @@ stream is not already alerting and more than refractory_steps have passed since 
 score is held at or below clear_threshold (the alert already said it), so one event is one
 high score, which is what NAB rewards and what a dashboard wants. The RNN state and these
 statistics keep updating throughout. Non-finite residuals are skipped (no state change, no
-score.
+score). The engine passes each message's timestamp as ts (for the daily profile).
 """
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ from .daily_profile import DailyProfile
 
 PRIOR_WEIGHT_STEPS = 20.0      # the prior scale counts as this many residuals (fixed-scale models)
 SCALE_CLIP_Z = 5.0             # residuals beyond 5 scales update the scale as if at 5 scales
-SCALE_FLOOR_FRACTION = 1e-3    # scale never drops below this fraction of the prior std
+SCALE_FLOOR_FRACTION = 1e-3    # scale never drops below this fraction of the prior std (if weighted)
 SURPRISE_CAP_DECADES = 20.0    # -log10 tail probability that maps to raw score 1
 MIN_LONG_STD = 1e-3            # floor for sigma of raw scores (flat streams)
 STATE_VERSION = 2
@@ -116,7 +116,8 @@ class StreamAnomaly:
 
     @property
     def scale(self) -> float:
-        floor = SCALE_FLOOR_FRACTION * self.prior_residual_std
+        # The floor is relative to the prior; without one (online models) the stream's units are unknown.
+        floor = SCALE_FLOOR_FRACTION * self.prior_residual_std if self.prior_weight_steps > 0.0 else 0.0
         if self.scale_weight <= 0.0 or self.scale_sum_sq <= 0.0:
             return self.prior_residual_std
         return max(math.sqrt(self.scale_sum_sq / self.scale_weight), floor)
@@ -133,7 +134,7 @@ class StreamAnomaly:
             self.profile.observe(ts, actual, expected)
             residual = actual - chosen
         s = self.settings
-        fresh = self.scale_weight <= 0.0                      # no prior, nothing seen: no reference yet
+        fresh = self.scale_sum_sq <= 0.0                      # no prior and only zero residuals so far
         scale = abs(residual) if fresh and residual != 0.0 else self.scale
         raw = 0.0 if fresh else surprise_score(residual / scale)
         ready = self.count >= s.min_steps

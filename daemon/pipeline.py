@@ -1,6 +1,7 @@
 """One [[streams]] entry of the daemon: its route, model, engine and checkpoint file."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 
@@ -33,7 +34,7 @@ class Pipeline:
         s = config.state
         settings = EngineSettings(max_streams=s.max_streams, idle_eviction_seconds=s.idle_eviction_seconds,
                                   max_gap_seconds=s.max_gap_seconds, gap_policy=s.gap_policy, horizon=entry.horizon)
-        factory = anomaly_factory_for(self.model, anomaly_settings(config)) if config.anomaly.enabled else None
+        factory = anomaly_factory_for(self.model, anomaly_settings(config, self.model)) if config.anomaly.enabled else None
         self.engine = Engine(self.model, settings, factory)
         self.state_directory = s.directory
         self.shard = (config.cluster.shard_index, config.cluster.shard_count)
@@ -150,9 +151,14 @@ class Pipeline:
             self.journal_errors = 0           # the checkpoint holds everything the journal missed
 
 
-def anomaly_settings(config: Config):
-    from .anomaly import AnomalySettings
-    a = config.anomaly
-    return AnomalySettings(threshold=a.threshold, clear_threshold=a.clear_threshold, debounce_steps=a.debounce_steps,
-                           refractory_steps=a.refractory_steps, long_window=a.long_window,
-                           short_window=a.short_window, min_steps=a.min_steps)
+def anomaly_settings(config: Config, model):
+    """The model's tuned anomaly settings (manifest `anomaly.settings`), with every [anomaly] key
+    the config sets to something other than the built-in default on top. (The config does not
+    record which keys were written, so a key set to exactly its default keeps the model's value.)"""
+    from .config import AnomalyConfig
+    from .runtime_setup import manifest_anomaly_settings
+    base, defaults, chosen = manifest_anomaly_settings(model), AnomalyConfig(), config.anomaly
+    overrides = {f.name: getattr(chosen, f.name) for f in dataclasses.fields(AnomalyConfig)
+                 if f.name != "enabled" and hasattr(base, f.name)
+                 and getattr(chosen, f.name) != getattr(defaults, f.name)}
+    return dataclasses.replace(base, **overrides)

@@ -148,7 +148,8 @@ class WindowEngine(Engine):
             return None, expected, None
         if info.anomaly is None:
             info.anomaly = self.anomaly_factory()
-        score, event = info.anomaly.update(float(message.values[self._target_at[0]]), expected)
+        ts = message.ts if message.ts is not None else message.received     # the daily profile's clock
+        score, event = info.anomaly.update(float(message.values[self._target_at[0]]), expected, ts)
         return score, expected, event
 
 

@@ -132,3 +132,103 @@ def test_invalid_inputs_are_rejected_or_skipped():
     assert anomaly.update(math.nan, 0.0) == (None, None)
     assert anomaly.update(1.0, math.inf) == (None, None)
     assert anomaly.to_state() == before
+
+
+# --- NAB-tuned features: online prior, spatial check, held score, daily profile ------------------
+
+def test_without_prior_weight_scores_do_not_depend_on_the_streams_units():
+    """Online-normalised models pass prior_weight_steps=0: any units, same scores."""
+    base = _spikes_at(3000, [2500], seed=7)
+    settings = AnomalySettings(spatial_tolerance=0.05)
+    reference, _ = run(StreamAnomaly(settings, 1.0, prior_weight_steps=0.0), base)
+    for units in (1e-6, 1e6):
+        scores, _ = run(StreamAnomaly(settings, 1.0, prior_weight_steps=0.0), units * base)
+        assert np.allclose(np.array(scores[100:], float), np.array(reference[100:], float), atol=1e-9)
+
+
+def test_a_value_beyond_the_seen_range_scores_one():
+    residuals = noise(1000, seed=8)
+    residuals[900] = 1.02 * residuals[:900].max()          # a new maximum, but within 5% of the range
+    residuals[950] = residuals[:950].max() + 0.5 * np.ptp(residuals[:950])
+    settings = AnomalySettings(spatial_tolerance=0.05)
+    scores, events = run(StreamAnomaly(settings, 1.0), residuals)
+    assert scores[950] == 1.0 and events[950] == "alert"
+    assert scores[900] < 1.0
+    off, _ = run(StreamAnomaly(AnomalySettings(), 1.0), residuals)
+    assert off[950] < 1.0
+
+
+def test_published_score_is_held_for_refractory_steps_after_an_alert():
+    residuals = _spikes_at(2300, [2100, 2103, 2150])
+    settings = AnomalySettings(refractory_steps=100, clear_threshold=0.9)
+    held, events = run(StreamAnomaly(settings, 1.0), residuals)
+    free, _ = run(StreamAnomaly(AnomalySettings(clear_threshold=0.9), 1.0), residuals)
+    assert events.index("alert") == 2100 and held[2100] == free[2100] > 0.99
+    assert max(free[2101:2200]) > 0.99                        # the later spikes score high on their own
+    assert max(held[2101:2201]) <= 0.9                        # ... but the alert already said it
+    assert held[2201:] == free[2201:]
+
+
+def _daily(days: int, steps_per_day: int = 288, flat_day: int | None = None):
+    """A square daily pattern (high from 8:00 to 20:00) with noise; one day optionally stays low."""
+    t = np.arange(days * steps_per_day)
+    hour = (t % steps_per_day) * 24.0 / steps_per_day
+    values = np.where((hour >= 8) & (hour < 20), 80.0, 20.0) + np.random.default_rng(9).normal(0, 1, t.size)
+    if flat_day is not None:
+        day = slice(flat_day * steps_per_day, (flat_day + 1) * steps_per_day)
+        values[day] = 20.0 + np.random.default_rng(10).normal(0, 1, steps_per_day)
+    return 1_600_000_000.0 + 300.0 * t, values      # midnight-aligned epoch seconds, 5-minute steps
+
+
+def run_persistence(anomaly: StreamAnomaly, stamps, values):
+    """A model that forecasts the last value; returns scores and events."""
+    out = [anomaly.update(values[i], values[i - 1], stamps[i]) for i in range(1, len(values))]
+    return [None] + [s for s, _ in out], [None] + [e for _, e in out]
+
+
+def test_daily_profile_catches_a_missing_daily_jump_the_model_cannot_predict():
+    stamps, values = _daily(12, flat_day=10)
+    jump = 10 * 288 + 96                              # 8:00 on the flat day: the jump that did not come
+    tuned = dict(short_window=5, threshold=0.997, clear_threshold=0.99, refractory_steps=500)
+    _, with_profile = run_persistence(StreamAnomaly(AnomalySettings(**tuned, daily_profile=True), 1.0), stamps, values)
+    _, without = run_persistence(StreamAnomaly(AnomalySettings(**tuned), 1.0), stamps, values)
+    assert "alert" in with_profile[jump:jump + 3]
+    assert "alert" not in without[jump - 5:jump + 50]
+    # once learnt, the regular daily jumps look less surprising than to the model alone
+    scores_with, _ = run_persistence(StreamAnomaly(AnomalySettings(**tuned, daily_profile=True), 1.0), stamps, values)
+    scores_without, _ = run_persistence(StreamAnomaly(AnomalySettings(**tuned), 1.0), stamps, values)
+    for day in range(3, 10):
+        at = slice(day * 288 + 96, day * 288 + 101)
+        assert max(scores_with[at]) < max(scores_without[at])
+
+
+def test_daily_profile_needs_the_timestamp_and_round_trips():
+    stamps, values = _daily(4)
+    settings = AnomalySettings(daily_profile=True, spatial_tolerance=0.05, long_window=500)
+    no_ts = StreamAnomaly(settings, 1.0)
+    plain = StreamAnomaly(AnomalySettings(spatial_tolerance=0.05, long_window=500), 1.0)
+    for i in range(1, 400):                          # without ts the profile stays out of it
+        assert no_ts.update(values[i], values[i - 1]) == plain.update(values[i], values[i - 1])
+    original = StreamAnomaly(settings, 1.0)
+    run_persistence(original, stamps[:700], values[:700])
+    restored = StreamAnomaly.from_state(settings, json.loads(json.dumps(original.to_state())))
+    rest = [(values[i], values[i - 1], stamps[i]) for i in range(700, len(values))]
+    assert [restored.update(*a) for a in rest] == [original.update(*a) for a in rest]
+    with pytest.raises(ValueError, match="daily_profile"):
+        StreamAnomaly.from_state(AnomalySettings(spatial_tolerance=0.05, long_window=500), original.to_state())
+
+
+def test_default_model_carries_its_tuned_settings_and_no_unit_prior():
+    from pathlib import Path
+
+    from statecast.daemon.runtime_setup import anomaly_factory_for, manifest_anomaly_settings
+    from statecast.daemon.step_model import StepModel
+    root = Path(__file__).resolve().parent.parent
+    model = StepModel(str(root / "models" / "default"))
+    tuned = json.loads((root / "models" / "default-anomaly.json").read_text())
+    assert manifest_anomaly_settings(model) == AnomalySettings(**tuned)
+    anomaly = anomaly_factory_for(model)()
+    assert anomaly.settings.daily_profile and anomaly.prior_weight_steps == 0.0
+    fixed = StepModel(str(root / "models" / "machine_temperature-float32"))
+    assert manifest_anomaly_settings(fixed) == AnomalySettings()
+    assert anomaly_factory_for(fixed)().prior_weight_steps > 0.0
