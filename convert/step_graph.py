@@ -150,10 +150,3 @@ class StepModule(tf.Module):
             y = dense(head, y)
         outputs[OUTPUT_NAME] = y                                  # (batch, horizon * targets)
         return outputs
-
-
-def step_numpy(spec: ModelSpec, x: np.ndarray, states: list[np.ndarray]):
-    """Run the float step graph eagerly (reference for calibration and parity)."""
-    module = StepModule(spec)
-    out = module.step(tf.constant(x, tf.float32), *[tf.constant(s, tf.float32) for s in states])
-    return {k: v.numpy() for k, v in out.items()}

@@ -10,7 +10,7 @@ import sys
 
 import numpy as np
 
-from .artifact import ArtifactError, Manifest, load_artifact
+from .artifact import ArtifactError, load_artifact
 from .backends import Backend, select_backend
 
 
@@ -119,12 +119,6 @@ class StepModel:
     def ops(self) -> list[str]:
         """Op names of the model graph (for reports and tests)."""
         return [op["op_name"] for op in self.plain_interpreter()._get_ops_details()]
-
-
-def describe(model: StepModel) -> str:
-    m: Manifest = model.manifest
-    return (f"{m.name}: {m.raw.get('cell', '?')} step model, {len(m.state)} state tensors, "
-            f"{len(m.features)} features, horizon {m.horizon}, {m.quantization}, runtime {model.backend.name}")
 
 
 def run_sequence(model: StepModel, x_scaled: np.ndarray, lanes_first: bool = False) -> np.ndarray:
