@@ -11,6 +11,7 @@ import threading
 import time
 
 import numpy as np
+import pytest
 
 from conftest import MACHINE_TEMPERATURE
 from daemon_proc import DEFAULT_MODEL, Collector, DaemonProcess, publisher, write_config
@@ -108,3 +109,9 @@ def run(kills: int, tmp_path, broker, record_property):
 
 def test_twenty_kill9_lose_nothing_and_end_in_the_uninterrupted_state(tmp_path, broker, record_property):
     run(KILLS, tmp_path, broker, record_property)
+
+
+@pytest.mark.slow
+def test_soak_hundred_kill9(tmp_path, broker, record_property):
+    """The long variant (make test-slow): 100 kills over the same stream."""
+    run(100, tmp_path, broker, record_property)
