@@ -6,6 +6,8 @@ medians over repeats (ratios are taken within a repeat, then the median of the r
 """
 from __future__ import annotations
 
+import json
+
 import importlib.metadata
 import os
 import platform
@@ -136,3 +138,13 @@ def fmt(value: float | None, digits: int = 1) -> str:
     if value is None or (isinstance(value, float) and not np.isfinite(value)):
         return "n/a"
     return f"{value:,.{digits}f}"
+
+
+def write_result(result: dict, out: str) -> None:
+    """A benchmark's JSON result to stdout ("-") or to a file."""
+    text = json.dumps(result, indent=1)
+    if out == "-":
+        print(text)
+    else:
+        with open(out, "w") as handle:
+            handle.write(text)

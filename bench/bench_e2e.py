@@ -24,7 +24,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_common import MODELS, cpu_seconds, machine, median  # noqa: E402
+from bench_common import MODELS, cpu_seconds, machine, median, write_result  # noqa: E402
 from bench_mqtt import DaemonOptions, DaemonSUT, EchoSUT, Load, StatsWatcher, with_retries  # noqa: E402
 
 from statecast.daemon.local_broker import LocalMosquitto  # noqa: E402
@@ -214,12 +214,7 @@ def main(argv=None) -> int:
     result = run(args.repeats, args.warmup_seconds, args.window_seconds, repeats_large=args.repeats_large,
                  streams_list=tuple(int(s) for s in args.streams.split(",")), qos_list=tuple(int(q) for q in args.qos.split(",")),
                  latency=not args.no_latency, partial_out=None if args.out == "-" else args.out + ".partial")
-    text = json.dumps(result, indent=1)
-    if args.out == "-":
-        print(text)
-    else:
-        with open(args.out, "w") as handle:
-            handle.write(text)
+    write_result(result, args.out)
     for key, row in result["summary"].items():
         print(key, {k: (round(v, 2) if isinstance(v, float) else v) for k, v in row.items()}, file=sys.stderr)
     return 0

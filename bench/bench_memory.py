@@ -26,7 +26,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_common import MODELS, machine, mapped_files, proc_status  # noqa: E402
+from bench_common import MODELS, machine, mapped_files, proc_status, write_result  # noqa: E402
 from bench_mqtt import DaemonOptions, DaemonSUT, Load, with_retries, write_daemon_config  # noqa: E402
 
 from statecast.daemon.local_broker import LocalMosquitto  # noqa: E402
@@ -326,12 +326,7 @@ def main(argv=None) -> int:
         return 0
     result = run([int(s) for s in args.streams.split(",")], [int(s) for s in args.probe_streams.split(",") if s],
                  args.restart_timeout_seconds)
-    text = json.dumps(result, indent=1)
-    if args.out == "-":
-        print(text)
-    else:
-        with open(args.out, "w") as handle:
-            handle.write(text)
+    write_result(result, args.out)
     return 0
 
 

@@ -256,12 +256,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="-")
     args = parser.parse_args(argv)
     result = compare(args.variants.split(","), args.repeats, args.qos, args.streams, args.window_seconds)
-    text = json.dumps(result, indent=1)
-    if args.out == "-":
-        print(text)
-    else:
-        with open(args.out, "w") as handle:
-            handle.write(text)
+    from bench_common import write_result
+    write_result(result, args.out)
     for name, row in result["summary"].items():
         print(name, {k: (round(v, 2) if isinstance(v, float) else v) for k, v in row.items()}, file=sys.stderr)
     return 0

@@ -11,14 +11,13 @@ per-round gather/scatter of a 1,000-stream StreamTable.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_common import calls_for, interleaved, machine, median, paired_ratio, timed_block  # noqa: E402
+from bench_common import calls_for, interleaved, machine, median, paired_ratio, timed_block, write_result  # noqa: E402
 import bench_models  # noqa: E402
 
 STREAMS = 1000
@@ -165,12 +164,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="-")
     args = parser.parse_args(argv)
     result = run(args.repeats, args.block_seconds)
-    text = json.dumps(result, indent=1)
-    if args.out == "-":
-        print(text)
-    else:
-        with open(args.out, "w") as handle:
-            handle.write(text)
+    write_result(result, args.out)
     for mode, data in result["modes"].items():
         print(mode, {k: round(v, 2) for k, v in data["median_us"].items()}, file=sys.stderr)
         print(mode, {k: round(v, 1) for k, v in data["ratios"].items()}, file=sys.stderr)
