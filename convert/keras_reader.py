@@ -1,12 +1,15 @@
 """Read a Keras model file (.keras or legacy .h5) into a ModelSpec, refusing what cannot stream.
 
 Accepted chain: [InputLayer] [Normalization] (LSTM|GRU|SimpleRNN){1,3} [Dropout...] Dense* [Rescaling].
-Every refusal names the layer and the reason, in one line.
+Every refusal names the layer and the reason, in one line. The layer walk (walk_layers) is shared
+with window_reader, which passes its own reader for recurrent (and Bidirectional) layers.
 """
 from __future__ import annotations
 
 import os
 import zipfile
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import numpy as np
 
@@ -139,22 +142,43 @@ def _rescaling(layer, n_out: int) -> tuple[np.ndarray, np.ndarray]:
     return scale, offset
 
 
-def read_model_spec(model) -> ModelSpec:
-    """Validate a loaded Keras model and extract its weights into a ModelSpec."""
+# The hook a converter passes to walk_layers for its recurrent layers: (layer, n_in) -> (its spec,
+# its output width, whether it emits one output per step). Only this part differs between the
+# step converter and the window converter; the walk and its refusals are shared.
+RecurrentHook = Callable[[Any, int], tuple[Any, int, bool]]
+
+
+@dataclass(frozen=True)
+class LayerChain:
+    """A validated chain: input scaling, the hook's recurrent specs, Dense heads, output scaling."""
+    n_features: int
+    input_mean: np.ndarray
+    input_std: np.ndarray
+    recurrent: tuple
+    heads: tuple[DenseLayer, ...]
+    output_scale: np.ndarray
+    output_offset: np.ndarray
+    per_step_output: bool             # the last recurrent layer emits one output per step
+
+
+def _input_features(model) -> int:
     input_shape = model.inputs[0].shape if getattr(model, "inputs", None) else None
     if input_shape is None or len(input_shape) != 3:
         raise ConversionError(f"model '{model.name}': input must be (batch, time, features), got {input_shape}")
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise ConversionError(f"model '{model.name}': exactly one input and one output are supported")
-    n_features = int(input_shape[-1])
-    layers = [layer for layer in model.layers if type(layer).__name__ != "InputLayer"]
+    return int(input_shape[-1])
 
+
+def walk_layers(model, recurrent_kinds: tuple[str, ...], read_recurrent: RecurrentHook,
+                converter: str) -> LayerChain:
+    """Validate [Normalization] recurrent{1,3} Dense* [Rescaling] (pass-through layers anywhere);
+    layers of `recurrent_kinds` are read by `read_recurrent`. `converter` names it in refusals."""
+    n_features = _input_features(model)
+    layers = [layer for layer in model.layers if type(layer).__name__ != "InputLayer"]
     mean, std = np.zeros(n_features, np.float32), np.ones(n_features, np.float32)
-    recurrent: list[RecurrentLayer] = []
-    heads: list[DenseLayer] = []
-    output_scaling = None
-    per_step_output = False
-    width = n_features
+    recurrent, heads = [], []
+    output_scaling, per_step_output, width = None, False, n_features
     for position, layer in enumerate(layers):
         kind = type(layer).__name__
         where = f"layer '{layer.name}' ({kind})"
@@ -163,18 +187,17 @@ def read_model_spec(model) -> ModelSpec:
         if kind in _PASS_THROUGH:
             continue                                   # identity at inference time
         if kind == "Normalization":
-            if recurrent or heads or position != 0:
+            if position != 0:
                 raise ConversionError(f"{where}: Normalization is only supported as the first layer")
             mean, std = _normalization(layer, n_features)
-        elif kind in _RECURRENT:
+        elif kind in recurrent_kinds:
             if heads:
-                raise ConversionError(f"{where}: a recurrent layer after a Dense head does not stream")
+                raise ConversionError(f"{where}: a recurrent layer after a Dense head is not supported")
             if recurrent and not per_step_output:
                 raise ConversionError(f"{where}: the previous recurrent layer has return_sequences=False, "
                                       "so this layer does not see one input per step")
-            recurrent.append(_recurrent_layer(layer, width))
-            per_step_output = bool(layer.get_config().get("return_sequences", False))
-            width = recurrent[-1].units
+            spec, width, per_step_output = read_recurrent(layer, width)
+            recurrent.append(spec)
         elif kind == "Dense":
             if not recurrent:
                 raise ConversionError(f"{where}: a Dense layer before the recurrent layers is not supported")
@@ -185,14 +208,26 @@ def read_model_spec(model) -> ModelSpec:
                 raise ConversionError(f"{where}: Rescaling is only supported as the last layer (output scaling)")
             output_scaling = _rescaling(layer, width)
         else:
-            reason = _WHY_NOT.get(kind, "this layer type is not supported by the step-model converter")
+            reason = _WHY_NOT.get(kind, f"this layer type is not supported by the {converter} converter")
             raise ConversionError(f"{where}: {reason}")
 
     _check_linear_chain(model, layers)     # after the per-layer checks, which name the exact problem
     if not 1 <= len(recurrent) <= 3:
-        raise ConversionError(f"model '{model.name}': needs 1 to 3 recurrent layers (LSTM, GRU, SimpleRNN), "
+        raise ConversionError(f"model '{model.name}': needs 1 to 3 recurrent layers ({', '.join(recurrent_kinds)}), "
                               f"found {len(recurrent)}")
-    scale, offset = output_scaling if output_scaling else (np.ones(width, np.float32), np.zeros(width, np.float32))
-    return ModelSpec(n_features=n_features, recurrent=tuple(recurrent), heads=tuple(heads),
-                     input_mean=mean, input_std=std, output_scale=scale, output_offset=offset,
-                     per_step_output=per_step_output)
+    scale, offset = output_scaling or (np.ones(width, np.float32), np.zeros(width, np.float32))
+    return LayerChain(n_features=n_features, input_mean=mean, input_std=std, recurrent=tuple(recurrent),
+                      heads=tuple(heads), output_scale=scale, output_offset=offset, per_step_output=per_step_output)
+
+
+def _step_layer(layer, n_in: int) -> tuple[RecurrentLayer, int, bool]:
+    spec = _recurrent_layer(layer, n_in)
+    return spec, spec.units, bool(layer.get_config().get("return_sequences", False))
+
+
+def read_model_spec(model) -> ModelSpec:
+    """Validate a loaded Keras model and extract its weights into a ModelSpec."""
+    chain = walk_layers(model, tuple(_RECURRENT), _step_layer, "step-model")
+    return ModelSpec(n_features=chain.n_features, recurrent=chain.recurrent, heads=chain.heads,
+                     input_mean=chain.input_mean, input_std=chain.input_std, output_scale=chain.output_scale,
+                     output_offset=chain.output_offset, per_step_output=chain.per_step_output)

@@ -4,7 +4,8 @@ A model with a Bidirectional layer sees the future of its input, so it cannot ad
 per message; it becomes a *window model* instead: fixed W steps in, outputs per step or one per
 window. Accepted chain: [InputLayer] [Normalization] (LSTM|GRU|SimpleRNN|Bidirectional(one of
 them)){1,3} [Dropout...] Dense* [Rescaling], Bidirectional with merge_mode concat, sum, ave or mul.
-Per-layer checks (activations, weights) are keras_reader's, so both converters refuse alike.
+The layer walk and the per-layer checks are keras_reader's (walk_layers, with the
+Bidirectional-aware reader below as its recurrent hook), so both converters refuse alike.
 """
 from __future__ import annotations
 
@@ -13,8 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import ConversionError
-from .keras_reader import (_PASS_THROUGH, _RECURRENT, _WHY_NOT, _check_linear_chain, _dense_layer,
-                           _normalization, _recurrent_layer, _rescaling)
+from .keras_reader import _RECURRENT, _WHY_NOT, _recurrent_layer, walk_layers
 from .model_spec import DenseLayer, RecurrentLayer
 
 MERGE_MODES = ("concat", "sum", "ave", "mul")
@@ -103,51 +103,14 @@ def _window_layer(layer, n_in: int) -> WindowLayer:
     return WindowLayer(layer.name, forward, backward, merge, return_sequences)
 
 
+def _window_step(layer, n_in: int) -> tuple[WindowLayer, int, bool]:
+    spec = _window_layer(layer, n_in)
+    return spec, spec.width, spec.return_sequences
+
+
 def read_window_spec(model, window: int | None = None) -> WindowSpec:
     """Validate a loaded Keras model and extract its weights into a WindowSpec."""
-    input_shape = model.inputs[0].shape if getattr(model, "inputs", None) else None
-    if input_shape is None or len(input_shape) != 3:
-        raise ConversionError(f"model '{model.name}': input must be (batch, time, features), got {input_shape}")
-    if len(model.inputs) != 1 or len(model.outputs) != 1:
-        raise ConversionError(f"model '{model.name}': exactly one input and one output are supported")
-    n_features, steps = int(input_shape[-1]), window_length(model, window)
-    layers = [layer for layer in model.layers if type(layer).__name__ != "InputLayer"]
-    mean, std = np.zeros(n_features, np.float32), np.ones(n_features, np.float32)
-    recurrent: list[WindowLayer] = []
-    heads: list[DenseLayer] = []
-    output_scaling, width = None, n_features
-    for position, layer in enumerate(layers):
-        kind = type(layer).__name__
-        where = f"layer '{layer.name}' ({kind})"
-        if output_scaling is not None:
-            raise ConversionError(f"{where}: nothing may follow the output Rescaling layer")
-        if kind in _PASS_THROUGH:
-            continue
-        if kind == "Normalization":
-            if position != 0:
-                raise ConversionError(f"{where}: Normalization is only supported as the first layer")
-            mean, std = _normalization(layer, n_features)
-        elif kind in _RECURRENT or kind == "Bidirectional":
-            if heads:
-                raise ConversionError(f"{where}: a recurrent layer after a Dense head is not supported")
-            if recurrent and not recurrent[-1].return_sequences:
-                raise ConversionError(f"{where}: the previous recurrent layer has return_sequences=False, "
-                                      "so this layer does not see one input per step")
-            recurrent.append(_window_layer(layer, width))
-            width = recurrent[-1].width
-        elif kind == "Dense":
-            if not recurrent:
-                raise ConversionError(f"{where}: a Dense layer before the recurrent layers is not supported")
-            heads.append(_dense_layer(layer, width))
-            width = heads[-1].kernel.shape[1]
-        elif kind == "Rescaling" and recurrent:
-            output_scaling = _rescaling(layer, width)
-        else:
-            reason = _WHY_NOT.get(kind, "this layer type is not supported by the window-model converter")
-            raise ConversionError(f"{where}: {reason}")
-    _check_linear_chain(model, layers)
-    if not 1 <= len(recurrent) <= 3:
-        raise ConversionError(f"model '{model.name}': needs 1 to 3 recurrent layers, found {len(recurrent)}")
-    scale, offset = output_scaling or (np.ones(width, np.float32), np.zeros(width, np.float32))
-    return WindowSpec(n_features=n_features, window=steps, layers=tuple(recurrent), heads=tuple(heads),
-                      input_mean=mean, input_std=std, output_scale=scale, output_offset=offset)
+    chain = walk_layers(model, (*_RECURRENT, "Bidirectional"), _window_step, "window-model")
+    return WindowSpec(n_features=chain.n_features, window=window_length(model, window), layers=chain.recurrent,
+                      heads=chain.heads, input_mean=chain.input_mean, input_std=chain.input_std,
+                      output_scale=chain.output_scale, output_offset=chain.output_offset)
