@@ -9,17 +9,25 @@ Each step, for residual r = actual - expected:
 2. raw = min(1, -log10(2 Q(|z|)) / SURPRISE_CAP_DECADES): the two-sided Gaussian surprise in
    decades, bounded (a 9.3-sigma residual is 1).
 3. The anomaly likelihood of Ahmad et al. 2017: with mu, sigma the mean and std of the raw
-   scores in the last `long_window` steps *before* this one and m the mean of the last
-   `short_window` raw scores including this one, L = 1 - Q((m - mu) / sigma). Raw scores of the
-   first min_steps // 2 steps (while the residual scale settles) stay out of the long window.
+   scores in the reference window *before* this step and m the mean of the last `short_window`
+   raw scores including this one, L = 1 - Q((m - mu) / sigma). Raw scores of the first
+   min_steps // 2 steps (while the residual scale settles) stay out of the reference window.
+   The reference window is kept as block sums, not as the scores themselves: scores are summed
+   in blocks of B = ceil(long_window / BLOCKS) steps, a ring keeps (sum, sum of squares) of the
+   last K = ceil(long_window / B) finished blocks, and the window is those K blocks plus the
+   block being filled. Until the ring is full that is every score so far; after that, the last
+   K*B to K*B + B - 1 scores (long_window rounded up to whole blocks, plus the partial block:
+   2,016 to 2,078 for long_window 2000), where an exact sliding window would need every score.
 4. Optionally, a value outside everything the stream has shown, by more than `spatial_tolerance`
    of that range, scores 1 (NAB's HTM detector does the same).
 5. Optionally (`daily_profile`, needs the message time), the expected value is the stream's own
    daily profile instead of the model's forecast whenever the profile has lately predicted the
    stream better (daily_profile.py): a daily pattern the model cannot hold still counts.
 The published anomaly score is L (so the paper's alert rule L >= 1 - epsilon is threshold
-1 - epsilon). Cost: O(1) per step (running sums, recomputed exactly once per lap of the ring);
-memory: one long_window float64 ring.
+1 - epsilon). Cost: O(1) per step; the window's totals are re-summed (exactly rounded, fsum)
+from the K block sums whenever a block finishes, so rounding error cannot build up over time.
+Memory per stream: 2 * K + short_window float64 (~600 bytes by default) instead of a
+long_window ring (16 kB), which is what lets one process keep 10,000s of streams.
 
 Alerts: "alert" when the score has been >= threshold for debounce_steps consecutive steps, the
 stream is not already alerting and more than refractory_steps have passed since the last alert;
@@ -33,6 +41,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -43,7 +52,9 @@ SCALE_CLIP_Z = 5.0             # residuals beyond 5 scales update the scale as i
 SCALE_FLOOR_FRACTION = 1e-3    # scale never drops below this fraction of the prior std (if weighted)
 SURPRISE_CAP_DECADES = 20.0    # -log10 tail probability that maps to raw score 1
 MIN_LONG_STD = 1e-3            # floor for sigma of raw scores (flat streams)
-STATE_VERSION = 2
+BLOCKS = 32                    # the reference window is summed in ~this many blocks
+NO_ALERT = -1                  # last_alert_step in a saved state: no alert yet
+STATE_VERSION = 3              # 3: block sums instead of the raw-score ring (2)
 
 
 @dataclass(frozen=True)
@@ -52,7 +63,7 @@ class AnomalySettings:
     clear_threshold: float = 0.9   # score below which an active alert clears
     debounce_steps: int = 1        # consecutive steps at/above threshold needed to alert
     refractory_steps: int = 0      # steps after an alert: no new alert, published score held
-    long_window: int = 2000        # steps of raw scores in the reference distribution
+    long_window: int = 2000        # steps of raw scores in the reference window (rounded up to blocks)
     short_window: int = 10         # steps averaged for the current level
     min_steps: int = 100           # residuals seen before a score is reported
     scale_window: int = 500        # time constant (steps) of the residual scale estimate
@@ -75,6 +86,16 @@ class AnomalySettings:
             if not ok:
                 raise ValueError(f"anomaly setting {key}={getattr(self, key)!r} is out of range")
 
+    @cached_property                   # read every step; fields are frozen
+    def block_steps(self) -> int:
+        """B: raw scores summed per block of the reference window."""
+        return math.ceil(self.long_window / BLOCKS)
+
+    @cached_property
+    def blocks(self) -> int:
+        """K: finished blocks in the reference window (K * B >= long_window)."""
+        return math.ceil(self.long_window / self.block_steps)
+
 
 def gaussian_tail(z: float) -> float:
     """Q(z) = P(N(0,1) > z)."""
@@ -88,7 +109,14 @@ def surprise_score(z: float) -> float:
 
 
 class StreamAnomaly:
-    """One stream's residual statistics, likelihood and alert state."""
+    """One stream's residual statistics, likelihood and alert state.
+
+    Slots and two small arrays: with 10,000s of streams per process, every per-stream object and
+    boxed number shows in the resident set."""
+
+    __slots__ = ("settings", "prior_residual_std", "prior_weight_steps", "scale_sum_sq", "scale_weight",
+                 "recent", "blocks", "block_sum", "block_sum_sq", "window_sum", "window_sum_sq", "count",
+                 "low", "high", "profile", "anomalous", "above_steps", "last_alert_step")
 
     def __init__(self, settings: AnomalySettings, prior_residual_std: float,
                  prior_weight_steps: float = PRIOR_WEIGHT_STEPS):
@@ -101,13 +129,11 @@ class StreamAnomaly:
         self.prior_weight_steps = float(prior_weight_steps)
         self.scale_sum_sq = self.prior_weight_steps * self.prior_residual_std ** 2
         self.scale_weight = self.prior_weight_steps
-        self.recent = np.zeros(settings.short_window, np.float64)  # ring of the last raw scores
-        self.raw = np.zeros(settings.long_window, np.float64)      # ring of the reference raw scores
-        self.index = 0           # next slot of `raw` to write
-        self.filled = 0          # slots of `raw` written so far (up to long_window)
+        self.recent = np.zeros(settings.short_window, np.float64)   # ring of the last raw scores
+        self.blocks = np.zeros((2, settings.blocks), np.float64)    # ring of finished blocks: sums, sums of squares
+        self.block_sum = self.block_sum_sq = 0.0      # the block being filled
+        self.window_sum = self.window_sum_sq = 0.0    # over the ring (re-summed when a block finishes)
         self.count = 0           # residuals seen
-        self.raw_sum = 0.0       # running sums over the filled part of `raw`
-        self.raw_sum_sq = 0.0
         self.low = self.high = math.nan   # range of the values seen (spatial check)
         self.profile = DailyProfile(settings.scale_window) if settings.daily_profile else None
         self.anomalous = False
@@ -139,7 +165,7 @@ class StreamAnomaly:
         raw = 0.0 if fresh else surprise_score(residual / scale)
         ready = self.count >= s.min_steps
         if ready:
-            mu_long, sigma_long = self._long_stats()
+            mu_long, sigma_long = self._window_stats()
         spatial = self._spatial(actual) if ready else False
         self._track_range(actual)
         self._update_scale(residual * residual if fresh else min(residual * residual, (SCALE_CLIP_Z * scale) ** 2))
@@ -161,12 +187,20 @@ class StreamAnomaly:
             outside = actual > self.high + margin or actual < self.low - margin
         return outside
 
-    def _long_stats(self) -> tuple[float, float]:
-        n = self.filled
+    def window_size(self) -> int:
+        """Raw scores in the reference window now: the finished blocks in the ring + the partial one."""
+        s = self.settings
+        pushed = max(self.count - s.min_steps // 2, 0)
+        return min(pushed // s.block_steps, s.blocks) * s.block_steps + pushed % s.block_steps
+
+    def _window_stats(self) -> tuple[float, float]:
+        """Mean and (floored) sample std of the raw scores in the reference window."""
+        n = self.window_size()
+        total = self.window_sum + self.block_sum
         if n < 2:
-            return (self.raw_sum / n if n else 0.0), 1.0
-        mean = self.raw_sum / n
-        var = max(self.raw_sum_sq - n * mean * mean, 0.0) / (n - 1)
+            return (total / n if n else 0.0), 1.0
+        mean = total / n
+        var = max(self.window_sum_sq + self.block_sum_sq - n * mean * mean, 0.0) / (n - 1)
         return mean, max(math.sqrt(var), MIN_LONG_STD)
 
     def _update_scale(self, clipped_sq: float) -> None:
@@ -178,17 +212,20 @@ class StreamAnomaly:
         s = self.settings
         self.recent[self.count % s.short_window] = raw
         self.count += 1
-        if self.count <= s.min_steps // 2:                    # learning period: the scale settles
+        pushed = self.count - s.min_steps // 2
+        if pushed <= 0:                                       # learning period: the scale settles
             return
-        old = self.raw[self.index]                            # 0.0 while the ring is filling
-        self.raw[self.index] = raw
-        self.raw_sum += raw - old
-        self.raw_sum_sq += raw * raw - old * old
-        self.index = (self.index + 1) % s.long_window
-        self.filled = min(self.filled + 1, s.long_window)
-        if self.index == 0:  # once per lap: drop accumulated rounding error
-            self.raw_sum = float(self.raw.sum())
-            self.raw_sum_sq = float(np.dot(self.raw, self.raw))
+        self.block_sum += raw
+        self.block_sum_sq += raw * raw
+        if pushed % s.block_steps == 0:                       # block finished: it replaces the oldest
+            slot = (pushed // s.block_steps - 1) % s.blocks
+            self.blocks[0, slot], self.blocks[1, slot] = self.block_sum, self.block_sum_sq
+            self.block_sum = self.block_sum_sq = 0.0
+            self._sum_window()
+
+    def _sum_window(self) -> None:
+        # Exactly rounded sums of the K block sums: no error carried from one block to the next.
+        self.window_sum, self.window_sum_sq = math.fsum(self.blocks[0]), math.fsum(self.blocks[1])
 
     def _track_range(self, actual: float) -> None:
         if not math.isfinite(actual):
@@ -223,48 +260,49 @@ class StreamAnomaly:
         return score
 
     def to_state(self) -> dict:
-        """JSON-serialisable snapshot; from_state() continues bit-identically."""
-        return {"version": STATE_VERSION, "prior_residual_std": self.prior_residual_std,
-                "prior_weight_steps": self.prior_weight_steps, "long_window": self.settings.long_window,
-                "short_window": self.settings.short_window,
-                "scale_sum_sq": self.scale_sum_sq, "scale_weight": self.scale_weight,
-                "recent": self.recent.tolist(), "raw": self.raw.tolist(), "index": self.index,
-                "filled": self.filled, "count": self.count, "raw_sum": self.raw_sum, "raw_sum_sq": self.raw_sum_sq,
-                "low": _none_if_nan(self.low), "high": _none_if_nan(self.high),
-                "profile": None if self.profile is None else self.profile.to_state(),
-                "anomalous": self.anomalous, "above_steps": self.above_steps,
-                "last_alert_step": self.last_alert_step}
+        """Snapshot as a flat dict of numbers and float arrays (copies): the checkpoint stacks each
+        key across streams into one array. from_state() continues bit-identically."""
+        state = {"version": STATE_VERSION, "long_window": self.settings.long_window,
+                 "short_window": self.settings.short_window, "prior_residual_std": self.prior_residual_std,
+                 "prior_weight_steps": self.prior_weight_steps, "scale_sum_sq": self.scale_sum_sq,
+                 "scale_weight": self.scale_weight, "recent": self.recent.copy(), "blocks": self.blocks.copy(),
+                 "block_sum": self.block_sum, "block_sum_sq": self.block_sum_sq, "count": self.count,
+                 "low": self.low, "high": self.high, "anomalous": self.anomalous, "above_steps": self.above_steps,
+                 "last_alert_step": NO_ALERT if self.last_alert_step is None else self.last_alert_step}
+        if self.profile is not None:
+            state.update(self.profile.to_state())
+        return state
 
     @classmethod
     def from_state(cls, settings: AnomalySettings, data: dict) -> "StreamAnomaly":
+        """Raises ValueError (one line) for a state of another version or other settings."""
         if data.get("version") != STATE_VERSION:
             raise ValueError(f"anomaly state version {data.get('version')!r}, expected {STATE_VERSION}")
         for key in ("long_window", "short_window"):
             if int(data[key]) != getattr(settings, key):
                 raise ValueError(f"anomaly state was built with {key}={data[key]}, "
                                  f"settings say {key}={getattr(settings, key)}")
-        if (data.get("profile") is not None) != settings.daily_profile:
-            raise ValueError(f"anomaly state {'has' if data.get('profile') is not None else 'lacks'} a daily "
+        if DailyProfile.in_state(data) != settings.daily_profile:
+            raise ValueError(f"anomaly state {'has' if DailyProfile.in_state(data) else 'lacks'} a daily "
                              f"profile, settings say daily_profile={settings.daily_profile}")
         self = cls(settings, float(data["prior_residual_std"]), float(data["prior_weight_steps"]))
         if settings.daily_profile:
-            self.profile = DailyProfile.from_state(settings.scale_window, data["profile"])
-        self.scale_sum_sq = float(data["scale_sum_sq"])
-        self.scale_weight = float(data["scale_weight"])
-        self.recent = np.asarray(data["recent"], np.float64).copy()
-        self.raw = np.asarray(data["raw"], np.float64).copy()
-        self.index, self.filled, self.count = int(data["index"]), int(data["filled"]), int(data["count"])
-        self.raw_sum, self.raw_sum_sq = float(data["raw_sum"]), float(data["raw_sum_sq"])
-        self.low, self.high = _nan_if_none(data["low"]), _nan_if_none(data["high"])
+            self.profile = DailyProfile.from_state(settings.scale_window, data)
+        self.scale_sum_sq, self.scale_weight = float(data["scale_sum_sq"]), float(data["scale_weight"])
+        self.recent[:] = _exact_shape(data["recent"], self.recent.shape, "recent")
+        self.blocks[:] = _exact_shape(data["blocks"], self.blocks.shape, "blocks")
+        self.block_sum, self.block_sum_sq = float(data["block_sum"]), float(data["block_sum_sq"])
+        self._sum_window()
+        self.count = int(data["count"])
+        self.low, self.high = float(data["low"]), float(data["high"])
         self.anomalous, self.above_steps = bool(data["anomalous"]), int(data["above_steps"])
-        last = data["last_alert_step"]
-        self.last_alert_step = None if last is None else int(last)
+        last = int(data["last_alert_step"])
+        self.last_alert_step = None if last == NO_ALERT else last
         return self
 
 
-def _none_if_nan(value: float) -> float | None:
-    return None if math.isnan(value) else value
-
-
-def _nan_if_none(value) -> float:
-    return math.nan if value is None else float(value)
+def _exact_shape(values, shape: tuple[int, ...], name: str) -> np.ndarray:
+    array = np.asarray(values, np.float64)
+    if array.shape != shape:
+        raise ValueError(f"anomaly state {name} has shape {array.shape}, expected {shape}")
+    return array

@@ -5,6 +5,15 @@ File layout: b"STATECAST-CKPT/1\n" + sha256(payload) hex + b"\n" + payload, payl
 is fsynced and renamed over the current one after the current one became `.prev`, so a power
 loss at any moment leaves at least one complete, verifiable generation. Loading verifies the
 checksum and the model identity and falls back to `.prev`.
+
+Inside the .npz: `meta` (JSON: model sha256, state shapes, and per stream its id, timestamps,
+step count and window-engine extras), one array per state tensor and `last_forecast`, row r
+being stream r of meta. Per-stream anomaly and online-scaler statistics are stacked across
+streams, one array per field (`anomaly0.count`, `anomaly0.blocks`, ...) plus `anomaly0.rows`,
+the rows they belong to; streams whose statistics have another layout (settings changed by a
+reload) form group 1, 2, ... A 10,000-stream checkpoint is a few MB of arrays, not JSON lists.
+Checkpoints written before the stacked layout keep those statistics in meta; they still load
+(the anomaly statistics of an older STATE_VERSION are refused and restart, with one warning).
 """
 from __future__ import annotations
 
@@ -37,15 +46,50 @@ def encode(table: StreamTable, model_sha256: str) -> bytes:
             forecasts[row, : len(info.last_forecast)] = info.last_forecast
     meta = {"model_sha256": model_sha256, "state_shapes": [list(s) for s in table.state_shapes],
             "streams": [{"id": i.stream_id, "last_ts": i.last_ts, "steps": i.steps, "last_seen": i.last_seen,
-                         "last_interval": i.last_interval,
-                         "anomaly": i.anomaly.to_state() if i.anomaly is not None else None,
-                         "scaler": i.scaler.to_state() if i.scaler is not None else None,
-                         "extra": i.extra} for i in infos]}
+                         "last_interval": i.last_interval, "extra": i.extra} for i in infos]}
     arrays = {f"state_{k}": array[slots] for k, array in enumerate(table.arrays)}
+    arrays.update(stack_states("anomaly", [(row, i.anomaly.to_state()) for row, i in enumerate(infos)
+                                           if i.anomaly is not None]))
+    arrays.update(stack_states("scaler", [(row, i.scaler.to_state()) for row, i in enumerate(infos)
+                                          if i.scaler is not None]))
     buffer = io.BytesIO()
     np.savez(buffer, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8), last_forecast=forecasts, **arrays)
     payload = buffer.getvalue()
     return MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload
+
+
+def stack_states(prefix: str, states: list[tuple[int, dict]]) -> dict[str, np.ndarray]:
+    """Per-stream state dicts (numbers and fixed-shape arrays) -> one stacked array per key, by group
+    of streams with the same keys and shapes: {"<prefix><g>.rows": (n,), "<prefix><g>.<key>": (n, ...)}."""
+    groups: dict[tuple, list[tuple[int, dict]]] = {}
+    for row, state in states:
+        groups.setdefault(tuple((key, np.shape(value)) for key, value in state.items()), []).append((row, state))
+    arrays = {}
+    for g, (layout, members) in enumerate(groups.items()):
+        arrays[f"{prefix}{g}.rows"] = np.asarray([row for row, _ in members], np.int64)
+        for key, _shape in layout:
+            column = np.asarray([state[key] for _, state in members])
+            if column.dtype == object:              # would need pickle to load: a bug in to_state()
+                raise TypeError(f"{prefix} state field {key!r} is not numeric")
+            arrays[f"{prefix}{g}.{key}"] = column
+    return arrays
+
+
+def unstack_states(prefix: str, data) -> dict[int, dict]:
+    """The inverse of stack_states: {row: state dict}, numbers as Python numbers."""
+    columns: dict[str, dict[str, np.ndarray]] = {}
+    for name in data.files:
+        group, dot, key = name.partition(".")
+        if dot and group.startswith(prefix) and group[len(prefix):].isdigit():
+            columns.setdefault(group, {})[key] = data[name]
+    states = {}
+    for fields in columns.values():
+        rows = fields.pop("rows").tolist()
+        # 1-D columns -> lists of exact Python numbers; wider ones stay arrays (one row per stream)
+        fields = {key: array.tolist() if array.ndim == 1 else array for key, array in fields.items()}
+        for i, row in enumerate(rows):
+            states[row] = {key: values[i] for key, values in fields.items()}
+    return states
 
 
 def decode(blob: bytes, model_sha256: str, table: StreamTable, anomaly_restore=None, scaler_restore=None) -> int:
@@ -60,6 +104,7 @@ def decode(blob: bytes, model_sha256: str, table: StreamTable, anomaly_restore=N
         meta = json.loads(bytes(data["meta"]).decode())
         states = [data[f"state_{k}"] for k in range(len(table.state_shapes))]
         forecasts = data["last_forecast"]
+        anomalies, scalers = unstack_states("anomaly", data), unstack_states("scaler", data)
     except (ValueError, KeyError, OSError) as error:
         raise CheckpointError(f"unreadable checkpoint ({error})") from None
     if meta.get("model_sha256") != model_sha256:
@@ -67,7 +112,7 @@ def decode(blob: bytes, model_sha256: str, table: StreamTable, anomaly_restore=N
     if [tuple(s) for s in meta["state_shapes"]] != table.state_shapes:
         raise CheckpointError("checkpoint state shapes do not match the model")
     scaler_restore = scaler_restore or table.scaler_restore
-    restored = 0
+    restored, refused = 0, []
     for row, item in enumerate(meta["streams"]):
         info = table.add(item["id"], item.get("last_seen", 0.0))
         if info is None:
@@ -79,15 +124,25 @@ def decode(blob: bytes, model_sha256: str, table: StreamTable, anomaly_restore=N
         info.last_interval, info.extra = item.get("last_interval"), item.get("extra") or {}
         forecast = forecasts[row] if forecasts.shape[1] else None
         info.last_forecast = None if forecast is None or np.isnan(forecast).all() else forecast.copy()
-        if item.get("scaler") is not None and scaler_restore is not None:
-            info.scaler = scaler_restore(item["scaler"])
-        if item.get("anomaly") is not None and anomaly_restore is not None:
+        scaler = scalers.get(row, _legacy_scaler(item.get("scaler")))
+        if scaler is not None and scaler_restore is not None:
+            info.scaler = scaler_restore(scaler)
+        anomaly = anomalies.get(row, item.get("anomaly"))       # meta: checkpoints before the stacked layout
+        if anomaly is not None and anomaly_restore is not None:
             try:
-                info.anomaly = anomaly_restore(item["anomaly"])
+                info.anomaly = anomaly_restore(anomaly)
             except (ValueError, KeyError, TypeError) as error:   # e.g. anomaly settings changed
-                log.warning("stream %s: anomaly statistics not restored (%s); they restart", item["id"], error)
+                refused.append((item["id"], error))
         restored += 1
+    if refused:
+        log.warning("anomaly statistics of %d stream(s) not restored (%s: %s); they restart",
+                    len(refused), *refused[0])
     return restored
+
+
+def _legacy_scaler(data) -> dict | None:
+    """An online scaler saved in meta as [mean, var, count] (before the stacked layout)."""
+    return None if data is None else {"mean": data[0], "var": data[1], "count": data[2]}
 
 
 def write_atomic(path: str, blob: bytes) -> None:

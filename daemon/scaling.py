@@ -26,6 +26,7 @@ class OnlineScaler:
     a floor so a flat line does not divide by zero.
     """
 
+    __slots__ = ("alpha", "clip", "min_scale", "mean", "var", "count")
     DEFAULT_CLIP = 10.0
     DEFAULT_MIN_SCALE = 1e-3
 
@@ -61,13 +62,17 @@ class OnlineScaler:
         self.count += 1
         return z, list(self.mean), [self._scale(k) for k in range(len(values))]
 
-    def to_state(self) -> list:
-        return [self.mean, self.var, self.count]
+    def to_state(self) -> dict:
+        """Numbers and float64 arrays (the checkpoint stacks each key across streams); exact."""
+        return {"mean": np.array(self.mean, np.float64), "var": np.array(self.var, np.float64), "count": self.count}
 
     @classmethod
-    def from_state(cls, data: list, halflife_steps: float, clip: float, min_scale: float) -> "OnlineScaler":
-        scaler = cls(len(data[0]), halflife_steps, clip, min_scale)
-        scaler.mean, scaler.var, scaler.count = [float(v) for v in data[0]], [float(v) for v in data[1]], int(data[2])
+    def from_state(cls, data: dict, halflife_steps: float, clip: float, min_scale: float) -> "OnlineScaler":
+        mean, var = np.asarray(data["mean"], np.float64).tolist(), np.asarray(data["var"], np.float64).tolist()
+        if len(mean) != len(var):
+            raise ValueError(f"online scaler state has {len(mean)} means but {len(var)} variances")
+        scaler = cls(len(mean), halflife_steps, clip, min_scale)
+        scaler.mean, scaler.var, scaler.count = mean, var, int(data["count"])
         return scaler
 
 
@@ -95,7 +100,7 @@ class IoScaling:
     def new_scaler(self) -> OnlineScaler:
         return OnlineScaler(self.n_values, self.halflife_steps, self.clip, self.min_scale)
 
-    def restore_scaler(self, data: list) -> OnlineScaler:
+    def restore_scaler(self, data: dict) -> OnlineScaler:
         return OnlineScaler.from_state(data, self.halflife_steps, self.clip, self.min_scale)
 
     def inputs(self, values: np.ndarray, timestamps: np.ndarray, z: np.ndarray | None = None) -> np.ndarray:

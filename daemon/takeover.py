@@ -51,6 +51,7 @@ def restore_shard(table: StreamTable, directory: str, entry: str, model_sha256: 
     best: dict[str, tuple[tuple[float, int], StreamTable, str]] = {}
     for path in checkpoint_files(directory, entry):
         scratch = StreamTable(table.state_shapes, _SCRATCH_MAX_STREAMS)
+        scratch.scaler_restore = table.scaler_restore        # online models: their streams' normalisers
         count, _source = restore(path, scratch, model_sha256, anomaly_restore)
         if not count:
             continue

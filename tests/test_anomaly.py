@@ -1,13 +1,18 @@
-"""Per-stream anomaly scoring: bounds, warm-up, alerts, scale invariance and checkpoint round trip."""
+"""Per-stream anomaly scoring: bounds, warm-up, alerts, scale invariance, the block-sum reference
+window and checkpoint round trips."""
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import math
 
 import numpy as np
 import pytest
 
-from statecast.daemon.anomaly import AnomalySettings, StreamAnomaly
+from statecast.daemon import checkpoint
+from statecast.daemon.anomaly import STATE_VERSION, AnomalySettings, StreamAnomaly
+from statecast.daemon.stream_table import StreamTable
 
 
 def run(anomaly: StreamAnomaly, residuals) -> tuple[list, list]:
@@ -98,26 +103,106 @@ def test_refractory_suppresses_a_second_alert_soon_after_the_first():
     assert [i for i, e in enumerate(events) if e == "alert"] == [2050, 2080]
 
 
-def test_state_round_trip_continues_bit_identically():
+def through_checkpoint(anomaly: StreamAnomaly, settings: AnomalySettings) -> StreamAnomaly:
+    """The anomaly as a restarted daemon gets it back: checkpoint encode -> bytes -> decode."""
+    table = StreamTable([(2,)], max_streams=4)
+    table.add("s", 0.0).anomaly = anomaly
+    blob = checkpoint.encode(table, "sha")
+    fresh = StreamTable([(2,)], max_streams=4)
+    checkpoint.decode(blob, "sha", fresh, anomaly_restore=lambda data: StreamAnomaly.from_state(settings, data))
+    return fresh.get("s").anomaly
+
+
+def same_state(a: dict, b: dict) -> bool:
+    """Equal keys and values, bit for bit (NaN equals NaN)."""
+    return a.keys() == b.keys() and all(
+        np.array_equal(np.asarray(a[k]), np.asarray(b[k]), equal_nan=np.asarray(a[k]).dtype.kind == "f")
+        for k in a)
+
+
+# Cut points: in the learning period; the first block just finished; filling, mid-block; a block
+# edge after two laps of the ring; mid-block after four laps.
+@pytest.mark.parametrize("cut", [30, 66, 300, 1234, 2100])
+def test_checkpoint_round_trip_continues_bit_identically(cut):
     settings = AnomalySettings(long_window=500, refractory_steps=5)
-    residuals = _spikes_at(3000, [700, 1300, 2600], seed=5)
+    assert (settings.block_steps, settings.blocks) == (16, 32)     # blocks finish at steps 50 + 16 j
+    residuals = _spikes_at(4000, [700, 1300, 2600], seed=5)
     original = StreamAnomaly(settings, 0.7)
-    run(original, residuals[:1234])
-    state = json.loads(json.dumps(original.to_state()))
-    restored = StreamAnomaly.from_state(settings, state)
-    # Continue both across several ring wraps (the running sums are recomputed there).
-    assert run(restored, residuals[1234:]) == run(original, residuals[1234:])
-    assert restored.to_state() == original.to_state()
+    run(original, residuals[:cut])
+    restored = through_checkpoint(original, settings)
+    assert same_state(restored.to_state(), original.to_state())
+    assert run(restored, residuals[cut:]) == run(original, residuals[cut:])
+    assert same_state(restored.to_state(), original.to_state())
     with pytest.raises(ValueError, match="long_window"):
-        StreamAnomaly.from_state(AnomalySettings(), state)
+        StreamAnomaly.from_state(AnomalySettings(), original.to_state())
 
 
-def test_running_sums_match_a_direct_computation():
-    settings = AnomalySettings(long_window=300)
+def test_states_of_another_version_are_refused_in_one_line(caplog):
+    settings = AnomalySettings()
+    state = StreamAnomaly(settings, 1.0).to_state()
+    with pytest.raises(ValueError, match=f"anomaly state version 2, expected {STATE_VERSION}"):
+        StreamAnomaly.from_state(settings, {**state, "version": 2})
+    # A checkpoint from before the block sums (ring in meta JSON): the stream's RNN state loads,
+    # its anomaly statistics restart, and one warning says why.
+    table = StreamTable([(2,)], max_streams=4)
+    table.add("a", 0.0)
+    table.add("b", 0.0)
+    blob = checkpoint.encode(table, "sha")
+    payload = blob.split(b"\n", 2)[2]
+    data = dict(np.load(io.BytesIO(payload)))
+    meta = json.loads(bytes(data["meta"]).decode())
+    for item in meta["streams"]:
+        item["anomaly"] = {"version": 2, "raw": [0.0] * 2000}
+    data["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    old = _checkpoint_blob(data)
+    fresh = StreamTable([(2,)], max_streams=4)
+    with caplog.at_level("WARNING", logger="statecast.checkpoint"):
+        assert checkpoint.decode(old, "sha", fresh, lambda d: StreamAnomaly.from_state(settings, d)) == 2
+    assert fresh.get("a").anomaly is None and fresh.get("b").anomaly is None
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1 and "2 stream(s)" in warnings[0] and "version 2, expected" in warnings[0]
+
+
+def _checkpoint_blob(arrays: dict) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    payload = buffer.getvalue()
+    return checkpoint.MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload
+
+
+def test_reference_window_is_exact_over_its_documented_span():
+    """Block sums give the mean/std of exactly the last window_size() raw scores: every score since
+    the learning period until K*B, then K*B .. K*B + B - 1 (whole blocks + the partial one).
+    Tolerance 1e-12 relative: each block sums at most B = 63 scores (rounding <= 63 ulp of the
+    block), the window total is fsum'd exactly; a numpy reference sums in another order."""
+    settings = AnomalySettings()                                    # long_window 2000: B = 63, K = 32
+    b, k, learning = settings.block_steps, settings.blocks, settings.min_steps // 2
+    assert (b, k) == (63, 32)
     anomaly = StreamAnomaly(settings, 1.0)
-    run(anomaly, _spikes_at(1000, [400, 950], seed=6))
-    assert anomaly.raw_sum == pytest.approx(anomaly.raw.sum(), rel=1e-12)
-    assert anomaly.raw_sum_sq == pytest.approx(np.dot(anomaly.raw, anomaly.raw), rel=1e-12)
+    raws = np.random.default_rng(11).beta(0.5, 8.0, 120_000)        # skewed, like surprise scores
+    for step, raw in enumerate(raws, start=1):
+        anomaly._push(float(raw))
+        if step % 997 and step not in (learning + 1, learning + k * b, learning + k * b + 1):
+            continue
+        pushed = step - learning
+        n = anomaly.window_size()
+        assert n == (pushed if pushed <= k * b else k * b + pushed % b)
+        window = raws[step - n: step]
+        mean, std = anomaly._window_stats()
+        assert mean == pytest.approx(window.mean(), rel=1e-12)
+        if n >= 2:
+            assert std == pytest.approx(max(window.std(ddof=1), 1e-3), rel=1e-12)
+    assert anomaly.window_size() >= settings.long_window           # ~2,000 scores, not fewer
+
+
+def test_per_stream_statistics_stay_small():
+    """What 10,000s of streams cost: no __dict__, ~600 bytes of arrays (was a 16 kB ring)."""
+    anomaly = StreamAnomaly(AnomalySettings(), 1.0)
+    run(anomaly, noise(3000, seed=12))
+    assert not hasattr(anomaly, "__dict__")
+    assert anomaly.recent.nbytes + anomaly.blocks.nbytes <= 2 * 32 * 8 + 10 * 8
+    profiled = StreamAnomaly(AnomalySettings(daily_profile=True), 1.0)
+    assert not hasattr(profiled.profile, "__dict__") and profiled.profile.levels.nbytes == 288 * 4
 
 
 def test_invalid_inputs_are_rejected_or_skipped():
@@ -131,7 +216,7 @@ def test_invalid_inputs_are_rejected_or_skipped():
     before = anomaly.to_state()
     assert anomaly.update(math.nan, 0.0) == (None, None)
     assert anomaly.update(1.0, math.inf) == (None, None)
-    assert anomaly.to_state() == before
+    assert same_state(anomaly.to_state(), before)
 
 
 # --- NAB-tuned features: online prior, spatial check, held score, daily profile ------------------
@@ -211,9 +296,10 @@ def test_daily_profile_needs_the_timestamp_and_round_trips():
         assert no_ts.update(values[i], values[i - 1]) == plain.update(values[i], values[i - 1])
     original = StreamAnomaly(settings, 1.0)
     run_persistence(original, stamps[:700], values[:700])
-    restored = StreamAnomaly.from_state(settings, json.loads(json.dumps(original.to_state())))
+    restored = through_checkpoint(original, settings)
     rest = [(values[i], values[i - 1], stamps[i]) for i in range(700, len(values))]
     assert [restored.update(*a) for a in rest] == [original.update(*a) for a in rest]
+    assert same_state(restored.to_state(), original.to_state())
     with pytest.raises(ValueError, match="daily_profile"):
         StreamAnomaly.from_state(AnomalySettings(spatial_tolerance=0.05, long_window=500), original.to_state())
 
