@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 
 
-@dataclass
+@dataclass(slots=True)
 class StreamInfo:
-    """Everything about one stream except its recurrent state arrays."""
+    """Everything about one stream except its recurrent state arrays (slots: no per-stream __dict__)."""
     stream_id: str
     slot: int
     last_ts: float | None = None
