@@ -12,6 +12,8 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass
+from functools import partial
+from typing import Any, Callable
 
 import numpy as np
 
@@ -194,26 +196,40 @@ def convert(options: ConvertOptions) -> dict:
             samples = visited_states(float_model, x_cal)
             representative = lambda: iter(samples)
         content = float_content if options.mode == "float32" else to_tflite(module, options.mode, representative)
-        final_dir = os.path.join(staging, "artifact")
-        os.makedirs(final_dir)
         manifest = build_manifest(spec, options, content, features, targets, horizon, meta)
-        _write_artifact(final_dir, content, manifest)
-        step_model = StepModel(final_dir, backend=backend)
-        manifest["edgetpu"] = edgetpu_report(step_model.plain_interpreter(), options.mode)
-        if data is not None:
-            manifest.update(_parity_section(model, step_model, float_model, data, options.mode, len(targets)))
-        _write_manifest(final_dir, manifest)
-        if data is not None and not manifest["parity"]["pass"] and not options.keep_on_parity_failure:
-            raise ConversionError(f"parity check failed ({manifest['parity']['tolerance']}, got "
-                                  f"{_headline(manifest['parity'])}); no artifact written")
-        _move_into_place(final_dir, options.out_dir)
-        return manifest
+        parity_of = None if data is None else partial(_parity_section, model, float_model=float_model, data=data,
+                                                      mode=options.mode, n_targets=len(targets))
+        return install_verified(staging, content, manifest, options, partial(StepModel, backend=backend), parity_of)
+
+
+def install_verified(staging: str, content: bytes, manifest: dict, options: ConvertOptions,
+                     open_artifact: Callable[[str], Any], parity_of: Callable[[Any], dict] | None) -> dict:
+    """The end of every conversion (step and window): write the artifact in the staging area, add
+    its Edge TPU report and, with parity data, its parity section (`parity_of(opened artifact)`),
+    and move it to options.out_dir only if parity passed (or keep_on_parity_failure), so a failed
+    check leaves no artifact. `open_artifact(directory)` opens the written model. Returns the
+    manifest written."""
+    final_dir = os.path.join(staging, "artifact")
+    os.makedirs(final_dir)
+    _write_artifact(final_dir, content, manifest)
+    artifact = open_artifact(final_dir)
+    manifest["edgetpu"] = edgetpu_report(artifact.plain_interpreter(), options.mode)
+    if parity_of is not None:
+        manifest.update(parity_of(artifact))
+    _write_manifest(final_dir, manifest)
+    figures = manifest.get("parity")
+    if parity_of is not None and not figures["pass"] and not options.keep_on_parity_failure:
+        raise ConversionError(f"parity check failed ({figures['tolerance']}, got {_headline(figures)}); "
+                              "no artifact written")
+    _move_into_place(final_dir, options.out_dir)
+    return manifest
 
 
 def _headline(figures: dict) -> str:
-    if "rmse_ratio" in figures:
-        return f"rmse_ratio {figures['rmse_ratio']:.4f}"
-    return f"max_abs_error_over_range {figures['max_abs_error_over_range']:.3g}"
+    """The figure the tolerance is on: window parity names it `measure`; step parity checks
+    rmse_ratio for int8 and max_abs_error_over_range otherwise."""
+    measure = figures.get("measure") or ("rmse_ratio" if "rmse_ratio" in figures else "max_abs_error_over_range")
+    return f"{measure} {figures[measure]:.4g}"
 
 
 def _parity_section(model, step_model: StepModel, float_model: StepModel, data, mode: str, n_targets: int) -> dict:

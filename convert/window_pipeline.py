@@ -3,13 +3,15 @@
 Same order and guarantees as pipeline.convert: read + validate, build the unrolled window graph,
 convert (int8 calibrates on real windows of the calibration series), write into a staging
 directory, check parity against Keras window by window, and only then move the artifact into
-place. Parity and tolerances are the step models' (window_parity.py). Unlike a step model no
-float32 artifact is built on the side: every window starts from a zero state, so calibration
-needs only scaled windows, and Keras itself is the float reference.
+place (the last steps are pipeline.install_verified, shared with step models). Parity and
+tolerances are the step models' (window_parity.py). Unlike a step model no float32 artifact is
+built on the side: every window starts from a zero state, so calibration needs only scaled
+windows, and Keras itself is the float reference.
 """
 from __future__ import annotations
 
 import os
+from functools import partial
 
 import numpy as np
 
@@ -18,10 +20,8 @@ from statecast.daemon.backends import select_backend
 from statecast.daemon.window_model import WindowModel
 
 from . import window_parity
-from .edgetpu_report import edgetpu_report
 from .errors import ConversionError
-from .pipeline import (ConvertOptions, _describe_io, _move_into_place, _parity_series, staging_area,
-                       _write_artifact, _write_manifest)
+from .pipeline import ConvertOptions, _describe_io, _parity_series, install_verified, staging_area
 from .quantize import SIGNATURE, to_tflite
 from .step_graph import INPUT_NAME
 from .window_graph import OUTPUT_NAME, WindowModule
@@ -91,18 +91,8 @@ def convert_window(options: ConvertOptions, model, meta: dict) -> dict:
             samples = _calibration_windows(spec, data[0], options.static_batch or 1)
             representative = lambda: iter(samples)
         content = to_tflite(module, options.mode, representative)
-        final_dir = os.path.join(staging, "artifact")
-        os.makedirs(final_dir)
         manifest = build_window_manifest(spec, options, content, features, targets, horizon, meta)
-        _write_artifact(final_dir, content, manifest)
-        window_model = WindowModel(final_dir, backend=backend)
-        manifest["edgetpu"] = edgetpu_report(window_model.plain_interpreter(), options.mode)
-        if data is not None:
-            manifest.update(window_parity.parity_section(model, window_model, data, options.mode))
-        _write_manifest(final_dir, manifest)
-        if data is not None and not manifest["parity"]["pass"] and not options.keep_on_parity_failure:
-            figures = manifest["parity"]
-            raise ConversionError(f"parity check failed ({figures['tolerance']}, got "
-                                  f"{figures[figures['measure']]:.4g}); no artifact written")
-        _move_into_place(final_dir, options.out_dir)
-        return manifest
+        parity_of = None if data is None else partial(window_parity.parity_section, model, data=data,
+                                                      mode=options.mode)
+        return install_verified(staging, content, manifest, options, partial(WindowModel, backend=backend),
+                                parity_of)
