@@ -1,56 +1,105 @@
-"""Acknowledge QoS 1/2 inputs only once what they caused is safe.
+"""Acknowledge QoS 1/2 inputs only once what they caused is safe; release QoS 2 outputs only once
+that is recorded.
 
-The order per engine batch: step -> journal append (durable) -> publish forecasts and alerts ->
-when the broker has acknowledged every QoS > 0 publish of the batch, acknowledge the batch's
-inputs. A crash anywhere before the input acknowledgement makes the broker redeliver the input;
-the journal replay has already restored its step, and the recovered forecast is published again.
-So nothing is lost and nothing is stepped twice; the one thing that can happen twice is a
-forecast whose PUBACK and input acknowledgement were both still in flight at the crash
-(at-least-once delivery, with identical duplicates that carry the same stream, ts and step).
+The order per engine round (all its pipelines' batches):
+1. step -> journal append of the steps and their outputs (durable) -> publish the outputs;
+2. as the broker receives each QoS 2 publish (PUBREC): a commit record in the journal naming it
+   (durable; one record for all that arrived in the same engine turn), then its PUBREL; once
+   every publish of the round is received (and QoS 1 ones acknowledged): the inputs' acks;
+3. once every publish is complete (PUBCOMP for QoS 2): the journal's settled marker.
+A crash makes the broker redeliver the inputs not yet acknowledged; the journal replay has
+restored their steps, and the outputs not committed are published again (the broker never
+delivered those QoS 2 ones: it only does on the PUBREL). Committed outputs get their PUBRELs
+sent again, never their PUBLISH.
+So nothing is lost, nothing is stepped twice, and QoS 2 outputs are delivered exactly once.
+QoS 1 outputs are at least once: a forecast whose PUBACK and input acknowledgement were both
+still in flight at the crash goes out again, identical (same stream, ts and step).
 """
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass, field
+
+from .mqtt_link import acknowledged
 
 
-def acknowledged(info) -> bool:
-    """Has the broker acknowledged this publish? paho's is_published() raises for a message that
-    was queued while disconnected (rc NO_CONN) even after it went out and was acknowledged on
-    reconnect, so read the flag paho sets on PUBACK; a message paho refused (queue full) never
-    will be, and does not hold up the inputs behind it."""
-    try:
-        return info.is_published()
-    except ValueError:                          # MQTT_ERR_QUEUE_SIZE: dropped, counted by the link
-        return True
-    except RuntimeError:                        # MQTT_ERR_NO_CONN: queued, sent after reconnect
-        return bool(getattr(info, "_published", False))
+@dataclass(slots=True)
+class Publish:
+    info: object                 # paho MQTTMessageInfo
+    qos: int
+    index: int                   # position among its journal batch's outputs (flattened over steps)
+    committed: bool = False      # QoS 2: PUBREC recorded in the journal, PUBREL sent
+
+
+@dataclass
+class Round:
+    # (pipeline, journal seq or None, its QoS > 0 publishes) per pipeline that stepped or published
+    parts: list[tuple[object, str | None, list[Publish]]]
+    tokens: list[tuple[int, int]]          # the inputs' (mid, qos), acknowledged once all is received
+    uncommitted: int = field(init=False)   # QoS 2 publishes not yet committed
+
+    def __post_init__(self):
+        self.uncommitted = sum(1 for _, _, publishes in self.parts for p in publishes if p.qos == 2 and not p.committed)
+
+    def publishes(self):
+        return (p for _, _, publishes in self.parts for p in publishes)
 
 
 class Delivery:
-    def __init__(self, ack):
-        self._ack = ack                        # callable(mid, qos): sends PUBACK/PUBREC for an input
-        self._waiting: deque = deque()         # (publish infos, input tokens) in batch order
+    def __init__(self, link):
+        self._link = link                         # MqttLink: received(), release(), ack()
+        self._waiting: deque[Round] = deque()     # inputs not yet acknowledged, in order
+        self._completing: deque[Round] = deque()  # inputs acknowledged; waiting for PUBACK/PUBCOMP
         self.acked = 0
 
-    def settle(self, publishes: list, tokens: list, on_settled=None) -> None:
-        """One engine batch: its QoS > 0 publishes (paho MQTTMessageInfo), its inputs' tokens, and
-        what to call once the broker has acknowledged the publishes (journal's settled marker)."""
+    def settle(self, parts: list, tokens: list) -> None:
+        """One engine round: per pipeline its journal seq and QoS > 0 publishes, and its inputs' tokens."""
         tokens = [t for t in tokens if t is not None]
-        if not tokens and on_settled is None:
+        if not tokens and not any(seq is not None or publishes for _, seq, publishes in parts):
             return
-        self._waiting.append((publishes, tokens, on_settled))
+        self._waiting.append(Round(parts, tokens))
         self.poll()
 
+    def resume(self, pipeline, seq: str, infos: list) -> None:
+        """A batch committed by a previous process: settle it once its re-sent PUBRELs complete."""
+        self._completing.append(Round([(pipeline, seq, [Publish(info, 2, -1, True) for info in infos])], []))
+
     def poll(self) -> None:
-        """Acknowledge, in order, every batch whose publishes the broker has acknowledged."""
-        while self._waiting and all(acknowledged(info) for info in self._waiting[0][0]):
-            _, tokens, on_settled = self._waiting.popleft()
-            if on_settled is not None:
-                on_settled()
-            for mid, qos in tokens:
-                self._ack(mid, qos)
-            self.acked += len(tokens)
+        self._commit_received()
+        # Inputs are acknowledged in order, once everything their round published is safe.
+        while self._waiting and self._waiting[0].uncommitted == 0 and all(
+                p.qos == 2 or acknowledged(p.info) for p in self._waiting[0].publishes()):
+            round_ = self._waiting.popleft()
+            for mid, qos in round_.tokens:
+                self._link.ack(mid, qos)
+            self.acked += len(round_.tokens)
+            self._completing.append(round_)
+        while self._completing and all(acknowledged(p.info) for p in self._completing[0].publishes()):
+            for pipeline, seq, _ in self._completing.popleft().parts:
+                pipeline.settled(seq)
+
+    def _commit_received(self) -> None:
+        """Every QoS 2 publish the broker has received (PUBREC) since the last turn: one commit
+        record per pipeline (durable), then their PUBRELs. Per publish, not per round: paho keeps
+        at most max_inflight_messages unreleased, so a round larger than that must release some
+        before the broker can receive the rest."""
+        fresh: dict[object, dict[str, list[list[int]]]] = {}
+        release = []
+        for round_ in self._waiting:
+            if not round_.uncommitted:
+                continue
+            for pipeline, seq, publishes in round_.parts:
+                for p in publishes:
+                    if p.qos == 2 and not p.committed and self._link.received(p.info, 2):
+                        p.committed = True
+                        round_.uncommitted -= 1
+                        release.append(p.info.mid)
+                        if seq is not None:
+                            fresh.setdefault(pipeline, {}).setdefault(seq, []).append([p.index, p.info.mid])
+        for pipeline, batches in fresh.items():
+            pipeline.committed(list(batches.items()))     # durable before the PUBRELs
+        self._link.release(release)
 
     @property
     def outstanding(self) -> int:
-        return len(self._waiting)
+        return len(self._waiting) + len(self._completing)

@@ -10,10 +10,20 @@ daemon restores the checkpoint and replays the journal through the engine; the e
 "older or equal timestamp is a duplicate" rule makes replaying a step that the checkpoint
 already holds a no-op, so a crash between checkpoint and truncation is harmless.
 
-Records are {"seq": n, "steps": [...]} for a batch and {"settled": n} once the broker has
-acknowledged every QoS > 0 message batch n published: after a crash, only unsettled batches'
-outputs are sent again when their inputs come back (settled ones reached the broker already).
-The settled marker is not fsynced: losing one costs a duplicate forecast, never a lost one.
+Records:
+- {"seq": n, "steps": [...]}: a batch, before any of its inputs is acknowledged;
+- {"committed": [[n, [[output index, packet id], ...]], ...]}: the broker has received (PUBREC)
+  these QoS 2 outputs of batch n (index: position among the batch's outputs, flattened over its
+  steps); their PUBRELs, the broker's go-ahead to deliver, are sent only after this record is
+  durable. Group commit: one record and one fsync for all that arrived in one engine turn;
+- {"settled": n}: every publish of batch n is complete (PUBACK / PUBCOMP).
+After a crash: a batch's committed outputs get their PUBRELs again (never their PUBLISH: the
+broker may have delivered them already); its other outputs are published again when their
+inputs come back (the broker never delivered those QoS 2 ones; QoS 1 ones it may have). A
+settled batch needs nothing. A step may appear again in a later batch (outputs re-sent after a
+restart are journaled with the batch that re-sends them): the latest record decides.
+The settled marker is not fsynced (the next commit's fsync carries it): losing one costs a
+PUBREL that the broker answers without delivering anything (QoS 2), or a duplicate (QoS 1).
 
 Record layout: b"SJ" + uint32 length + uint32 crc32 + JSON payload. A torn tail (power loss in
 the middle of an append) fails its length or CRC check and ends the replay there.
@@ -54,6 +64,10 @@ class Journal:
                      "steps": [[sid, ts, list(values), outputs] for sid, ts, values, outputs in steps]}, self.fsync)
         return seq
 
+    def committed(self, batches: list[tuple[str, list[list[int]]]]) -> None:
+        """The broker received these QoS 2 outputs: (seq, [[output index, packet id], ...])."""
+        self._write({"committed": [[seq, pairs] for seq, pairs in batches]}, self.fsync)
+
     def settled(self, seq: str) -> None:
         """The broker acknowledged everything batch `seq` published."""
         self._write({"settled": seq}, sync=False)
@@ -68,13 +82,14 @@ class Journal:
         os.close(self._fd)
 
 
-def read_journal(path: str) -> list[tuple[bool, list[tuple[str, float, tuple[float, ...], list]]]]:
-    """(settled, steps) per batch, in order; stops at the first torn or corrupt record."""
+def read_journal(path: str) -> list[tuple[str, bool, list[tuple[str, float, tuple[float, ...], list]], dict[int, int]]]:
+    """(seq, settled, steps, {output index: packet id} of its committed QoS 2 outputs) per batch,
+    in order; stops at the first torn or corrupt record."""
     if not os.path.exists(path):
         return []
     with open(path, "rb") as handle:
         blob = handle.read()
-    batches, settled, offset = [], set(), 0
+    batches, committed, settled, offset = [], {}, set(), 0
     while offset + HEADER.size <= len(blob):
         magic, length, crc = HEADER.unpack_from(blob, offset)
         payload = blob[offset + HEADER.size: offset + HEADER.size + length]
@@ -84,8 +99,11 @@ def read_journal(path: str) -> list[tuple[bool, list[tuple[str, float, tuple[flo
         record = json.loads(payload)
         if "settled" in record:
             settled.add(record["settled"])
+        elif "committed" in record:
+            for seq, pairs in record["committed"]:
+                committed.setdefault(seq, {}).update((int(index), int(mid)) for index, mid in pairs)
         else:
             batches.append((record["seq"], [(sid, float(ts), tuple(values), [tuple(o) for o in outputs])
                                             for sid, ts, values, outputs in record["steps"]]))
         offset += HEADER.size + length
-    return [(seq in settled, steps) for seq, steps in batches]
+    return [(seq, seq in settled, steps, committed.get(seq, {})) for seq, steps in batches]

@@ -4,13 +4,21 @@ Persistent session (fixed client id, clean_start=False + session expiry on MQTT 
 clean_session=False on 3.1.1), automatic reconnect with backoff, a bounded outgoing queue while
 disconnected, and a retained status topic with a matching last will. The network thread only
 hands raw messages to `on_message`; everything else happens in the engine loop.
+
+With manual acknowledgements (the journal is on), QoS 2 publishes are exactly-once across a
+crash: the PUBREL that lets the broker deliver a message is held back until the engine loop has
+durably recorded the broker's PUBREC (`release`), and a restarted daemon sends the PUBRELs it
+had recorded but not seen completed (`resume_releases`) before anything else. See
+docs/reliability.md for why each step is needed.
 """
 from __future__ import annotations
 
 import logging
 import socket
 import ssl
+import struct
 import threading
+import time
 from typing import Callable
 
 import paho.mqtt.client as mqtt
@@ -19,6 +27,88 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 log = logging.getLogger("statecast.mqtt")
+
+
+class ReleaseOnCommitClient(mqtt.Client):
+    """paho's Client, except that a QoS 2 publish's PUBREL waits for release(mid).
+
+    MQTT's QoS 2 is exactly-once only while the sender remembers where each message is: the
+    broker delivers a message when it receives the PUBREL, and after that a PUBLISH with the same
+    packet id is a new message. A daemon that crashes after paho sent the PUBREL but before it
+    recorded that fact would publish the forecast again after the restart, and it would be
+    delivered twice. So the PUBREC is recorded first (journal) and only then is the PUBREL sent.
+    paho has no hook for this; overriding its PUBREC handler is the smallest change (paho 2.x).
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.pubrec_received: set[int] = set()     # PUBREC in, PUBREL held back
+        self._release_on_pubrec: set[int] = set()  # released while a reconnect re-sent the PUBLISH
+
+    def _handle_pubrec(self) -> mqtt.MQTTErrorCode:
+        mid, = struct.unpack("!H", bytes(self._in_packet["packet"][:2]))
+        self._easy_log(mqtt.MQTT_LOG_DEBUG, "Received PUBREC (Mid: %d)", mid)
+        with self._out_message_mutex:
+            message = self._out_messages.get(mid)
+            if message is None or message.qos != 2:
+                return mqtt.MQTT_ERR_SUCCESS
+            if mid in self._release_on_pubrec:
+                self._release_on_pubrec.discard(mid)
+                return self._send_pubrel_now(message)
+            # The state stays "waiting for PUBREC": a reconnect before the release re-sends the
+            # PUBLISH (DUP), which the broker recognises by its packet id and does not deliver twice.
+            self.pubrec_received.add(mid)
+        return mqtt.MQTT_ERR_SUCCESS
+
+    def _send_pubrel_now(self, message) -> mqtt.MQTTErrorCode:
+        message.state = mqtt.mqtt_ms_wait_for_pubcomp
+        message.timestamp = time.monotonic()
+        return self._send_pubrel(message.mid)
+
+    def release(self, mids) -> None:
+        """The PUBRECs of these publishes are durably recorded: let the broker deliver them."""
+        with self._out_message_mutex:
+            for mid in mids:
+                message = self._out_messages.get(mid)
+                if message is None:
+                    continue
+                if mid in self.pubrec_received and message.state == mqtt.mqtt_ms_wait_for_pubrec:
+                    self._send_pubrel_now(message)
+                else:       # a reconnect is re-sending the PUBLISH: PUBREL on its PUBREC
+                    self._release_on_pubrec.add(mid)
+                self.pubrec_received.discard(mid)
+
+    def resume_releases(self, mids) -> list[mqtt.MQTTMessageInfo]:
+        """Before connecting: PUBRELs recorded by a previous process and not known to have
+        completed. paho sends a PUBREL for every message in this state when the (persistent)
+        session is resumed, and new packet ids continue after these."""
+        infos = []
+        with self._out_message_mutex:
+            for mid in mids:
+                message = mqtt.MQTTMessage(mid, b"")
+                message.qos, message.state = 2, mqtt.mqtt_ms_wait_for_pubcomp
+                self._out_messages[mid] = message
+                infos.append(message.info)
+            if mids:
+                self._last_mid = max(mids)
+                # On reconnect paho re-sends a PUBREL only for messages within its inflight
+                # window; one outside would be sent as a PUBLISH of this empty placeholder.
+                if self._max_inflight_messages:
+                    self._max_inflight_messages = max(self._max_inflight_messages, len(mids) + 1)
+        return infos
+
+
+def acknowledged(info) -> bool:
+    """Is this publish complete (PUBACK for QoS 1, PUBCOMP for QoS 2)? paho's is_published()
+    raises for a message that was queued while disconnected (rc NO_CONN) even after it went out
+    and was acknowledged on reconnect, so read the flag paho sets on completion; a message paho
+    refused (queue full) never will be, and does not hold up the inputs behind it."""
+    try:
+        return info.is_published()
+    except ValueError:                          # MQTT_ERR_QUEUE_SIZE: dropped, counted by the link
+        return True
+    except RuntimeError:                        # MQTT_ERR_NO_CONN: queued, sent after reconnect
+        return bool(getattr(info, "_published", False))
 
 
 class MqttLink:
@@ -42,7 +132,8 @@ class MqttLink:
 
     def _make_client(self) -> mqtt.Client:
         b = self.broker
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=b.client_id,
+        client_class = ReleaseOnCommitClient if self.manual_ack else mqtt.Client
+        client = client_class(CallbackAPIVersion.VERSION2, client_id=b.client_id,
                              protocol=mqtt.MQTTv5 if self.mqtt5 else mqtt.MQTTv311,
                              clean_session=None if self.mqtt5 else bool(b.clean_start),
                              manual_ack=self.manual_ack)
@@ -131,6 +222,19 @@ class MqttLink:
 
     def ack(self, mid: int, qos: int) -> None:
         self.client.ack(mid, qos)
+
+    def received(self, info, qos: int) -> bool:
+        """Has the broker taken responsibility for this publish: PUBACK (QoS 1) or PUBREC (QoS 2)?"""
+        if qos == 2 and info.mid in getattr(self.client, "pubrec_received", ()):
+            return True
+        return acknowledged(info)
+
+    def release(self, mids) -> None:
+        if mids:
+            self.client.release(mids)
+
+    def resume_releases(self, mids) -> list:
+        return self.client.resume_releases(mids) if mids else []
 
     def stop(self) -> None:
         """Clean stop: say `offline` ourselves (the will is only for unclean ends), then disconnect."""

@@ -53,10 +53,12 @@ class Pipeline:
         self.journal: Journal | None = None
         self.journal_errors = 0
         self.output = config.output
-        # (stream, ts) -> messages to publish again if the broker redelivers that input: the
-        # steps found in the journal at start-up, whose forecasts may not have gone out. Filled
-        # once, emptied as redeliveries arrive.
-        self.recovered: dict[tuple[str, float], list[tuple[str, str, int]]] = {}
+        # (stream, ts) -> (values, messages to publish again) if the broker redelivers that input:
+        # the open steps found in the journal at start-up, whose outputs may not have gone out.
+        # Filled once, emptied as redeliveries arrive.
+        self.recovered: dict[tuple[str, float], tuple[tuple[float, ...], list[tuple[str, str, int]]]] = {}
+        # (journal seq, packet ids) of committed QoS 2 outputs whose PUBRELs may not have completed
+        self.pending_releases: list[tuple[str, list[int]]] = []
 
     def step(self, messages: list) -> tuple[list, list]:
         """Advance both engines; returns the step results and, per result, everything it publishes
@@ -106,30 +108,54 @@ class Pipeline:
 
     def _replay_journal(self) -> None:
         """Re-step what was journaled after the checkpoint. Steps the checkpoint already holds are
-        older-or-equal timestamps to the engine, so replay is idempotent."""
+        older-or-equal timestamps to the engine, so replay is idempotent. A step re-sent after an
+        earlier restart appears in two batches: the later one says what happened to its outputs."""
         replayed = 0
-        for settled, batch in read_journal(self.journal_path):
+        for seq, settled, batch, committed in read_journal(self.journal_path):
+            index = 0
+            for sid, ts, values, outputs in batch:
+                # outputs the broker may never have seen; committed ones only need their PUBREL
+                unsent = [o for j, o in enumerate(outputs, index) if j not in committed]
+                index += len(outputs)
+                if settled or not unsent or not owned(sid, *self.shard):
+                    self.recovered.pop((sid, ts), None)
+                else:
+                    self.recovered[(sid, ts)] = (values, unsent)
+            if committed and not settled:
+                self.pending_releases.append((seq, list(committed.values())))
             mine = [step for step in batch if owned(step[0], *self.shard)]
-            for sid, ts, _, outputs in mine:
-                if not settled:                     # the broker may never have seen these outputs
-                    self.recovered[(sid, ts)] = outputs
             replayed += len(self.step([Message(sid, values, ts, ts) for sid, ts, values, _ in mine])[0])
         if replayed:
             log.info("%s: replayed %d journaled steps after the checkpoint", self.entry.name, replayed)
 
-    def record(self, results, outputs) -> str | None:
-        """Journal a batch's steps (before its inputs are acknowledged). A failing disk is loud but
-        does not stop serving; until it recovers, a crash loses what the journal could not hold."""
-        if self.journal is None or not results:
+    def record(self, results, outputs, resent: dict | None = None) -> str | None:
+        """Journal a round's steps and the recovered steps whose outputs it sends again (before
+        any input is acknowledged). A failing disk is loud but does not stop serving; until it
+        recovers, a crash loses what the journal could not hold."""
+        steps = [(sid, ts, values, items) for (sid, ts), (values, items) in (resent or {}).items()]
+        steps += [(r.stream_id, r.ts, r.value, o) for r, o in zip(results, outputs)]
+        if self.journal is None or not steps:
             return None
         try:
-            return self.journal.append([(r.stream_id, r.ts, r.value, o) for r, o in zip(results, outputs)])
+            return self.journal.append(steps)
         except OSError as error:
-            self.journal_errors += 1
-            if self.journal_errors in (1, 10, 100) or self.journal_errors % 1000 == 0:
-                log.error("%s: journal append failed (%d times): %s; serving continues without crash "
-                          "protection", self.entry.name, self.journal_errors, error)
+            self._journal_failed(error)
             return None
+
+    def _journal_failed(self, error: OSError) -> None:
+        self.journal_errors += 1
+        if self.journal_errors in (1, 10, 100) or self.journal_errors % 1000 == 0:
+            log.error("%s: journal write failed (%d times): %s; serving continues without crash "
+                      "protection", self.entry.name, self.journal_errors, error)
+
+    def committed(self, batches: list[tuple[str, list[list[int]]]]) -> None:
+        """The broker received these QoS 2 outputs ((seq, [[output index, packet id], ...]));
+        must be durable before their PUBRELs."""
+        if self.journal is not None:
+            try:
+                self.journal.committed(batches)
+            except OSError as error:
+                self._journal_failed(error)
 
     def settled(self, seq: str | None) -> None:
         if self.journal is not None and seq is not None:
@@ -146,9 +172,11 @@ class Pipeline:
             save_checkpoint(self.window_checkpoint_path, self.window_engine.table,
                             self.window_engine.model.manifest.sha256)
         if self.journal is not None and settled:
-            # `recovered` stays: inputs the broker redelivers after a restart may arrive later
             self.journal.truncate()
             self.journal_errors = 0           # the checkpoint holds everything the journal missed
+            if self.recovered:                # inputs the broker may still redeliver: keep them durable
+                self.journal.append([(sid, ts, values, items)
+                                     for (sid, ts), (values, items) in self.recovered.items()])
 
 
 def anomaly_settings(config: Config, model):

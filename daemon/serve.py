@@ -19,7 +19,7 @@ import sys
 import time
 
 from .config import Config, load_config
-from .delivery import Delivery
+from .delivery import Delivery, Publish
 from .housekeeping import StatusLine, daemon_stats
 from .mqtt_link import MqttLink
 from .pipeline import Pipeline
@@ -53,7 +53,7 @@ class Daemon:
         self.manual_ack = config.state.journal
         self.link = MqttLink(config.broker, config.output.status_topic,
                              [(e.topic, e.qos) for e in config.streams], self._on_message, self.manual_ack)
-        self.delivery = Delivery(self.link.ack)
+        self.delivery = Delivery(self.link)
         self.republished = 0
         self.announced: set[str] = set()       # streams whose Home Assistant discovery went out
 
@@ -75,6 +75,7 @@ class Daemon:
         os.makedirs(self.config.state.directory, mode=0o700, exist_ok=True)
         for pipeline in self.pipelines.values():
             pipeline.restore()
+        self._resume_releases()
         self.link.start()
         started = time.monotonic()
         if not self._wait_subscribed():
@@ -147,7 +148,7 @@ class Daemon:
                 self.router.other_shard += 1
                 continue
             by_route.setdefault(route.name, []).append(message)
-        publishes, tokens, journaled = [], [message.token for _, message in batch], []
+        parts, tokens = [], [message.token for _, message in batch]
         for name, messages in by_route.items():
             pipeline = self.pipelines.get(name)
             if pipeline is None:                    # routed just before a reload removed the entry
@@ -156,15 +157,17 @@ class Daemon:
             results, outputs = pipeline.step([m for m in messages if (m.stream_id, m.ts) not in outgoing])
             if self.config.homeassistant.enabled:
                 self._announce(pipeline, results)
-            journaled.append((pipeline, pipeline.record(results, outputs)))   # durable before any ack
+            seq = pipeline.record(results, outputs, outgoing)       # durable before any ack
             self.republished += len(outgoing)
-            for items in list(outgoing.values()) + outputs:
+            publishes, index = [], 0            # index: the output's position in the journal batch
+            for items in [o for _, o in outgoing.values()] + outputs:
                 for topic, payload, qos in items:
                     info = self.link.publish(topic, payload, qos=qos)
                     if info is not None:
-                        publishes.append(info)
-        on_settled = (lambda: [p.settled(seq) for p, seq in journaled]) if journaled else None
-        self.delivery.settle(publishes, tokens, on_settled)
+                        publishes.append(Publish(info, qos, index))
+                    index += 1
+            parts.append((pipeline, seq, publishes))
+        self.delivery.settle(parts, tokens)
 
     def _announce(self, pipeline, results) -> None:
         """Home Assistant discovery (retained) the first time this process sees a stream."""
@@ -180,11 +183,32 @@ class Daemon:
 
     @staticmethod
     def _recovered(pipeline, messages) -> dict:
-        """Redelivered inputs whose steps the journal replay restored: their outputs go out again."""
+        """Redelivered inputs whose steps the journal replay restored: their outputs go out again.
+        (stream, ts) -> (values, outputs). A broker redelivers a session's unacknowledged messages
+        before anything newer, so entries older than a stream's first new input never come back."""
         if not pipeline.recovered:
             return {}
-        return {(m.stream_id, m.ts): pipeline.recovered.pop((m.stream_id, m.ts))
-                for m in messages if (m.stream_id, m.ts) in pipeline.recovered}
+        outgoing = {(m.stream_id, m.ts): pipeline.recovered.pop((m.stream_id, m.ts))
+                    for m in messages if (m.stream_id, m.ts) in pipeline.recovered}
+        newest: dict[str, float] = {}
+        for m in messages:
+            if m.ts is not None and (m.stream_id, m.ts) not in outgoing:
+                newest[m.stream_id] = max(m.ts, newest.get(m.stream_id, m.ts))
+        for key in [k for k in pipeline.recovered if k[0] in newest and k[1] < newest[k[0]]]:
+            del pipeline.recovered[key]
+        return outgoing
+
+    def _resume_releases(self) -> None:
+        """QoS 2 publishes a previous process committed but did not see completed: their PUBRELs go
+        out first thing on the resumed session (before any new publish could reuse a packet id)."""
+        pending = [(pipeline, seq, mids) for pipeline in self.pipelines.values()
+                   for seq, mids in pipeline.pending_releases]
+        infos = self.link.resume_releases(sorted({mid for _, _, mids in pending for mid in mids}))
+        by_mid = {info.mid: info for info in infos}
+        for pipeline, seq, mids in pending:
+            self.delivery.resume(pipeline, seq, [by_mid[mid] for mid in dict.fromkeys(mids)])
+        if pending:
+            log.info("re-sending %d PUBRELs of %d committed batches", len(by_mid), len(pending))
 
     def _checkpoint_all(self) -> None:
         self.delivery.poll()

@@ -47,14 +47,14 @@ stats_interval_seconds = 1
 class Collector:
     """Subscribes before anything is published and keeps every message, in order."""
 
-    def __init__(self, port: int, topics=("statecast/#",)):
+    def __init__(self, port: int, topics=("statecast/#",), qos: int = 1):
         self.messages: list[tuple[str, bytes, bool]] = []
         self.lock = threading.Lock()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"collector-{os.getpid()}-{id(self)}")
         subscribed = threading.Event()
         self.client.on_message = lambda c, u, m: self._keep(m)
         self.client.on_subscribe = lambda *a: subscribed.set()
-        self.client.on_connect = lambda c, *a: c.subscribe([(t, 1) for t in topics])
+        self.client.on_connect = lambda c, *a: c.subscribe([(t, qos) for t in topics])
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
         assert subscribed.wait(10), "collector could not subscribe"

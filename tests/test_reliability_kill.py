@@ -1,8 +1,9 @@
 """kill -9 of the daemon at random moments while a QoS 1 stream runs, 20 times, restarted each
 time: no input is lost, none is stepped twice, and every stream's final state is bit-identical
-to an uninterrupted run (float32). Forecasts are delivered at least once; a duplicate can only
-be the identical message again (same stream, ts, step, forecast), and how many occurred is
-recorded in the test report."""
+to an uninterrupted run (float32). Forecasts published at QoS 2 arrive exactly once (the
+subscriber subscribes at QoS 2 and is never interrupted). At QoS 1 they arrive at least once: a
+duplicate can only be the identical message again (same stream, ts, step, forecast); how many
+occurred is recorded in the test report."""
 import json
 import os
 import random
@@ -37,11 +38,11 @@ def stream_rows(k):
     return [(1.4e9 + 300.0 * i, float(series.values[start + i, 0])) for i in range(ROWS)]
 
 
-def run(kills: int, tmp_path, broker, record_property):
+def run(kills: int, tmp_path, broker, record_property, forecast_qos: int):
     data = {s: stream_rows(k) for k, s in enumerate(STREAMS)}
-    collector = Collector(broker.port, topics=("statecast/forecast/#",))
+    collector = Collector(broker.port, topics=("statecast/forecast/#",), qos=forecast_qos)
     path = write_config(tmp_path / "kill.toml", broker.port, str(tmp_path / "state"), client_id="statecast-kill",
-                        extra="forecast_qos = 1\n")
+                        extra=f"forecast_qos = {forecast_qos}\n")
     text = open(path).read().replace("checkpoint_interval_seconds = 1", "checkpoint_interval_seconds = 0.5")
     open(path, "w").write(text)
     daemon = DaemonProcess(path)
@@ -103,15 +104,20 @@ def run(kills: int, tmp_path, broker, record_property):
     record_property("kills", kills)
     record_property("inputs", total)
     record_property("duplicate_forecasts", duplicates)
-    print(f"\n{kills} kills, {total} inputs, {duplicates} duplicate forecast messages (identical), 0 lost")
+    print(f"\n{kills} kills, {total} inputs, forecast QoS {forecast_qos}: "
+          f"{duplicates} duplicate forecast messages (identical), 0 lost")
     return duplicates
 
 
-def test_twenty_kill9_lose_nothing_and_end_in_the_uninterrupted_state(tmp_path, broker, record_property):
-    run(KILLS, tmp_path, broker, record_property)
+def test_twenty_kill9_exactly_one_forecast_per_input_at_qos2(tmp_path, broker, record_property):
+    assert run(KILLS, tmp_path, broker, record_property, forecast_qos=2) == 0
+
+
+def test_kill9_at_qos1_loses_nothing_duplicates_are_identical(tmp_path, broker, record_property):
+    run(5, tmp_path, broker, record_property, forecast_qos=1)
 
 
 @pytest.mark.slow
 def test_soak_hundred_kill9(tmp_path, broker, record_property):
-    """The long variant (make test-slow): 100 kills over the same stream."""
-    run(100, tmp_path, broker, record_property)
+    """The long variant (make test-slow): 100 kills over the same stream, forecasts at QoS 2."""
+    assert run(100, tmp_path, broker, record_property, forecast_qos=2) == 0
