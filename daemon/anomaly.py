@@ -276,8 +276,10 @@ class StreamAnomaly:
     @classmethod
     def from_state(cls, settings: AnomalySettings, data: dict) -> "StreamAnomaly":
         """Raises ValueError (one line) for a state of another version or other settings."""
-        if data.get("version") != STATE_VERSION:
-            raise ValueError(f"anomaly state version {data.get('version')!r}, expected {STATE_VERSION}")
+        version = data.get("version")                    # a float64 when read from a checkpoint
+        if version != STATE_VERSION:
+            raise ValueError(f"anomaly state version {version if version is None else int(version)}, "
+                             f"expected {STATE_VERSION}")
         for key in ("long_window", "short_window"):
             if int(data[key]) != getattr(settings, key):
                 raise ValueError(f"anomaly state was built with {key}={data[key]}, "

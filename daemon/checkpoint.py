@@ -88,21 +88,27 @@ def stack_states(prefix: str, states, count: int) -> dict[str, np.ndarray]:
     return arrays
 
 
-def unstack_states(prefix: str, data) -> dict[int, dict]:
-    """The inverse of stack_states: {row: state dict}, numbers as Python numbers."""
-    columns: dict[str, dict[str, np.ndarray]] = {}
+def unstack_states(prefix: str, data) -> dict[int, tuple[dict[str, np.ndarray], int]]:
+    """Where each row's state is in the stacked arrays of stack_states: {row: (columns, index)}."""
+    groups: dict[str, dict[str, np.ndarray]] = {}
     for name in data.files:
         group, dot, key = name.partition(".")
         if dot and group.startswith(prefix) and group[len(prefix):].isdigit():
-            columns.setdefault(group, {})[key] = data[name]
-    states = {}
-    for fields in columns.values():
-        rows = fields.pop("rows").tolist()
-        # 1-D columns -> lists of exact Python numbers; wider ones stay arrays (one row per stream)
-        fields = {key: array.tolist() if array.ndim == 1 else array for key, array in fields.items()}
-        for i, row in enumerate(rows):
-            states[row] = {key: values[i] for key, values in fields.items()}
-    return states
+            groups.setdefault(group, {})[key] = data[name]
+    where = {}
+    for columns in groups.values():
+        for index, row in enumerate(columns.pop("rows").tolist()):
+            where[row] = (columns, index)
+    return where
+
+
+def state_at(where: dict, row: int) -> dict | None:
+    """One row's state dict (numpy scalars and row views), built only when that stream is restored,
+    so a restore never holds every stream's dict at once."""
+    if row not in where:
+        return None
+    columns, index = where[row]
+    return {key: column[index] for key, column in columns.items()}
 
 
 def decode(blob: bytes, model_sha256: str, table: StreamTable, anomaly_restore=None, scaler_restore=None) -> int:
@@ -138,10 +144,10 @@ def decode(blob: bytes, model_sha256: str, table: StreamTable, anomaly_restore=N
         info.last_interval, info.extra = item.get("last_interval"), item.get("extra") or {}
         forecast = forecasts[row] if forecasts.shape[1] else None
         info.last_forecast = None if forecast is None or np.isnan(forecast).all() else forecast.copy()
-        scaler = scalers.get(row, _legacy_scaler(item.get("scaler")))
+        scaler = state_at(scalers, row) or _legacy_scaler(item.get("scaler"))
         if scaler is not None and scaler_restore is not None:
             info.scaler = scaler_restore(scaler)
-        anomaly = anomalies.get(row, item.get("anomaly"))       # meta: checkpoints before the stacked layout
+        anomaly = state_at(anomalies, row) or item.get("anomaly")   # meta: before the stacked layout
         if anomaly is not None and anomaly_restore is not None:
             try:
                 info.anomaly = anomaly_restore(anomaly)
