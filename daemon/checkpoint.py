@@ -69,22 +69,29 @@ def stack_states(prefix: str, states, count: int) -> dict[str, np.ndarray]:
     """Per-stream state dicts (numbers and fixed-shape arrays), at most `count` of them, -> one
     stacked array per key, by group of streams with the same keys and shapes:
     {"<prefix><g>.rows": (n,), "<prefix><g>.<key>": (n, ...)}. Numbers are stored as float64
-    (exact for floats, bools and integers below 2**53), arrays keep their dtype. Each state is
-    copied into its row as it comes, so only one stream's dict exists at a time."""
-    groups: dict[tuple, tuple[list[int], dict[str, np.ndarray]]] = {}
+    (exact for floats, bools and integers below 2**53), arrays keep their dtype. Arrays are
+    copied into their row as they come, so only one stream's dict exists at a time."""
+    groups: dict[tuple, tuple[list[int], dict[str, list | np.ndarray]]] = {}
     for row, state in states:
-        layout = tuple((key, np.shape(value)) for key, value in state.items())
+        shapes = tuple(getattr(value, "shape", ()) for value in state.values())     # np.shape() is 10x slower
+        layout = (tuple(state), shapes)
         if layout not in groups:
-            groups[layout] = ([], {key: np.empty((count,) + shape, getattr(state[key], "dtype", np.float64))
-                                   for key, shape in layout})
+            groups[layout] = ([], {key: [] if shape == () else np.empty((count,) + shape, state[key].dtype)
+                                   for key, shape in zip(state, shapes)})
         rows, columns = groups[layout]
-        for key, column in columns.items():
-            column[len(rows)] = state[key]
+        for key, value in state.items():
+            column = columns[key]
+            if isinstance(column, list):
+                column.append(value)
+            else:
+                column[len(rows)] = value
         rows.append(row)
     arrays = {}
     for g, (rows, columns) in enumerate(groups.values()):
         arrays[f"{prefix}{g}.rows"] = np.asarray(rows, np.int64)
-        arrays.update({f"{prefix}{g}.{key}": column[: len(rows)] for key, column in columns.items()})
+        for key, column in columns.items():
+            arrays[f"{prefix}{g}.{key}"] = (np.asarray(column, np.float64) if isinstance(column, list)
+                                            else column[: len(rows)])
     return arrays
 
 
