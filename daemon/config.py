@@ -104,6 +104,9 @@ class AnomalyConfig:
     long_window: int = 2000
     short_window: int = 10
     min_steps: int = 100
+    # Not a TOML key: the keys the [anomaly] table sets. Exactly these override a model's tuned
+    # anomaly settings (pipeline.anomaly_settings), even where the value is the built-in default.
+    keys_set: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -216,6 +219,9 @@ def _state(t: Table) -> StateConfig:
                        journal=t.get("journal", bool), journal_fsync=t.get("journal_fsync", bool))
 
 
+_ANOMALY_KEYS = {name: default for name, default in defaults_of(AnomalyConfig).items() if name != "keys_set"}
+
+
 def _anomaly(t: Table) -> AnomalyConfig:
     threshold = t.get("threshold", float, lo=0, hi=1, lo_open=True, hi_open=True)
     clear = t.get("clear_threshold", float, lo=0, hi=1, hi_open=True)
@@ -232,7 +238,7 @@ def _anomaly(t: Table) -> AnomalyConfig:
     return AnomalyConfig(enabled=t.get("enabled", bool), threshold=threshold, clear_threshold=clear,
                          debounce_steps=t.get("debounce_steps", int, lo=1, hi=1000),
                          refractory_steps=t.get("refractory_steps", int, lo=0), long_window=long_window,
-                         short_window=short_window, min_steps=min_steps)
+                         short_window=short_window, min_steps=min_steps, keys_set=frozenset(t.data))
 
 
 def _homeassistant(t: Table) -> HomeAssistantConfig:
@@ -269,7 +275,7 @@ def parse_config(data: dict, source: str, base_dir: str) -> Config:
         output=_output(root.table("output", defaults_of(OutputConfig))),
         batching=_batching(root.table("batching", defaults_of(BatchingConfig))),
         state=_state(root.table("state", defaults_of(StateConfig))),
-        anomaly=_anomaly(root.table("anomaly", defaults_of(AnomalyConfig))),
+        anomaly=_anomaly(root.table("anomaly", _ANOMALY_KEYS)),
         homeassistant=_homeassistant(root.table("homeassistant", defaults_of(HomeAssistantConfig))),
         runtime=_runtime(root.table("runtime", defaults_of(RuntimeConfig))),
         cluster=_cluster(root.table("cluster", {"shard": "0/1"})),

@@ -12,7 +12,7 @@ from .engine import Engine, EngineSettings, Message
 from .journal import Journal, read_journal
 from .outputs import alert_message, forecast_message
 from .routing import Route
-from .runtime_setup import anomaly_factory_for, open_model
+from .runtime_setup import anomaly_factory_for, manifest_anomaly_settings, open_model
 from .takeover import checkpoint_name, owned, restore_shard
 from .topics import render_topic
 from .window_engine import WindowEngine, window_message
@@ -180,13 +180,14 @@ class Pipeline:
 
 
 def anomaly_settings(config: Config, model):
-    """The model's tuned anomaly settings (manifest `anomaly.settings`), with every [anomaly] key
-    the config sets to something other than the built-in default on top. (The config does not
-    record which keys were written, so a key set to exactly its default keeps the model's value.)"""
-    from .config import AnomalyConfig
-    from .runtime_setup import manifest_anomaly_settings
-    base, defaults, chosen = manifest_anomaly_settings(model), AnomalyConfig(), config.anomaly
-    overrides = {f.name: getattr(chosen, f.name) for f in dataclasses.fields(AnomalyConfig)
-                 if f.name != "enabled" and hasattr(base, f.name)
-                 and getattr(chosen, f.name) != getattr(defaults, f.name)}
-    return dataclasses.replace(base, **overrides)
+    """The model's tuned anomaly settings (manifest `anomaly.settings`) with exactly the keys the
+    config's [anomaly] table sets on top, whatever their values (`enabled` is the daemon's switch,
+    not a scorer setting). An override that contradicts a tuned value it leaves in place is a
+    ConfigError naming the file."""
+    base, chosen = manifest_anomaly_settings(model), config.anomaly
+    overrides = {name: getattr(chosen, name) for name in sorted(chosen.keys_set) if hasattr(base, name)}
+    try:
+        return dataclasses.replace(base, **overrides)
+    except ValueError as error:        # e.g. threshold set below the model's tuned clear_threshold
+        raise ConfigError(f"{config.source}: [anomaly] sets {', '.join(overrides)}; with the rest of model "
+                          f"{model.manifest.name}'s tuned anomaly settings, {error}") from None

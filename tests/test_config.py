@@ -3,6 +3,7 @@ one-line ConfigError naming the file and the dotted key."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import stat
 
@@ -10,9 +11,12 @@ import pytest
 
 from statecast.daemon.config import (AnomalyConfig, BatchingConfig, BrokerConfig, ConfigError, HomeAssistantConfig,
                                      LoggingConfig, OutputConfig, RuntimeConfig, load_config, parse_config)
+from statecast.daemon.pipeline import anomaly_settings
+from statecast.daemon.runtime_setup import manifest_anomaly_settings, open_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLE = os.path.join(ROOT, "systemd", "statecast.example.toml")
+DEFAULT_MODEL = os.path.join(ROOT, "models", "default")
 SOURCE = "/etc/statecast/config.toml"
 BASE = "/etc/statecast"
 MINIMAL = {"broker": {"host": "127.0.0.1", "port": 1883},
@@ -66,12 +70,14 @@ def test_example_file_parses():
 
 
 def test_example_file_shows_the_defaults():
-    """Apart from the device paths, the example states exactly the built-in defaults."""
+    """Apart from the device paths, the example states exactly the built-in defaults, and leaves
+    the anomaly settings to the model (a key written there would override its tuned value)."""
     config = load_config(EXAMPLE)
-    for section, cls in [("output", OutputConfig), ("batching", BatchingConfig), ("anomaly", AnomalyConfig),
+    for section, cls in [("output", OutputConfig), ("batching", BatchingConfig),
                          ("homeassistant", HomeAssistantConfig), ("runtime", RuntimeConfig),
                          ("logging", LoggingConfig)]:
         assert getattr(config, section) == cls(), section
+    assert config.anomaly == AnomalyConfig(keys_set=frozenset({"enabled"}))
     assert config.broker == BrokerConfig()
 
 
@@ -121,6 +127,27 @@ def test_several_streams_and_lowercase_log_level():
 
 # --- errors name the key ------------------------------------------------------------------------
 
+def test_anomaly_keys_set_override_the_models_tuned_settings_exactly():
+    """Every [anomaly] key written overrides the model's tuned value, even one set to the built-in
+    default (models/default tunes threshold to 0.997; the default is 0.99); the rest stay tuned."""
+    model = open_model(DEFAULT_MODEL)
+    tuned = manifest_anomaly_settings(model)
+    assert tuned.threshold != AnomalyConfig().threshold and tuned.min_steps == AnomalyConfig().min_steps
+    config = parse_config(config_with("anomaly", threshold=AnomalyConfig().threshold, min_steps=50), SOURCE, BASE)
+    assert config.anomaly.keys_set == {"threshold", "min_steps"}
+    assert anomaly_settings(config, model) == dataclasses.replace(tuned, threshold=0.99, min_steps=50)
+    assert anomaly_settings(parse_config(config_with("anomaly", enabled=True), SOURCE, BASE), model) == tuned
+    assert anomaly_settings(parse_config(MINIMAL, SOURCE, BASE), model) == tuned
+
+
+def test_anomaly_override_that_contradicts_the_tuned_settings_names_the_file():
+    model = open_model(DEFAULT_MODEL)             # tuned clear_threshold 0.99
+    with pytest.raises(ConfigError) as caught:
+        anomaly_settings(parse_config(config_with("anomaly", threshold=0.95), SOURCE, BASE), model)
+    assert str(caught.value).startswith(f"{SOURCE}: [anomaly] sets threshold; "), caught.value
+    assert "clear_threshold=0.99" in str(caught.value)
+
+
 def test_unknown_key_is_named_with_a_suggestion():
     message = config_error(config_with("broker", prot=1883), "broker.prot")
     assert "did you mean 'port'?" in message
@@ -130,6 +157,8 @@ def test_unknown_key_is_named_with_a_suggestion():
     assert "did you mean 'fields'?" in message
     message = config_error(config_with("batching", zzz=1), "batching.zzz")
     assert "known keys: max_batch, max_wait_ms" in message
+    message = config_error(config_with("anomaly", keys_set=["threshold"]), "anomaly.keys_set")
+    assert "unknown key" in message and "keys_set" not in message.split("unknown key")[1]
 
 
 @pytest.mark.parametrize("section, key, value, expected", [
