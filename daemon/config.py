@@ -91,7 +91,7 @@ class StateConfig:
     max_gap_seconds: float = 0.0                  # 0: no gap policy
     gap_policy: str = "reset"                     # "reset" | "continue"
     journal: bool = True                          # write-ahead journal + acknowledge inputs after it
-    journal_fsync: bool = True                    # fsync each journal append (power loss, not just kill -9)
+    journal_fsync: bool = True                    # fsync appends that acks wait for (power loss, not just kill -9)
 
 
 @dataclass(frozen=True)

@@ -56,12 +56,16 @@ class Journal:
         if sync:
             os.fsync(self._fd)       # power loss; a kill -9 alone is covered by the page cache
 
-    def append(self, steps: list[tuple[str, float, tuple[float, ...], list]]) -> str:
-        """Durably record one batch of steps before their inputs are acknowledged; returns its id."""
+    def append(self, steps: list[tuple[str, float, tuple[float, ...], list]], sync: bool = True) -> str:
+        """Record one batch of steps before their inputs are acknowledged; returns its id.
+        sync=False for a batch no acknowledgement waits for (QoS 0 inputs: the broker will not
+        redeliver them, so an fsync would only add its latency to their forecasts); a kill -9
+        still loses nothing of it, a power loss may lose its steps."""
         self.records_written += 1
         seq = f"{self._epoch}:{self.records_written}"
         self._write({"seq": seq,
-                     "steps": [[sid, ts, list(values), outputs] for sid, ts, values, outputs in steps]}, self.fsync)
+                     "steps": [[sid, ts, list(values), outputs] for sid, ts, values, outputs in steps]},
+                    self.fsync and sync)
         return seq
 
     def committed(self, batches: list[tuple[str, list[list[int]]]]) -> None:

@@ -128,16 +128,16 @@ class Pipeline:
         if replayed:
             log.info("%s: replayed %d journaled steps after the checkpoint", self.entry.name, replayed)
 
-    def record(self, results, outputs, resent: dict | None = None) -> str | None:
+    def record(self, results, outputs, resent: dict | None = None, sync: bool = True) -> str | None:
         """Journal a round's steps and the recovered steps whose outputs it sends again (before
-        any input is acknowledged). A failing disk is loud but does not stop serving; until it
-        recovers, a crash loses what the journal could not hold."""
+        any input is acknowledged; sync: fsync it, if journal_fsync). A failing disk is loud but
+        does not stop serving; until it recovers, a crash loses what the journal could not hold."""
         steps = [(sid, ts, values, items) for (sid, ts), (values, items) in (resent or {}).items()]
         steps += [(r.stream_id, r.ts, r.value, o) for r, o in zip(results, outputs)]
         if self.journal is None or not steps:
             return None
         try:
-            return self.journal.append(steps)
+            return self.journal.append(steps, sync)
         except OSError as error:
             self._journal_failed(error)
             return None

@@ -157,7 +157,8 @@ class Daemon:
             results, outputs = pipeline.step([m for m in messages if (m.stream_id, m.ts) not in outgoing])
             if self.config.homeassistant.enabled:
                 self._announce(pipeline, results)
-            seq = pipeline.record(results, outputs, outgoing)       # durable before any ack
+            # durable before any ack; fsynced only if an acknowledgement waits for it
+            seq = pipeline.record(results, outputs, outgoing, sync=any(m.token for m in messages))
             self.republished += len(outgoing)
             publishes, index = [], 0            # index: the output's position in the journal batch
             for items in [o for _, o in outgoing.values()] + outputs:
