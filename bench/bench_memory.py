@@ -10,10 +10,12 @@ read from /proc/<pid>/status once all forecasts arrived. READY=1 is timed on a N
 benchmark binds, as systemd would. Then SIGTERM (final checkpoint, peak RSS sampled meanwhile)
 and a second daemon on the same state directory: READY after restoring N streams.
 
-A stream's anomaly ring (long_window float64 values, 16 kB by default) only becomes resident as
-it fills, after long_window messages per stream; `probe` builds the serve process's own objects
-in a TensorFlow-free subprocess, fills every ring as 2,000 messages would, and reports that
-steady-state RSS and the checkpoint cost at that point.
+A stream's anomaly statistics (block sums of its reference window, ~600 bytes) are allocated
+with its second message, but hold long_window messages' worth of values only later; `probe`
+builds the serve process's own objects in a TensorFlow-free subprocess, fills every stream's
+statistics as 2,000 messages would, and reports that steady-state RSS and what saving (encode +
+fsync'd write) and restoring a checkpoint cost at that point (per-stream statistics are stacked
+.npz arrays, so a checkpoint is ~1.9 kB per stream for this model).
 """
 from __future__ import annotations
 
@@ -33,10 +35,10 @@ from statecast.daemon.local_broker import LocalMosquitto  # noqa: E402
 
 MODEL = os.path.join(MODELS, "machine_temperature-float32")
 MESSAGES_PER_STREAM = 2
-CHECKPOINT_MAX_STREAMS = 10_000     # beyond, today's JSON checkpoint needs many GB and minutes: not run
+CHECKPOINT_MAX_STREAMS = 100_000    # final checkpoint + restart measured up to this many streams
 VARIANT_STREAMS = 10_000
-VARIANTS = {"anomaly long_window = 100": {"anomaly_long_window": 100}, "anomaly disabled": {"anomaly": False},
-            "long_window = 100, max_batch 256": {"anomaly_long_window": 100, "max_batch": 256}}
+# What anomaly scoring costs, and what the largest batch bucket's interpreter arena costs (4x smaller at 256)
+VARIANTS = {"anomaly disabled": {"anomaly": False}, "max_batch 256": {"max_batch": 256}}
 TF_MARKERS = ("/tensorflow/", "libtensorflow", "/keras/", "/tf_keras/")
 
 
@@ -75,8 +77,7 @@ class PeakSampler:
 def measure(streams: int, restart_timeout_seconds: float, checkpoint: bool = True, label: str = "default",
             **overrides) -> dict:
     """RSS with `streams` live streams; with `checkpoint`, also the final checkpoint (SIGTERM) and a
-    restart from it. Without (the largest sizes: a JSON checkpoint of 100,000 anomaly rings would
-    need many GB), the daemon is killed."""
+    restart from it; without, the daemon is killed."""
     broker = LocalMosquitto().start()
     settings = {"max_batch": 1024, **overrides}
     options = DaemonOptions(model=MODEL, qos=0, max_streams=streams, checkpoint_interval_seconds=3600,
@@ -187,11 +188,13 @@ def checkpoint_stall(streams: int = 10_000, rate_hz: float = 500.0, interval_sec
 
 # --- steady-state probe (runs in a subprocess, TensorFlow-free like serve) ------------------------
 def probe(streams: int, checkpoint: bool) -> dict:
+    import shutil
     import tempfile
 
     import numpy as np
 
     from statecast.daemon import checkpoint as ckpt
+    from statecast.daemon.anomaly import StreamAnomaly
     from statecast.daemon.config import load_config
     from statecast.daemon.engine import Message
     from statecast.daemon.serve import Daemon
@@ -209,66 +212,28 @@ def probe(streams: int, checkpoint: bool) -> dict:
     out["rss_fresh_kb"] = proc_status(os.getpid())["VmRSS"]
     rng = np.random.default_rng(0)
     for info in engine.table.streams.values():           # what long_window messages leave behind
-        ring = info.anomaly.raw
-        ring[:] = rng.random(ring.shape[0]) * 0.05
-        info.anomaly.count = ring.shape[0]
-        if hasattr(info.anomaly, "filled"):
-            info.anomaly.filled = ring.shape[0]
-        info.anomaly.raw_sum, info.anomaly.raw_sum_sq = float(ring.sum()), float(ring @ ring)
+        anomaly = info.anomaly
+        anomaly.blocks[:] = rng.random(anomaly.blocks.shape) * 3.0     # sums over blocks of ~63 scores
+        anomaly.block_sum, anomaly.block_sum_sq = float(rng.random()), float(rng.random()) * 0.1
+        anomaly.count = anomaly.settings.long_window + anomaly.settings.min_steps
+        anomaly._sum_window()
     out["rss_steady_kb"] = proc_status(os.getpid())["VmRSS"]
-    out["ring_bytes_per_stream"] = int(next(iter(engine.table.streams.values())).anomaly.raw.nbytes)
-    started = time.perf_counter()
-    blob = encode_rings_as_arrays(engine.table, engine.model.manifest.sha256)
-    out["checkpoint_rings_as_arrays_encode_seconds"] = time.perf_counter() - started
-    out["checkpoint_rings_as_arrays_bytes"] = len(blob)
-    out["hwm_after_array_checkpoint_kb"] = proc_status(os.getpid())["VmHWM"]
-    del blob
-    if checkpoint:                                        # today's format: rings as JSON lists
+    sample = next(iter(engine.table.streams.values())).anomaly
+    out["anomaly_array_bytes_per_stream"] = int(sample.recent.nbytes + sample.blocks.nbytes)
+    if checkpoint:                                        # the daemon's own save (encode + fsync'd write)
+        sha, path = engine.model.manifest.sha256, os.path.join(directory, "probe.ckpt")
         started = time.perf_counter()
-        blob = ckpt.encode(engine.table, engine.model.manifest.sha256)
-        out["checkpoint_encode_seconds"] = time.perf_counter() - started
-        out["checkpoint_bytes"] = len(blob)
+        ckpt.save(path, engine.table, sha)
+        out["checkpoint_save_seconds"] = time.perf_counter() - started
+        out["checkpoint_bytes"] = os.path.getsize(path)
         out["hwm_after_checkpoint_kb"] = proc_status(os.getpid())["VmHWM"]
+        restored = type(engine.table)(engine.table.state_shapes, streams)
+        settings = sample.settings
+        started = time.perf_counter()
+        ckpt.restore(path, restored, sha, lambda data: StreamAnomaly.from_state(settings, data))
+        out["checkpoint_restore_seconds"] = time.perf_counter() - started
+    shutil.rmtree(directory, ignore_errors=True)           # checkpoints of up to ~200 MB
     return out
-
-
-def encode_rings_as_arrays(table, model_sha256: str) -> bytes:
-    """The recommended checkpoint layout (measured here, not used by the daemon): as
-    checkpoint.encode, but every stream's anomaly ring goes into one (streams, long_window)
-    float64 array of the .npz instead of a JSON list per stream; JSON keeps only scalars."""
-    import hashlib
-    import io
-
-    import numpy as np
-
-    from statecast.daemon.checkpoint import MAGIC
-
-    ids = list(table.streams)
-    infos = [table.streams[sid] for sid in ids]
-    slots = np.asarray([info.slot for info in infos], np.intp)
-    width = max((len(i.last_forecast) for i in infos if i.last_forecast is not None), default=0)
-    forecasts = np.full((len(ids), width), np.nan, np.float32)
-    ring_length = max((i.anomaly.raw.shape[0] for i in infos if i.anomaly is not None), default=0)
-    rings = np.zeros((len(ids), ring_length), np.float64)                       # (streams, long_window)
-    streams = []
-    for row, info in enumerate(infos):
-        if info.last_forecast is not None:
-            forecasts[row, : len(info.last_forecast)] = info.last_forecast
-        anomaly = None
-        if info.anomaly is not None:
-            rings[row] = info.anomaly.raw
-            anomaly = info.anomaly.to_state()
-            anomaly.pop("raw")                                                   # -> the rings array
-        streams.append({"id": info.stream_id, "last_ts": info.last_ts, "steps": info.steps,
-                        "last_seen": info.last_seen, "last_interval": info.last_interval, "anomaly": anomaly,
-                        "scaler": info.scaler.to_state() if info.scaler is not None else None, "extra": info.extra})
-    meta = {"model_sha256": model_sha256, "state_shapes": [list(s) for s in table.state_shapes], "streams": streams}
-    arrays = {f"state_{k}": array[slots] for k, array in enumerate(table.arrays)}
-    buffer = io.BytesIO()
-    np.savez(buffer, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8), last_forecast=forecasts,
-             anomaly_raw=rings, **arrays)
-    payload = buffer.getvalue()
-    return MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload
 
 
 def run_probe(streams: int, checkpoint: bool) -> dict:
@@ -285,14 +250,14 @@ def run(streams_list: list[int], probe_list: list[int], restart_timeout_seconds:
         result["serve"].append(row)
         print(f"bench_memory: {streams} streams: RSS {row['rss_live_kb'] / 1024:.1f} MB, READY {row['ready_cold_seconds']:.2f} s"
               f" cold / {row.get('ready_restore_seconds')} s restored, stop {row.get('stop_seconds')} s", file=sys.stderr)
-    for label, overrides in VARIANTS.items():             # what the anomaly ring costs, at 10,000 streams
+    for label, overrides in VARIANTS.items():             # at 10,000 streams
         row = with_retries(measure, VARIANT_STREAMS, restart_timeout_seconds, checkpoint=True, label=label, **overrides)
         result["serve"].append(row)
         print(f"bench_memory: {VARIANT_STREAMS} streams, {label}: RSS {row['rss_live_kb'] / 1024:.1f} MB", file=sys.stderr)
     result["checkpoint_stall"] = with_retries(checkpoint_stall)
     print(f"bench_memory: checkpoint stall: {result['checkpoint_stall']}", file=sys.stderr)
     for streams in probe_list:
-        row = run_probe(streams, checkpoint=streams <= 1_000)
+        row = run_probe(streams, checkpoint=streams <= CHECKPOINT_MAX_STREAMS)
         result["steady_state_probe"].append(row)
         print(f"bench_memory: probe {streams}: {row}", file=sys.stderr)
     with tempfile_dir() as directory:

@@ -319,21 +319,20 @@ def memory_section(memory: dict) -> list[str]:
                      f"{r['kb_per_stream']:.1f} | {r['ready_cold_seconds']:.2f} | {fmt(r.get('stop_seconds'), 1)} | "
                      f"{fmt(size / 1e6 if size else None, 0)} | {_mb(r.get('rss_peak_during_final_checkpoint_kb'))} | "
                      f"{fmt(r.get('ready_restore_seconds'), 1)} | {_mb(r.get('rss_after_restore_kb'))} |")
-    lines += ["", "Above 10,000 streams the checkpoint is not exercised: today's format writes every anomaly ring as a "
-              "JSON list, which at 100,000 streams would take minutes and many GB (extrapolate from the 10,000 row).", ""]
+    lines.append("")
     probes = memory.get("steady_state_probe") or []
     if probes:
-        lines += ["A stream's anomaly ring becomes fully written only after long_window (2,000) readings. The probe "
-                  "builds the serve process's own objects (`serve.Daemon` from the same config, TensorFlow-free), "
-                  "steps every stream twice, then fills every ring as 2,000 readings would:", "",
-                  "| streams | RSS fresh MB | RSS steady MB | ring bytes / stream | checkpoint today: encode s / MB | "
-                  "rings as one .npz array: encode s / MB |", "|---:|---:|---:|---:|---:|---:|"]
+        lines += ["A stream's anomaly statistics hold long_window (2,000) readings' worth of block sums only after "
+                  "that many readings. The probe builds the serve process's own objects (`serve.Daemon` from the same "
+                  "config, TensorFlow-free), steps every stream twice, fills every stream's statistics as 2,000 "
+                  "readings would, then saves (encode + fsync'd write) and restores a checkpoint:", "",
+                  "| streams | RSS fresh MB | RSS steady MB | anomaly array bytes / stream | checkpoint save s | "
+                  "checkpoint MB | peak RSS after save MB | restore s |", "|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for p in probes:
-            today = (f"{p['checkpoint_encode_seconds']:.2f} / {p['checkpoint_bytes'] / 1e6:.0f}"
-                     if "checkpoint_encode_seconds" in p else "not run")
             lines.append(f"| {p['streams']:,} | {_mb(p['rss_fresh_kb'])} | {_mb(p['rss_steady_kb'])} | "
-                         f"{p['ring_bytes_per_stream']:,} | {today} | {p['checkpoint_rings_as_arrays_encode_seconds']:.2f}"
-                         f" / {p['checkpoint_rings_as_arrays_bytes'] / 1e6:.0f} |")
+                         f"{p['anomaly_array_bytes_per_stream']:,} | {fmt(p.get('checkpoint_save_seconds'), 2)} | "
+                         f"{fmt((p.get('checkpoint_bytes') or 0) / 1e6 or None, 0)} | "
+                         f"{_mb(p.get('hwm_after_checkpoint_kb'))} | {fmt(p.get('checkpoint_restore_seconds'), 2)} |")
         lines.append("")
     stall = memory.get("checkpoint_stall")
     if stall:
@@ -344,8 +343,7 @@ def memory_section(memory: dict) -> list[str]:
                   f"{stall['samples']:,} readings; RSS {_mb(stall['rss_before_kb'])} MB before the checkpoint, "
                   f"{_mb(stall['rss_after_kb'])} MB after it (checkpoint "
                   f"{fmt((stall['checkpoint_bytes'] or 0) / 1e6, 0)} MB). The engine loop writes checkpoints "
-                  "synchronously, so every interval the daemon stops forecasting for as long as the encode takes, "
-                  "and the heap the JSON needed stays with the process.", ""]
+                  "synchronously, so every interval the daemon stops forecasting for as long as the save takes.", ""]
     mapped = sorted({f for r in memory["serve"] for f in r.get("tensorflow_mapped", [])})
     heavy = memory.get("python_modules_probe", {}).get("heavy_modules", [])
     lines += [f"TensorFlow check: no file of TensorFlow, Keras or tf_keras is mapped in any serve process above "
@@ -450,44 +448,30 @@ def more_findings(e2e: dict | None, memory: dict | None, patches_qos1: dict | No
     if memory:
         serve = {(r["streams"], r["variant"]): r for r in memory["serve"]}
         base = serve.get((10000, "default"))
-        small = serve.get((10000, "anomaly long_window = 100"))
         off = serve.get((10000, "anomaly disabled"))
-        small256 = serve.get((10000, "long_window = 100, max_batch 256"))
-        probe = next((p for p in memory.get("steady_state_probe", []) if "checkpoint_encode_seconds" in p), None)
+        probe = next((p for p in memory.get("steady_state_probe", []) if p["streams"] == 10000
+                      and "checkpoint_save_seconds" in p), None)
         stall = memory.get("checkpoint_stall")
-        if base and small and off:
-            lines += [f"5. **Memory: `daemon/anomaly.py`, the per-stream `raw` ring (long_window float64 = 16 kB).** "
-                      f"It is ~{(base['kb_per_stream'] - off['kb_per_stream']):.0f} of the {base['kb_per_stream']:.0f} kB "
-                      f"per stream: 10,000 streams take {_mb(base['rss_live_kb'])} MB with it, {_mb(small['rss_live_kb'])} MB "
-                      f"with long_window = 100 and {_mb(off['rss_live_kb'])} MB with anomaly scoring off"
-                      + (f" ({_mb(small256['rss_live_kb'])} MB with long_window = 100 and max_batch 256, whose largest "
-                         "interpreter arena is 4x smaller)" if small256 else "") + ". "
-                      "Keep the likelihood over the last 2,000 steps but store it as block summaries: per block of "
-                      "100 raw scores one (sum, sum of squares) pair, a ring of 20 blocks plus the block being "
-                      "filled (the mean and variance over the last 20 full blocks + the partial one are exact "
-                      "sliding-window statistics at 100-step granularity), and the `recent` ring for the short "
-                      "window: ~50 floats instead of 2,000, i.e. the long_window = 100 row's memory. "
-                      "Smaller, independent savings: `StreamInfo` as `@dataclass(slots=True)` and no per-stream "
-                      "`extra` dict unless used.", ""]
+        if base and off:
+            lines += [f"5. **Memory per stream (landed: block sums in `daemon/anomaly.py`, slots).** 10,000 streams take "
+                      f"{_mb(base['rss_live_kb'])} MB with anomaly scoring, {_mb(off['rss_live_kb'])} MB without "
+                      f"({base['kb_per_stream'] - off['kb_per_stream']:.1f} kB per stream for the statistics). "
+                      "What is left above READY is mostly outside the anomaly code: the RNN state (1 kB per stream "
+                      "for 2 x 64 LSTM), the largest batch bucket's interpreter arena, and per-stream Python objects "
+                      "(stream info, routing cache, topic strings).", ""]
         if probe or stall:
-            text = "6. **Checkpoints: `daemon/checkpoint.py` `encode`, and where `serve.py` calls it.** "
+            text = "6. **Checkpoints (landed: per-stream statistics as stacked .npz arrays).** "
             if base and base.get("stop_seconds") is not None:
-                text += (f"At 10,000 streams the checkpoint is {fmt((base.get('checkpoint_bytes') or 0) / 1e6, 0)} MB "
-                         f"and takes ~{base['stop_seconds']:.0f} s (peak RSS {_mb(base.get('rss_peak_during_final_checkpoint_kb'))} MB"
-                         f"; after restoring it the new process holds {_mb(base.get('rss_after_restore_kb'))} MB). ")
-            if stall:
-                text += (f"It runs on the engine loop, so forecasts stop meanwhile: max latency {stall['max_ms']:,.0f} ms "
-                         f"at {stall['rate_hz']:g} msg/s, and RSS goes from {_mb(stall['rss_before_kb'])} to "
-                         f"{_mb(stall['rss_after_kb'])} MB for good. ")
+                text += (f"At 10,000 streams the final checkpoint is {fmt((base.get('checkpoint_bytes') or 0) / 1e6, 0)} MB "
+                         f"(stop {base['stop_seconds']:.1f} s, peak RSS {_mb(base.get('rss_peak_during_final_checkpoint_kb'))} "
+                         f"MB; after restoring it the new process holds {_mb(base.get('rss_after_restore_kb'))} MB). ")
             if probe:
-                text += (f"Every anomaly ring is written as a JSON list; with the rings in one (streams, long_window) "
-                         f"array of the .npz (JSON keeps the scalars) encoding {probe['streams']:,} steady-state streams "
-                         f"takes {probe['checkpoint_rings_as_arrays_encode_seconds']:.2f} s instead of "
-                         f"{probe['checkpoint_encode_seconds']:.2f} s and {probe['checkpoint_rings_as_arrays_bytes'] / 1e6:.0f} "
-                         f"MB instead of {probe['checkpoint_bytes'] / 1e6:.0f} MB (`bench_memory.encode_rings_as_arrays`). ")
-            text += ("With block summaries (5.) the rings disappear from the checkpoint altogether. Either way, "
-                     "snapshot the arrays on the engine loop (one fancy index per array, milliseconds) and encode + "
-                     "fsync in a worker thread, so the loop only pays for the copy.")
+                text += (f"Saving {probe['streams']:,} steady-state streams takes {probe['checkpoint_save_seconds']:.2f} s. ")
+            if stall:
+                text += (f"It still runs on the engine loop: max latency {stall['max_ms']:,.0f} ms at "
+                         f"{stall['rate_hz']:g} msg/s while one is written. Moving the encode + fsync to a worker "
+                         "thread needs the journal to drop only what the snapshot holds (today it is truncated "
+                         "whole once the checkpoint is durable).")
             lines += [text, ""]
     if e2e and patches_qos1:
         q1 = patches_qos1["summary"]
