@@ -25,10 +25,11 @@ class StepModel:
         self.max_batch = int(self.static_batch or max_batch)
         self._num_threads = num_threads
         self._delegates = delegates or []
-        self._buckets: dict[int, tuple] = {}
-        probe = self._interpreter_for(self._bucket(1))
+        self._buckets: dict[int, tuple] = {}             # bucket -> (interpreter, input and output indices)
+        self._by_batch: dict[int, tuple] = {}            # batch size -> (bucket, *that bucket's entry)
+        _, probe, _, probe_outputs = self._interpreter_for(1)
         self.state_sizes = [pair.shape for pair in self.manifest.state]
-        self.output_width = int(probe[0].get_tensor(probe[2]).shape[-1])
+        self.output_width = int(probe.get_tensor(probe_outputs[0]).shape[-1])
         self.n_features = len(self.manifest.features)
 
     # --- interpreters -------------------------------------------------------------------
@@ -57,11 +58,10 @@ class StepModel:
                 raise ArtifactError(f"{self.directory}: model signature has no output '{name}' "
                                     "(manifest and model disagree)")
         interpreter.allocate_tensors()
-        x_index = inputs[self.manifest.input]
-        state_in = [inputs[p.input] for p in self.manifest.state]
-        y_index = outputs[self.manifest.output]
-        state_out = [outputs[p.output] for p in self.manifest.state]
-        return interpreter, x_index, y_index, state_in, state_out
+        # Tensor indices in step() order: x then the states in, y then the states out.
+        input_indices = [inputs[self.manifest.input]] + [inputs[p.input] for p in self.manifest.state]
+        output_indices = [outputs[self.manifest.output]] + [outputs[p.output] for p in self.manifest.state]
+        return interpreter, input_indices, output_indices
 
     def _bucket(self, batch: int) -> int:
         if self.static_batch:
@@ -71,17 +71,24 @@ class StepModel:
             bucket *= 2
         return min(bucket, self.max_batch) if batch <= self.max_batch else batch
 
-    def _interpreter_for(self, bucket: int):
-        if bucket not in self._buckets:
-            self._buckets[bucket] = self._make_interpreter(bucket)
-        return self._buckets[bucket]
+    def _interpreter_for(self, batch: int) -> tuple:
+        """(bucket, interpreter, input indices, output indices) for a batch size; memoised per
+        batch size, since it runs on every step."""
+        entry = self._by_batch.get(batch)
+        if entry is None:
+            bucket = self._bucket(batch)
+            if bucket not in self._buckets:
+                self._buckets[bucket] = self._make_interpreter(bucket)
+            entry = self._by_batch[batch] = (bucket, *self._buckets[bucket])
+        return entry
 
     # --- stepping -----------------------------------------------------------------------
     def zero_states(self, batch: int) -> list[np.ndarray]:
         return [np.zeros((batch,) + shape, np.float32) for shape in self.state_sizes]
 
     def step(self, x: np.ndarray, states: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
-        """x: (batch, features) already scaled; states: per state tensor (batch, units).
+        """x: (batch, features) already scaled; states: per state tensor (batch, units), float32
+        as zero_states, step and the stream table give them.
 
         Returns the model-space output (batch, horizon * targets) and the new states.
         Batches larger than max_batch are split.
@@ -92,17 +99,22 @@ class StepModel:
                      for i in range(0, batch, self.max_batch)]
             y = np.concatenate([p[0] for p in parts])
             return y, [np.concatenate([p[1][k] for p in parts]) for k in range(len(states))]
-        bucket = self._bucket(batch)
-        interpreter, x_index, y_index, state_in, state_out = self._interpreter_for(bucket)
-        if bucket != batch:                                    # pad to the bucket with zeros
-            x = np.concatenate([x, np.zeros((bucket - batch,) + x.shape[1:], np.float32)])
-            states = [np.concatenate([s, np.zeros((bucket - batch,) + s.shape[1:], np.float32)]) for s in states]
-        interpreter.set_tensor(x_index, np.ascontiguousarray(x, np.float32))
-        for index, state in zip(state_in, states):
-            interpreter.set_tensor(index, np.ascontiguousarray(state, np.float32))
+        bucket, interpreter, input_indices, output_indices = self._interpreter_for(batch)
+        # One message per invoke is the common case of a quiet daemon, so this path is kept to
+        # one copy in and one copy out per tensor: set_tensor takes any layout (only the dtype
+        # must match) and get_tensor already returns a fresh array.
+        if batch == bucket:
+            interpreter.set_tensor(input_indices[0], x if x.dtype == np.float32 else x.astype(np.float32))
+            for index, state in zip(input_indices[1:], states):
+                interpreter.set_tensor(index, state)
+            interpreter.invoke()
+            y, *new_states = [interpreter.get_tensor(index) for index in output_indices]
+            return y, new_states
+        for index, value in zip(input_indices, [x, *states]):
+            _write_padded(interpreter, index, value)
         interpreter.invoke()
-        y = interpreter.get_tensor(y_index)[:batch]
-        return y, [interpreter.get_tensor(index)[:batch] for index in state_out]
+        y, *new_states = [interpreter.get_tensor(index)[:batch] for index in output_indices]
+        return y, new_states
 
     def plain_interpreter(self):
         """An interpreter without default delegates (XNNPACK would fold the graph into one
@@ -119,6 +131,15 @@ class StepModel:
     def ops(self) -> list[str]:
         """Op names of the model graph (for reports and tests)."""
         return [op["op_name"] for op in self.plain_interpreter()._get_ops_details()]
+
+
+def _write_padded(interpreter, index: int, value: np.ndarray) -> None:
+    """Write (batch, ...) into the first rows of a bucket's input tensor and zeros after them,
+    through a view of the tensor's buffer (no padded copy). The runtimes refuse invoke() while
+    such a view is alive, so it lives only inside this call."""
+    view = interpreter.tensor(index)()                                     # (bucket, ...)
+    view[: len(value)] = value
+    view[len(value):] = 0.0
 
 
 def run_sequence(model: StepModel, x_scaled: np.ndarray, lanes_first: bool = False) -> np.ndarray:

@@ -107,9 +107,21 @@ class StreamTable:
         self.resets += 1
 
     def gather(self, slots: np.ndarray) -> list[np.ndarray]:
-        return [array[slots] for array in self.arrays]           # each (batch, units)
+        """The slots' states, each (batch, units), as the input of one step: use them before the
+        next scatter, because a single slot's are views of the table (a round of one message, the
+        common case, then pays only for the copies into the interpreter)."""
+        if len(slots) == 1:
+            slot = int(slots[0])
+            return [array[slot:slot + 1] for array in self.arrays]
+        # take() copies the same rows as array[slots], with less fixed cost
+        return [array.take(slots, axis=0) for array in self.arrays]
 
     def scatter(self, slots: np.ndarray, states: list[np.ndarray]) -> None:
+        if len(slots) == 1:          # one message: assigning a row is ~3x cheaper than fancy indexing
+            slot = int(slots[0])
+            for array, new in zip(self.arrays, states):
+                array[slot] = new[0]
+            return
         for array, new in zip(self.arrays, states):
             array[slots] = new
 
