@@ -87,14 +87,21 @@ def _reject_constant(name: str) -> float:
     raise PayloadError("non_finite", f"JSON literal {name} is not a finite number")
 
 
+def _finite_number(text: str) -> float:
+    return _finite(float(text), "JSON number")
+
+
+# Ints go through float too, so a 400-digit integer becomes inf and is rejected here; the whole
+# payload is refused if any number in it is non-finite, even in an unused key. One decoder for
+# all messages: json.loads with hooks builds a new one per call.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_number, parse_int=_finite_number)
+
+
 def _load_json(text: str) -> object:
-    _check_depth(text)
-    # Ints go through float too, so a 400-digit integer becomes inf and is rejected here; the
-    # whole payload is refused if any number in it is non-finite, even in an unused key.
+    if text.count("[") + text.count("{") > MAX_JSON_DEPTH:     # fewer opening brackets cannot nest deeper
+        _check_depth(text)
     try:
-        return json.loads(text, parse_constant=_reject_constant,
-                          parse_float=lambda s: _finite(float(s), "JSON number"),
-                          parse_int=lambda s: _finite(float(s), "JSON number"))
+        return _DECODER.decode(text)
     except RecursionError:
         raise PayloadError("too_deep", "JSON nested too deeply") from None
     except ValueError as error:

@@ -310,3 +310,27 @@ def test_generated_valid_payloads_decode_exactly(values, base_name, base_value, 
     expected = [value - base_value + base_value for value in values]
     assert reading.values == tuple(expected[::-1] if reverse else expected)
     assert reading.ts == base_time + fields.index(asked[0])
+
+
+# --- forecast JSON: the f-string fast path is byte-identical to the general (dict) path --------
+finite_or_odd = st.one_of(st.floats(allow_nan=True, allow_infinity=True, width=32), st.floats(width=64))
+
+
+@settings(max_examples=400, deadline=None)
+@given(stream=st.one_of(st.from_regex(r"[A-Za-z0-9._-]{1,40}", fullmatch=True), st.text(max_size=12)),
+       ts=st.floats(allow_nan=False, allow_infinity=False, width=64),
+       value=finite_or_odd, forecast=st.lists(st.floats(width=32), min_size=1, max_size=4),   # float32 model output
+       score=st.one_of(st.none(), finite_or_odd), expected=st.one_of(st.none(), finite_or_odd),
+       model=st.one_of(st.just("machine_temperature-float32"), st.text(max_size=10)),
+       steps=st.integers(min_value=1, max_value=10**9))
+def test_forecast_message_fast_path_matches_the_general_encoder(stream, ts, value, forecast, score, expected,
+                                                                model, steps):
+    import numpy as np
+
+    from statecast.daemon.engine import Forecast
+    from statecast.daemon.outputs import forecast_message, forecast_message_general
+    result = Forecast(stream, ts, (value,), np.asarray(forecast, np.float32).reshape(-1, 1), score, expected,
+                      None, steps)
+    fast = forecast_message(result, model, ("value",))
+    assert fast == forecast_message_general(result, model, ("value",))
+    assert json.loads(fast)["step"] == steps
