@@ -153,7 +153,7 @@ class DaemonOptions:
     model: str
     qos: int = 0
     max_batch: int = 256
-    max_wait_ms: float = 2.0
+    max_wait_ms: float = 0.0                     # the shipped default
     max_streams: int = 10_000
     stats_interval_seconds: float = 1.0
     checkpoint_interval_seconds: float = 30.0

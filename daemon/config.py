@@ -77,7 +77,7 @@ class OutputConfig:
 @dataclass(frozen=True)
 class BatchingConfig:
     max_batch: int = 256
-    max_wait_ms: float = 2.0
+    max_wait_ms: float = 0.0     # 0: batches form from what queues while a round runs
     queue_size: int = 100000
     max_payload_bytes: int = 65536
 

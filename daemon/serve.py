@@ -124,7 +124,7 @@ class Daemon:
         return True
 
     def _drain(self) -> list:
-        """Block briefly for the first message, then take more for up to max_wait_ms."""
+        """Block briefly for the first message, then take what is queued (after max_wait_ms, if set)."""
         try:
             items = [self.inbox.get(timeout=self.idle_wait_seconds)]
         except queue.Empty:
