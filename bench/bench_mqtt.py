@@ -161,6 +161,8 @@ class DaemonOptions:
     anomaly_long_window: int | None = None       # None: the default (2000)
     protocol: str = "5"
     extra_state: str = ""                         # more [state] lines, e.g. "journal = false\n"
+    extra_broker: str = ""                        # more [broker] lines
+    forecast_qos: int | None = None               # None: the input QoS
     command: list[str] = field(default_factory=lambda: [sys.executable, "-m", "statecast.daemon", "serve"])
     env: dict = field(default_factory=dict)
 
@@ -188,7 +190,7 @@ host = "127.0.0.1"
 port = {port}
 client_id = "statecast-bench-{uuid.uuid4().hex[:8]}"
 protocol = "{options.protocol}"
-
+{options.extra_broker}
 [[streams]]
 topic = "{INPUT_FILTER}"
 model = "{options.model}"
@@ -210,7 +212,7 @@ enabled = {"true" if options.anomaly else "false"}
 
 [output]
 stats_interval_seconds = {options.stats_interval_seconds}
-forecast_qos = {options.qos}
+forecast_qos = {options.qos if options.forecast_qos is None else options.forecast_qos}
 """)
     return path
 
