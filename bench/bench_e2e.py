@@ -185,12 +185,8 @@ def run(repeats: int, warmup_seconds: float, window_seconds: float, streams_list
         with open(partial_out, "w") as handle:
             json.dump(result, handle, indent=1)
     if latency:
-        patched = DaemonOptions(**{**(options or DaemonOptions(model=DEFAULT_MODEL)).__dict__,
-                                   "command": [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                                                            "bench_patches.py"), "serve", "--patches", "nodelay"]})
         result["latency"] = {"daemon": with_retries(latency_run, "daemon", LATENCY_RATES, options),
-                             "echo": with_retries(latency_run, "echo", LATENCY_RATES, options),
-                             "daemon_nodelay": with_retries(latency_run, "daemon", LATENCY_RATES, patched)}
+                             "echo": with_retries(latency_run, "echo", LATENCY_RATES, options)}
         for kind, rates in result["latency"].items():
             for rate, figures in rates.items():
                 if not isinstance(figures, dict) or not figures.get("samples"):
