@@ -1,7 +1,7 @@
 """Run every benchmark of issue 6 and write docs/benchmarks.md + docs/bench/*.png.
 
-    .venv/bin/python bench/bench_all.py                 # everything but the fixes' before/after runs (~8 min on 2 cores)
-    .venv/bin/python bench/bench_all.py --with-patches  # + the before/after runs of the recommended fixes
+    .venv/bin/python bench/bench_all.py                 # everything (~15 min on 2 cores)
+    .venv/bin/python bench/bench_all.py --only step,e2e # a subset; the report uses the other parts' last results
     .venv/bin/python bench/bench_all.py --report-only   # rewrite the report from the last results
 
 Each benchmark runs as its own subprocess (bench_step.py imports TensorFlow; the others must
@@ -25,11 +25,10 @@ STEPS = {
     "step": ["bench_step.py", "--repeats", "9"],
     "e2e": ["bench_e2e.py", "--repeats", "3"],
     "memory": ["bench_memory.py"],
-    "patches": ["bench_patches.py", "compare", "--variants",
-                "base,drain,route,fmt,json,drain+route+fmt+json,all,all@3.1.1,echo@3.1.1",
-                "--repeats", "3"],
-    "patches_qos1": ["bench_patches.py", "compare", "--qos", "1", "--variants",
-                     "base,all,base+nofsync,base+nojournal,all+nojournal", "--repeats", "2"],
+    # configuration variants vs the echo baseline (bench_patches.py; echo itself is always run)
+    "variants": ["bench_patches.py", "compare", "--variants", "base,base@3.1.1,echo@3.1.1", "--repeats", "3"],
+    "variants_qos1": ["bench_patches.py", "compare", "--qos", "1", "--variants",
+                      "base,base+nofsync,base+nojournal,base+fq2,base+fq2+nofsync", "--repeats", "3"],
 }
 
 
@@ -47,20 +46,23 @@ def run_step(name: str, results: str) -> float:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", default=os.path.join(CACHE, "results"))
-    parser.add_argument("--only", default="step,e2e,memory", help="comma-separated subset of step,e2e,memory,patches")
-    parser.add_argument("--with-patches", action="store_true")
+    parser.add_argument("--only", default=",".join(STEPS), help=f"comma-separated subset of {','.join(STEPS)}")
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--docs", default=os.path.join(ROOT, "docs"))
     args = parser.parse_args(argv)
     os.makedirs(args.results, exist_ok=True)
     durations_path = os.path.join(args.results, "durations.json")
     durations = json.load(open(durations_path)) if os.path.exists(durations_path) else {}
+    durations = {k: v for k, v in durations.items() if k in STEPS}         # older suites had other parts
     if not args.report_only:
-        names = [n for n in args.only.split(",") if n] + (["patches", "patches_qos1"] if args.with_patches else [])
+        names = [n for n in args.only.split(",") if n]
+        unknown = [n for n in names if n not in STEPS]
+        if unknown:
+            parser.error(f"--only: unknown {unknown}; known: {', '.join(STEPS)}")
         for name in names:
             durations[name] = run_step(name, args.results)
-        with open(durations_path, "w") as handle:
-            json.dump(durations, handle)
+            with open(durations_path, "w") as handle:
+                json.dump(durations, handle)
     bench_report.write(args.results, args.docs)
     print(f"bench_all: wrote {os.path.join(args.docs, 'benchmarks.md')} and {os.path.join(args.docs, 'bench')}/*.png",
           file=sys.stderr)
