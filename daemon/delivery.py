@@ -47,9 +47,12 @@ class Round:
 
 class Delivery:
     def __init__(self, link):
-        self._link = link                         # MqttLink: received(), release(), ack()
+        self._link = link                         # MqttLink: take_pubrecs(), release(), ack()
         self._waiting: deque[Round] = deque()     # inputs not yet acknowledged, in order
         self._completing: deque[Round] = deque()  # inputs acknowledged; waiting for PUBACK/PUBCOMP
+        # QoS 2 publishes waiting for their PUBREC, by packet id: a PUBREC finds its publish
+        # without a scan over everything outstanding (which cost more than the rest of serving)
+        self._uncommitted: dict[int, tuple[Round, object, str | None, Publish]] = {}
         self.acked = 0
 
     def settle(self, parts: list, tokens: list) -> None:
@@ -57,7 +60,16 @@ class Delivery:
         tokens = [t for t in tokens if t is not None]
         if not tokens and not any(seq is not None or publishes for _, seq, publishes in parts):
             return
-        self._waiting.append(Round(parts, tokens))
+        round_ = Round(parts, tokens)
+        early = []
+        for pipeline, seq, publishes in parts:
+            for p in publishes:
+                if p.qos == 2 and not p.committed:
+                    self._uncommitted[p.info.mid] = (round_, pipeline, seq, p)
+                    if self._link.pubrec_held(p.info.mid):   # its PUBREC beat this registration
+                        early.append(p.info.mid)
+        self._waiting.append(round_)
+        self._commit(early)
         self.poll()
 
     def resume(self, pipeline, seq: str, infos: list) -> None:
@@ -79,23 +91,25 @@ class Delivery:
                 pipeline.settled(seq)
 
     def _commit_received(self) -> None:
-        """Every QoS 2 publish the broker has received (PUBREC) since the last turn: one commit
-        record per pipeline (durable), then their PUBRELs. Per publish, not per round: paho keeps
-        at most max_inflight_messages unreleased, so a round larger than that must release some
-        before the broker can receive the rest."""
+        self._commit(self._link.take_pubrecs())
+
+    def _commit(self, mids: list[int]) -> None:
+        """QoS 2 publishes the broker has received (PUBREC): one commit record per pipeline
+        (durable), then their PUBRELs. Per publish, not per round: paho keeps at most
+        max_inflight_messages unreleased, so a round larger than that must release some before
+        the broker can receive the rest."""
         fresh: dict[object, dict[str, list[list[int]]]] = {}
         release = []
-        for round_ in self._waiting:
-            if not round_.uncommitted:
+        for mid in mids:
+            entry = self._uncommitted.pop(mid, None)
+            if entry is None:                   # already committed, or not one of ours
                 continue
-            for pipeline, seq, publishes in round_.parts:
-                for p in publishes:
-                    if p.qos == 2 and not p.committed and self._link.received(p.info, 2):
-                        p.committed = True
-                        round_.uncommitted -= 1
-                        release.append(p.info.mid)
-                        if seq is not None:
-                            fresh.setdefault(pipeline, {}).setdefault(seq, []).append([p.index, p.info.mid])
+            round_, pipeline, seq, p = entry
+            p.committed = True
+            round_.uncommitted -= 1
+            release.append(mid)
+            if seq is not None:
+                fresh.setdefault(pipeline, {}).setdefault(seq, []).append([p.index, mid])
         for pipeline, batches in fresh.items():
             pipeline.committed(list(batches.items()))     # durable before the PUBRELs
         self._link.release(release)

@@ -19,6 +19,7 @@ import ssl
 import struct
 import threading
 import time
+from collections import deque
 from typing import Callable
 
 import paho.mqtt.client as mqtt
@@ -43,7 +44,11 @@ class ReleaseOnCommitClient(mqtt.Client):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.pubrec_received: set[int] = set()     # PUBREC in, PUBREL held back
+        self.pubrec_arrivals: deque[int] = deque() # the same mids in arrival order, for the engine loop
         self._release_on_pubrec: set[int] = set()  # released while a reconnect re-sent the PUBLISH
+        # Called (network thread) when a PUBREC is held: the engine loop must turn to release it,
+        # or a subscriber waiting for the forecast waits for the loop's idle timeout.
+        self.on_pubrec_held: Callable[[], None] | None = None
 
     def _handle_pubrec(self) -> mqtt.MQTTErrorCode:
         mid, = struct.unpack("!H", bytes(self._in_packet["packet"][:2]))
@@ -58,6 +63,9 @@ class ReleaseOnCommitClient(mqtt.Client):
             # The state stays "waiting for PUBREC": a reconnect before the release re-sends the
             # PUBLISH (DUP), which the broker recognises by its packet id and does not deliver twice.
             self.pubrec_received.add(mid)
+            self.pubrec_arrivals.append(mid)
+        if self.on_pubrec_held is not None:
+            self.on_pubrec_held()
         return mqtt.MQTT_ERR_SUCCESS
 
     def _send_pubrel_now(self, message) -> mqtt.MQTTErrorCode:
@@ -113,7 +121,8 @@ def acknowledged(info) -> bool:
 
 class MqttLink:
     def __init__(self, broker, status_topic: str, subscriptions: list[tuple[str, int]],
-                 on_message: Callable[[mqtt.MQTTMessage], None], manual_ack: bool = False):
+                 on_message: Callable[[mqtt.MQTTMessage], None], manual_ack: bool = False,
+                 on_pubrec_held: Callable[[], None] | None = None):
         self.broker = broker
         # manual_ack: QoS 1/2 inputs are acknowledged by the engine loop (delivery.Delivery) once
         # their step is journaled and their forecasts are acknowledged, not when they arrive.
@@ -126,6 +135,7 @@ class MqttLink:
         self.connects = 0
         self.publish_refused = 0
         self._on_message = on_message
+        self._on_pubrec_held = on_pubrec_held
         self._pending_subscribe: int | None = None
         self.mqtt5 = broker.protocol == "5"
         self.client = self._make_client()
@@ -154,6 +164,8 @@ class MqttLink:
         client.on_disconnect = self._handle_disconnect
         client.on_subscribe = self._handle_subscribe
         client.on_message = lambda _c, _u, message: self._on_message(message)
+        if isinstance(client, ReleaseOnCommitClient):
+            client.on_pubrec_held = self._on_pubrec_held
         return client
 
     def start(self) -> None:
@@ -223,11 +235,17 @@ class MqttLink:
     def ack(self, mid: int, qos: int) -> None:
         self.client.ack(mid, qos)
 
-    def received(self, info, qos: int) -> bool:
-        """Has the broker taken responsibility for this publish: PUBACK (QoS 1) or PUBREC (QoS 2)?"""
-        if qos == 2 and info.mid in getattr(self.client, "pubrec_received", ()):
-            return True
-        return acknowledged(info)
+    def pubrec_held(self, mid: int) -> bool:
+        """Has the broker received this QoS 2 publish (PUBREC) while its PUBREL is held?"""
+        return mid in getattr(self.client, "pubrec_received", ())
+
+    def take_pubrecs(self) -> list[int]:
+        """QoS 2 packet ids whose PUBREC arrived since the last call (held PUBRELs)."""
+        arrivals = getattr(self.client, "pubrec_arrivals", None)
+        taken = []
+        while arrivals:
+            taken.append(arrivals.popleft())
+        return taken
 
     def release(self, mids) -> None:
         if mids:

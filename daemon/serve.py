@@ -29,6 +29,7 @@ from .takeover import owned
 
 log = logging.getLogger("statecast.serve")
 IDLE_WAIT_SECONDS = 0.2                # longest the loop blocks on an empty queue
+WAKE = None                            # inbox marker: turn the loop (a QoS 2 PUBREC is waiting)
 
 
 class Daemon:
@@ -52,7 +53,9 @@ class Daemon:
         self.last_error: str | None = None
         self.manual_ack = config.state.journal
         self.link = MqttLink(config.broker, config.output.status_topic,
-                             [(e.topic, e.qos) for e in config.streams], self._on_message, self.manual_ack)
+                             [(e.topic, e.qos) for e in config.streams], self._on_message, self.manual_ack,
+                             on_pubrec_held=self._wake)
+        self._wake_pending = False
         self.delivery = Delivery(self.link)
         self.republished = 0
         self.announced: set[str] = set()       # streams whose Home Assistant discovery went out
@@ -69,6 +72,15 @@ class Daemon:
             self.inbox.put_nowait(routed)
         except queue.Full:
             self.dropped_queue_full += 1
+
+    def _wake(self) -> None:
+        """A held PUBREC: turn the engine loop now (one marker in the inbox at a time)."""
+        if not self._wake_pending:
+            self._wake_pending = True
+            try:
+                self.inbox.put_nowait(WAKE)
+            except queue.Full:                  # the loop is busy anyway
+                pass
 
     # --- engine loop --------------------------------------------------------------------
     def run(self) -> int:
@@ -138,7 +150,8 @@ class Daemon:
                 items.append(self.inbox.get_nowait())
             except queue.Empty:
                 break
-        return items
+        self._wake_pending = False               # this turn polls delivery; a later PUBREC wakes again
+        return [item for item in items if item is not WAKE]
 
     def _process(self, batch: list) -> None:
         by_route: dict[str, list] = {}
@@ -168,7 +181,8 @@ class Daemon:
                         publishes.append(Publish(info, qos, index))
                     index += 1
             parts.append((pipeline, seq, publishes))
-        self.delivery.settle(parts, tokens)
+        if self.manual_ack:                     # without the journal nothing waits for the broker
+            self.delivery.settle(parts, tokens)
 
     def _announce(self, pipeline, results) -> None:
         """Home Assistant discovery (retained) the first time this process sees a stream."""
