@@ -170,8 +170,11 @@ class Daemon:
             results, outputs = pipeline.step([m for m in messages if (m.stream_id, m.ts) not in outgoing])
             if self.config.homeassistant.enabled:
                 self._announce(pipeline, results)
-            # durable before any ack; fsynced only if an acknowledgement waits for it
-            seq = pipeline.record(results, outputs, outgoing, sync=any(m.token for m in messages))
+            # Durable before any ack. Only a round with QoS 1/2 inputs is fsynced and keeps its
+            # outputs (to re-send for a redelivered input); QoS 0 inputs are never redelivered,
+            # so their steps are journaled for state replay alone.
+            acked = any(m.token for m in messages)
+            seq = pipeline.record(results, outputs if acked else [[] for _ in outputs], outgoing, sync=acked)
             self.republished += len(outgoing)
             publishes, index = [], 0            # index: the output's position in the journal batch
             for items in [o for _, o in outgoing.values()] + outputs:
