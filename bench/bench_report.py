@@ -426,6 +426,8 @@ side (the sections above measure the code as it is now).
 | Checkpoint save: per-stream columns, payload streamed through a hashing writer | 71a0d3f, f17a51e | peak RSS while saving 10,000 streams: +870 MB over live | +29 MB |
 | Step model: cheaper one-message rounds | b585959 | one invoke per message (1,000 streams) 19.8 µs float32; window / per message 25.4x float32, 13.3x dynamic, 13.7x int8 | 12.4 µs; 34-40x float32, 21-24x dynamic and int8 over later runs. The batched stream-step did not change (~1.3-1.6 µs, the invoke itself at batch 1,024), so one invoke per message / batched fell from 12.2x / 14.1x / 19.6x to 8.0x / 9.4x / 13.3x (float32 / dynamic / int8) |
 | QoS 2 exactly-once forecasts | 9715b67 | (new) | cost: `base+fq2` in the QoS 1 table below |
+| QoS 2: PUBRECs handed to the engine loop by packet id (and a held PUBREC wakes the loop) instead of a scan over every outstanding publish per turn | 564b8a5 | QoS 1 inputs, QoS 2 forecasts, 1,000 streams: 757 µs CPU per message, 1,221 msg/s | 286 µs, 2,848 msg/s (QoS 1 forecasts 188 µs, echo 112, same run) |
+| QoS 0 rounds journaled without their outputs (never re-sent) | ece00a0 | the journal's JSON encoding of the forecast payloads ~4% of GIL samples at QoS 0 | steps only (state replay) |
 """
 
 
@@ -485,9 +487,11 @@ def qos1_findings(variants_qos1: dict, e2e: dict | None) -> list[str]:
         text += (f"Exactly-once forecasts (`forecast_qos = 2`, journal on) cost {fq2:.0f} µs per message "
                  f"({fq2 - base:+.0f} µs over base; {s['base+fq2']['msgs_per_s']:,.0f} msg/s"
                  + (f"; {fq2_nofsync:.0f} µs without the fsync" if fq2_nofsync is not None else "")
-                 + "): each forecast adds a PUBREC / journal commit record / PUBREL / PUBCOMP exchange; where that "
-                 "time goes has not been profiled. (The receiver subscribes at QoS 1, so the broker delivers these "
-                 "forecasts to it at QoS 1.) ")
+                 + "): each forecast adds a PUBREC / journal commit record / PUBREL / PUBCOMP exchange. A py-spy "
+                 "profile of the first version (757 µs per message) found the engine loop scanning every outstanding "
+                 "publish for PUBRECs on each turn; with PUBRECs handed over by packet id (564b8a5) what remains is "
+                 "those two extra packets through paho and the commit records. (The receiver subscribes at QoS 1, "
+                 "so the broker delivers these forecasts to it at QoS 1.) ")
     text += ("A py-spy `--gil` profile of the daemon under this QoS 1 load (`bench/bench_profile.py --qos 1 --gil`, "
              "earlier run on this machine, 2026-11-26; not part of this run) has paho's network thread holding the "
              "GIL ~46% of the time, spread over paho internals (MQTT 5 Properties and ReasonCode objects per packet, "
