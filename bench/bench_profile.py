@@ -1,6 +1,6 @@
 """Profile the daemon under end-to-end load with py-spy, and summarise where its CPU goes.
 
-    .venv/bin/python bench/bench_profile.py [--qos 0] [--streams 1000] [--seconds 8] [--gil]
+    .venv/bin/python bench/bench_profile.py [--qos 0] [--forecast-qos 2] [--streams 1000] [--seconds 8] [--gil]
 
 Runs one closed-loop throughput run (bench_e2e.throughput_run) and records the serve process with
 `py-spy record --nonblocking` during the steady window; prints self time and inclusive time per
@@ -80,13 +80,11 @@ def main(argv=None) -> int:
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--gil", action="store_true")
     parser.add_argument("--raw-out", default=None)
-    parser.add_argument("--patches", default="base", help="bench_patches.py variant to profile, e.g. all")
+    parser.add_argument("--forecast-qos", type=int, default=None, help="[output] forecast_qos (default: --qos)")
     args = parser.parse_args(argv)
     out = args.raw_out or tempfile.mktemp(prefix="statecast-pyspy-", suffix=".txt")
     from bench_mqtt import DaemonOptions
-    command = [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench_patches.py"),
-               "serve", "--patches", args.patches]
-    options = DaemonOptions(model=bench_e2e.DEFAULT_MODEL, command=command)
+    options = DaemonOptions(model=bench_e2e.DEFAULT_MODEL, forecast_qos=args.forecast_qos)
     result = bench_e2e.throughput_run("daemon", args.qos, args.streams, 2.0, args.seconds, options,
                                       profile=lambda pid, seconds: record(pid, seconds, out, args.gil))
     print(f"{result['messages_per_second']:,.0f} msg/s under py-spy, {result['sut_cpu_us_per_message']:.1f} us CPU/msg")

@@ -189,7 +189,7 @@ class MqttLink:
         raw = client.socket()
         if raw is not None and hasattr(raw, "setsockopt"):
             # paho leaves Nagle on: small forecasts then wait for the previous ACK (p50 at
-            # 100 msg/s went from 10.7 to 4.2 ms with this, bench/bench_patches.py)
+            # 100 msg/s went from 10.7 to 4.2 ms with this: docs/benchmarks.md, section 6)
             try:
                 raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:
