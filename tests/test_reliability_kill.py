@@ -121,3 +121,49 @@ def test_kill9_at_qos1_loses_nothing_duplicates_are_identical(tmp_path, broker, 
 def test_soak_hundred_kill9(tmp_path, broker, record_property):
     """The long variant (make test-slow): 100 kills over the same stream, forecasts at QoS 2."""
     assert run(100, tmp_path, broker, record_property, forecast_qos=2) == 0
+
+
+def test_kill9_with_qos0_inputs_state_continues_from_the_journal(tmp_path, broker):
+    """QoS 0 inputs are journaled (steps only, no fsync) for state replay: after a kill -9 with no
+    checkpoint written, the restarted daemon continues every stream exactly where it was."""
+    streams, half = STREAMS[:2], ROWS // 2
+    data = {s: stream_rows(k) for k, s in enumerate(streams)}
+    collector = Collector(broker.port, topics=("statecast/forecast/#",), qos=0)
+    path = write_config(tmp_path / "qos0.toml", broker.port, str(tmp_path / "state"), client_id="statecast-qos0",
+                        stream_extra="qos = 0")
+    text = open(path).read().replace("checkpoint_interval_seconds = 1", "checkpoint_interval_seconds = 3600")
+    open(path, "w").write(text)
+    pub = publisher(broker.port, client_id="qos0-publisher")
+
+    def send(rows: range) -> None:
+        for i in rows:
+            for s in streams:
+                ts, value = data[s][i]
+                pub.publish(f"sensors/{s}/temperature", json.dumps({"value": value, "ts": ts}), qos=0)
+            time.sleep(0.002)                      # QoS 0 has no flow control: do not outrun the broker
+
+    def forecasts() -> int:
+        return sum(len(collector.json_on(f"statecast/forecast/{s}")) for s in streams)
+
+    daemon = DaemonProcess(path)
+    daemon.wait_serving()
+    send(range(half))
+    collector.wait_for(lambda: forecasts() >= half * len(streams), timeout=30, what="the first half's forecasts")
+    daemon.process.send_signal(signal.SIGKILL)
+    daemon.process.wait()
+    assert not os.path.exists(tmp_path / "state" / "temperature.ckpt"), "a checkpoint would make this test moot"
+    daemon = DaemonProcess(path)
+    daemon.wait_serving()
+    send(range(half, ROWS))
+    collector.wait_for(lambda: forecasts() >= ROWS * len(streams), timeout=30, what="the second half's forecasts")
+    assert daemon.stop() == 0
+    collector.close()
+    pub.disconnect()
+
+    model = StepModel(DEFAULT_MODEL)
+    for s in streams:
+        reference = Engine(model, anomaly_factory=anomaly_factory_for(model, AnomalySettings()))
+        expected = reference.process([Message(s, (v,), ts, ts) for ts, v in data[s]])
+        got = collector.json_on(f"statecast/forecast/{s}")
+        assert [m["step"] for m in got] == list(range(1, ROWS + 1)), f"{s}: steps did not continue after the kill"
+        assert [m["forecast"] for m in got] == [r.forecast[:, 0].tolist() for r in expected], s
