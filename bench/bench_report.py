@@ -427,6 +427,7 @@ side (the sections above measure the code as it is now).
 | Step model: cheaper one-message rounds | b585959 | one invoke per message (1,000 streams) 19.8 µs float32; window / per message 25.4x float32, 13.3x dynamic, 13.7x int8 | 12.4 µs; 34-40x float32, 21-24x dynamic and int8 over later runs. The batched stream-step did not change (~1.3-1.6 µs, the invoke itself at batch 1,024), so one invoke per message / batched fell from 12.2x / 14.1x / 19.6x to 8.0x / 9.4x / 13.3x (float32 / dynamic / int8) |
 | QoS 2 exactly-once forecasts | 9715b67 | (new) | cost: `base+fq2` in the QoS 1 table below |
 | QoS 2: PUBRECs handed to the engine loop by packet id (and a held PUBREC wakes the loop) instead of a scan over every outstanding publish per turn | 564b8a5 | QoS 1 inputs, QoS 2 forecasts, 1,000 streams: 757 µs CPU per message, 1,221 msg/s | 286 µs, 2,848 msg/s (QoS 1 forecasts 188 µs, echo 112, same run) |
+| Anomaly short-window mean as `math.fsum` over the ring instead of `ndarray.mean()` | 5011026 | `StreamAnomaly.update` 6.2 µs per message | 4.3 µs; NAB development scores unchanged |
 | QoS 0 rounds journaled without their outputs (never re-sent) | ece00a0 | the journal's JSON encoding of the forecast payloads ~4% of GIL samples at QoS 0 | steps only (state replay) |
 """
 
