@@ -140,6 +140,12 @@ def fmt(value: float | None, digits: int = 1) -> str:
     return f"{value:,.{digits}f}"
 
 
+def print_summary(result: dict) -> None:
+    """One line per row of result["summary"] on stderr, floats rounded (stdout may carry the JSON)."""
+    for key, row in result["summary"].items():
+        print(key, {k: (round(v, 2) if isinstance(v, float) else v) for k, v in row.items()}, file=sys.stderr)
+
+
 def write_result(result: dict, out: str) -> None:
     """A benchmark's JSON result to stdout ("-") or to a file."""
     text = json.dumps(result, indent=1)

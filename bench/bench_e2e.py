@@ -24,7 +24,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_common import MODELS, cpu_seconds, machine, median, write_result  # noqa: E402
+from bench_common import MODELS, cpu_seconds, machine, median, print_summary, write_result  # noqa: E402
 from bench_mqtt import DaemonOptions, DaemonSUT, EchoSUT, Load, StatsWatcher, with_retries  # noqa: E402
 
 from statecast.daemon.local_broker import LocalMosquitto  # noqa: E402
@@ -211,8 +211,7 @@ def main(argv=None) -> int:
                  streams_list=tuple(int(s) for s in args.streams.split(",")), qos_list=tuple(int(q) for q in args.qos.split(",")),
                  latency=not args.no_latency, partial_out=None if args.out == "-" else args.out + ".partial")
     write_result(result, args.out)
-    for key, row in result["summary"].items():
-        print(key, {k: (round(v, 2) if isinstance(v, float) else v) for k, v in row.items()}, file=sys.stderr)
+    print_summary(result)
     return 0
 
 

@@ -108,10 +108,7 @@ def measure(streams: int, restart_timeout_seconds: float, checkpoint: bool = Tru
         if checkpoint:
             result.update(_checkpoint_and_restart(daemon, restart_timeout_seconds))
     finally:
-        if daemon.process and daemon.process.poll() is None:
-            daemon.process.kill()
-            daemon.process.wait()
-        daemon.notify.close()
+        daemon.kill()
         daemon.cleanup()
         broker.cleanup()
     return result
@@ -177,10 +174,7 @@ def checkpoint_stall(streams: int = 10_000, rate_hz: float = 500.0, interval_sec
                        "p99_ms": float(np.percentile(ms, 99)), "max_ms": float(ms.max()),
                        "checkpoint_bytes": os.path.getsize(checkpoint) if os.path.exists(checkpoint) else None})
     finally:
-        if daemon.process and daemon.process.poll() is None:
-            daemon.process.kill()
-            daemon.process.wait()
-        daemon.notify.close()
+        daemon.kill()
         daemon.cleanup()
         broker.cleanup()
     return result

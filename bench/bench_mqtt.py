@@ -99,6 +99,16 @@ def publisher_main(port: int, qos: int, ids: list[str], index: int, sent, receiv
     client.loop_stop()
 
 
+def _subscribe_and_loop(client: mqtt.Client, port: int, topic_filter: str, qos: int, ready) -> None:
+    """Subscribe on every (re)connect, set `ready` on the SUBACK, connect with TCP_NODELAY and
+    start paho's network thread."""
+    client.on_connect = lambda c, *a: c.subscribe(topic_filter, qos)
+    client.on_subscribe = lambda *a: ready.set()
+    client.connect("127.0.0.1", port)
+    _nodelay(client)
+    client.loop_start()
+
+
 def receiver_main(port: int, topic_filter: str, qos: int, received, stop, ready, conn) -> None:
     """Counts every output message and keeps (ts, latency) pairs; sends them back at the end."""
     stamps, latencies = array("d"), array("d")
@@ -112,11 +122,7 @@ def receiver_main(port: int, topic_filter: str, qos: int, received, stop, ready,
 
     client = _client("receiver")
     client.on_message = on_message
-    client.on_connect = lambda c, *a: c.subscribe(topic_filter, qos)
-    client.on_subscribe = lambda *a: ready.set()
-    client.connect("127.0.0.1", port)
-    _nodelay(client)
-    client.loop_start()
+    _subscribe_and_loop(client, port, topic_filter, qos, ready)
     stop.wait()
     time.sleep(0.2)
     client.disconnect()
@@ -137,11 +143,7 @@ def echo_main(port: int, qos: int, stop, ready, protocol: str = "5") -> None:
                                                    separators=(",", ":")), qos=qos)
 
     client.on_message = on_message
-    client.on_connect = lambda c, *a: c.subscribe(INPUT_FILTER, qos)
-    client.on_subscribe = lambda *a: ready.set()
-    client.connect("127.0.0.1", port)
-    _nodelay(client)
-    client.loop_start()
+    _subscribe_and_loop(client, port, INPUT_FILTER, qos, ready)
     stop.wait()
     client.disconnect()
     client.loop_stop()
@@ -308,6 +310,13 @@ class DaemonSUT:
                 self.process.wait()
         self.notify.close()
         return self.process.returncode if self.process else 0
+
+    def kill(self) -> None:
+        """SIGKILL if still running (a run that skips the final checkpoint), close the notify socket."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.notify.close()
 
     def log(self) -> str:
         with open(self.log_path) as handle:

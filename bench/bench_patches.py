@@ -123,10 +123,9 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="-")
     args = parser.parse_args(argv)
     result = compare([n for n in args.variants.split(",") if n], args.repeats, args.qos, args.streams, args.window_seconds)
-    from bench_common import write_result
+    from bench_common import print_summary, write_result
     write_result(result, args.out)
-    for name, row in result["summary"].items():
-        print(name, {k: (round(v, 2) if isinstance(v, float) else v) for k, v in row.items()}, file=sys.stderr)
+    print_summary(result)
     return 0
 
 

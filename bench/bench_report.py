@@ -47,6 +47,24 @@ def _plt():
     return plt
 
 
+def _save(plt, fig, path: str) -> None:
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _echo_vs_serve(ax, labels: list[str], rows: list[dict], measure: str, ylabel: str, title: str,
+                   legend_size: int) -> None:
+    """Echo and serve side by side per row: rows carry echo_<measure> and daemon_<measure>."""
+    x = np.arange(len(rows))
+    ax.bar(x - 0.2, [r[f"echo_{measure}"] for r in rows], 0.4, label="echo baseline")
+    ax.bar(x + 0.2, [r[f"daemon_{measure}"] for r in rows], 0.4, label="statecast serve")
+    ax.set_xticks(x, labels, fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=legend_size)
+
+
 def plot_step(step: dict, path: str) -> None:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(9, 5), dpi=100)
@@ -65,33 +83,18 @@ def plot_step(step: dict, path: str) -> None:
     ax.set_xlabel("µs per stream-step (per message), median; log scale")
     ax.set_title("Step cost: 2x64 LSTM, one stream-step")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def plot_throughput(e2e: dict, path: str) -> None:
     plt = _plt()
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 5), dpi=100)
-    keys = list(e2e["summary"])
-    x = np.arange(len(keys))
-    rows = [e2e["summary"][k] for k in keys]
+    rows = list(e2e["summary"].values())
     labels = [f"QoS {r['qos']}\n{r['streams']:,} streams" for r in rows]
-    left.bar(x - 0.2, [r["echo_msgs_per_s"] for r in rows], 0.4, label="echo baseline")
-    left.bar(x + 0.2, [r["daemon_msgs_per_s"] for r in rows], 0.4, label="statecast serve")
-    left.set_xticks(x, labels, fontsize=8)
-    left.set_ylabel("messages/s (median)")
-    left.set_title("Sustained throughput, same run")
-    left.legend(fontsize=8)
-    right.bar(x - 0.2, [r["echo_cpu_us_per_msg"] for r in rows], 0.4, label="echo baseline")
-    right.bar(x + 0.2, [r["daemon_cpu_us_per_msg"] for r in rows], 0.4, label="statecast serve")
-    right.set_xticks(x, labels, fontsize=8)
-    right.set_ylabel("CPU µs per message in the process under test")
-    right.set_title("CPU per message")
-    right.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _echo_vs_serve(left, labels, rows, "msgs_per_s", "messages/s (median)", "Sustained throughput, same run", 8)
+    _echo_vs_serve(right, labels, rows, "cpu_us_per_msg", "CPU µs per message in the process under test",
+                   "CPU per message", 7)
+    _save(plt, fig, path)
 
 
 def plot_latency(latency: dict, path: str) -> None:
@@ -117,9 +120,7 @@ def plot_latency(latency: dict, path: str) -> None:
     ax.set_ylabel("publish -> output received, ms (log)")
     ax.set_title("Latency at fixed rates, 1,000 streams, QoS 0")
     ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def plot_memory(memory: dict, path: str) -> None:
@@ -142,9 +143,7 @@ def plot_memory(memory: dict, path: str) -> None:
     ax.set_ylabel("resident set size, MB (log)")
     ax.set_title("Memory of the serve process")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 # --- markdown --------------------------------------------------------------------------------
