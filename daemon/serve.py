@@ -13,7 +13,6 @@ import faulthandler
 import json
 import logging
 import os
-import queue
 import signal
 import sys
 import time
@@ -21,6 +20,7 @@ import time
 from .config import Config, load_config
 from .delivery import Delivery, Publish
 from .housekeeping import StatusLine, daemon_stats
+from .inbox import Inbox
 from .mqtt_link import MqttLink
 from .pipeline import Pipeline
 from .routing import Router
@@ -38,7 +38,7 @@ class Daemon:
         self.pipelines = {entry.name: Pipeline(entry, config) for entry in config.streams}
         self.router = Router([p.route for p in self.pipelines.values()], config.batching.max_payload_bytes,
                              config.cluster.shard_index, config.cluster.shard_count)
-        self.inbox: queue.Queue = queue.Queue(maxsize=config.batching.queue_size)
+        self.inbox = Inbox(config.batching.queue_size)
         self.dropped_queue_full = 0
         self.notifier = notifier or Notifier()
         self.pacer = WatchdogPacer(self.notifier)
@@ -68,19 +68,14 @@ class Daemon:
             if token is not None:               # rejected for good: acknowledge, or it comes back
                 self.link.ack(*token)
             return
-        try:
-            self.inbox.put_nowait(routed)
-        except queue.Full:
+        if not self.inbox.put(routed):
             self.dropped_queue_full += 1
 
     def _wake(self) -> None:
         """A held PUBREC: turn the engine loop now (one marker in the inbox at a time)."""
         if not self._wake_pending:
             self._wake_pending = True
-            try:
-                self.inbox.put_nowait(WAKE)
-            except queue.Full:                  # the loop is busy anyway
-                pass
+            self.inbox.put(WAKE)                # if full, the loop is busy anyway
 
     # --- engine loop --------------------------------------------------------------------
     def run(self) -> int:
@@ -137,19 +132,13 @@ class Daemon:
 
     def _drain(self) -> list:
         """Block briefly for the first message, then take what is queued (after max_wait_ms, if set)."""
-        try:
-            items = [self.inbox.get(timeout=self.idle_wait_seconds)]
-        except queue.Empty:
+        if not self.inbox.wait(self.idle_wait_seconds):
             return []
         # One sleep for the batching window, then take what arrived: polling in short sleeps
         # handed the GIL back and forth with the network thread up to 10 times per batch.
-        if self.inbox.qsize() < self.config.batching.max_batch - 1 and self.config.batching.max_wait_ms > 0:
+        if self.inbox.qsize() < self.config.batching.max_batch and self.config.batching.max_wait_ms > 0:
             time.sleep(self.config.batching.max_wait_ms / 1000.0)
-        while len(items) < self.config.batching.max_batch:
-            try:
-                items.append(self.inbox.get_nowait())
-            except queue.Empty:
-                break
+        items = self.inbox.take(self.config.batching.max_batch)
         self._wake_pending = False               # this turn polls delivery; a later PUBREC wakes again
         return [item for item in items if item is not WAKE]
 
@@ -167,7 +156,8 @@ class Daemon:
             if pipeline is None:                    # routed just before a reload removed the entry
                 continue
             outgoing = self._recovered(pipeline, messages)
-            results, outputs = pipeline.step([m for m in messages if (m.stream_id, m.ts) not in outgoing])
+            fresh = [m for m in messages if (m.stream_id, m.ts) not in outgoing] if outgoing else messages
+            results, outputs = pipeline.step(fresh)
             if self.config.homeassistant.enabled:
                 self._announce(pipeline, results)
             # Durable before any ack. Only a round with QoS 1/2 inputs is fsynced and keeps its
