@@ -10,7 +10,7 @@ read from /proc/<pid>/status once all forecasts arrived. READY=1 is timed on a N
 benchmark binds, as systemd would. Then SIGTERM (final checkpoint, peak RSS sampled meanwhile)
 and a second daemon on the same state directory: READY after restoring N streams.
 
-A stream's anomaly statistics (block sums of its reference window, ~600 bytes) are allocated
+A stream's anomaly statistics (running sums and block sums of its reference window, 656 bytes) are allocated
 with its second message, but hold long_window messages' worth of values only later; `probe`
 builds the serve process's own objects in a TensorFlow-free subprocess, fills every stream's
 statistics as 2,000 messages would, and reports that steady-state RSS and what saving (encode +
@@ -188,7 +188,7 @@ def probe(streams: int, checkpoint: bool) -> dict:
     import numpy as np
 
     from statecast.daemon import checkpoint as ckpt
-    from statecast.daemon.anomaly import StreamAnomaly
+    from statecast.daemon.anomaly import BLOCK_SUM, BLOCK_SUM_SQ, StreamAnomaly
     from statecast.daemon.config import load_config
     from statecast.daemon.engine import Message
     from statecast.daemon.serve import Daemon
@@ -208,12 +208,12 @@ def probe(streams: int, checkpoint: bool) -> dict:
     for info in engine.table.streams.values():           # what long_window messages leave behind
         anomaly = info.anomaly
         anomaly.blocks[:] = rng.random(anomaly.blocks.shape) * 3.0     # sums over blocks of ~63 scores
-        anomaly.block_sum, anomaly.block_sum_sq = float(rng.random()), float(rng.random()) * 0.1
+        anomaly.stats[BLOCK_SUM], anomaly.stats[BLOCK_SUM_SQ] = float(rng.random()), float(rng.random()) * 0.1
         anomaly.count = anomaly.settings.long_window + anomaly.settings.min_steps
         anomaly._sum_window()
     out["rss_steady_kb"] = proc_status(os.getpid())["VmRSS"]
     sample = next(iter(engine.table.streams.values())).anomaly
-    out["anomaly_array_bytes_per_stream"] = int(sample.recent.nbytes + sample.blocks.nbytes)
+    out["anomaly_array_bytes_per_stream"] = int(sample.stats.itemsize * len(sample.stats))
     if checkpoint:                                        # the daemon's own save (encode + fsync'd write)
         sha, path = engine.model.manifest.sha256, os.path.join(directory, "probe.ckpt")
         started = time.perf_counter()

@@ -361,7 +361,7 @@ def memory_section(memory: dict) -> list[str]:
                   "that many readings. The probe builds the serve process's own objects (`serve.Daemon` from the same "
                   "config, TensorFlow-free), steps every stream twice, fills every stream's statistics as 2,000 "
                   "readings would, then saves (encode + fsync'd write) and restores a checkpoint:", "",
-                  "| streams | RSS fresh MB | RSS steady MB | anomaly array bytes / stream | checkpoint save s | "
+                  "| streams | RSS fresh MB | RSS steady MB | anomaly statistics bytes / stream | checkpoint save s | "
                   "checkpoint MB | peak RSS after save MB | restore s |", "|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for p in probes:
             lines.append(f"| {p['streams']:,} | {_mb(p['rss_fresh_kb'])} | {_mb(p['rss_steady_kb'])} | "

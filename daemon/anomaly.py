@@ -26,8 +26,9 @@ Each step, for residual r = actual - expected:
 The published anomaly score is L (so the paper's alert rule L >= 1 - epsilon is threshold
 1 - epsilon). Cost: O(1) per step; the window's totals are re-summed (exactly rounded, fsum)
 from the K block sums whenever a block finishes, so rounding error cannot build up over time.
-Memory per stream: 2 * K + short_window float64 (~600 bytes by default) instead of a
-long_window ring (16 kB), which is what lets one process keep 10,000s of streams.
+Memory per stream: 2 * K + short_window + 8 float64 (~660 bytes by default, in one flat array
+with the running sums) instead of a long_window ring (16 kB), which is what lets one process
+keep 10,000s of streams.
 
 Alerts: "alert" when the score has been >= threshold for debounce_steps consecutive steps, the
 stream is not already alerting and more than refractory_steps have passed since the last alert;
@@ -40,6 +41,7 @@ score). The engine passes each message's timestamp as ts (for the daily profile)
 from __future__ import annotations
 
 import math
+from array import array
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -108,15 +110,21 @@ def surprise_score(z: float) -> float:
     return min(1.0, -math.log10(tail) / SURPRISE_CAP_DECADES) if tail < 1.0 else 0.0
 
 
+# Where each running sum lives in StreamAnomaly.stats (one flat float64 array per stream);
+# the raw-score ring starts at RECENT, the block ring (sums, then sums of squares) after it.
+SCALE_SUM_SQ, SCALE_WEIGHT, BLOCK_SUM, BLOCK_SUM_SQ, WINDOW_SUM, WINDOW_SUM_SQ, LOW, HIGH, RECENT = range(9)
+
+
 class StreamAnomaly:
     """One stream's residual statistics, likelihood and alert state.
 
-    Slots and two small arrays: with 10,000s of streams per process, every per-stream object and
-    boxed number shows in the resident set."""
+    With 10,000s of streams per process every per-stream object and boxed number shows in the
+    resident set, so the running sums, the raw-score ring and the block ring share one flat
+    array.array (reads give plain floats, so the arithmetic is the same as on attributes), and
+    the counters are slots."""
 
-    __slots__ = ("settings", "prior_residual_std", "prior_weight_steps", "scale_sum_sq", "scale_weight",
-                 "recent", "blocks", "block_sum", "block_sum_sq", "window_sum", "window_sum_sq", "count",
-                 "low", "high", "profile", "anomalous", "above_steps", "last_alert_step")
+    __slots__ = ("settings", "prior_residual_std", "prior_weight_steps", "stats", "count", "profile",
+                 "anomalous", "above_steps", "last_alert_step")
 
     def __init__(self, settings: AnomalySettings, prior_residual_std: float,
                  prior_weight_steps: float = PRIOR_WEIGHT_STEPS):
@@ -127,26 +135,39 @@ class StreamAnomaly:
         self.settings = settings
         self.prior_residual_std = float(prior_residual_std)
         self.prior_weight_steps = float(prior_weight_steps)
-        self.scale_sum_sq = self.prior_weight_steps * self.prior_residual_std ** 2
-        self.scale_weight = self.prior_weight_steps
-        self.recent = np.zeros(settings.short_window, np.float64)   # ring of the last raw scores
-        self.blocks = np.zeros((2, settings.blocks), np.float64)    # ring of finished blocks: sums, sums of squares
-        self.block_sum = self.block_sum_sq = 0.0      # the block being filled
-        self.window_sum = self.window_sum_sq = 0.0    # over the ring (re-summed when a block finishes)
+        self.stats = array("d", bytes(8 * (RECENT + settings.short_window + 2 * settings.blocks)))
+        self.stats[SCALE_SUM_SQ] = self.prior_weight_steps * self.prior_residual_std ** 2
+        self.stats[SCALE_WEIGHT] = self.prior_weight_steps
+        self.stats[LOW] = self.stats[HIGH] = math.nan   # range of the values seen (spatial check)
         self.count = 0           # residuals seen
-        self.low = self.high = math.nan   # range of the values seen (spatial check)
         self.profile = DailyProfile(settings.scale_window) if settings.daily_profile else None
         self.anomalous = False
         self.above_steps = 0     # consecutive steps with score >= threshold
         self.last_alert_step: int | None = None
 
     @property
+    def recent(self) -> np.ndarray:
+        """The ring of the last short_window raw scores (a view into stats)."""
+        return np.frombuffer(self.stats, np.float64, self.settings.short_window, 8 * RECENT)
+
+    @property
+    def blocks(self) -> np.ndarray:
+        """(2, K): the ring of finished blocks' sums and sums of squares (a view into stats)."""
+        k = self.settings.blocks
+        return np.frombuffer(self.stats, np.float64, 2 * k, 8 * self._blocks_at).reshape(2, k)
+
+    @property
+    def _blocks_at(self) -> int:
+        return RECENT + self.settings.short_window
+
+    @property
     def scale(self) -> float:
         # The floor is relative to the prior; without one (online models) the stream's units are unknown.
         floor = SCALE_FLOOR_FRACTION * self.prior_residual_std if self.prior_weight_steps > 0.0 else 0.0
-        if self.scale_weight <= 0.0 or self.scale_sum_sq <= 0.0:
+        sum_sq, weight = self.stats[SCALE_SUM_SQ], self.stats[SCALE_WEIGHT]
+        if weight <= 0.0 or sum_sq <= 0.0:
             return self.prior_residual_std
-        return max(math.sqrt(self.scale_sum_sq / self.scale_weight), floor)
+        return max(math.sqrt(sum_sq / weight), floor)
 
     def update(self, actual: float, expected: float, ts: float | None = None) -> tuple[float | None, str | None]:
         """Score this step's residual; returns (score or None before min_steps, event or None).
@@ -160,7 +181,7 @@ class StreamAnomaly:
             self.profile.observe(ts, actual, expected)
             residual = actual - chosen
         s = self.settings
-        fresh = self.scale_sum_sq <= 0.0                      # no prior and only zero residuals so far
+        fresh = self.stats[SCALE_SUM_SQ] <= 0.0              # no prior and only zero residuals so far
         scale = abs(residual) if fresh and residual != 0.0 else self.scale
         raw = 0.0 if fresh else surprise_score(residual / scale)
         ready = self.count >= s.min_steps
@@ -173,8 +194,8 @@ class StreamAnomaly:
         if not ready:
             return None, None
         filled = min(self.count, s.short_window)           # the ring fills from slot 0
-        # fsum over a list: ~0.4 µs, where ndarray.mean() on ten values costs ~3.6 µs per message
-        level = (math.fsum(self.recent.tolist()[:filled]) / filled - mu_long) / sigma_long
+        # fsum over a slice: ~0.4 µs, where ndarray.mean() on ten values costs ~3.6 µs per message
+        level = (math.fsum(self.stats[RECENT:RECENT + filled]) / filled - mu_long) / sigma_long
         likelihood = 1.0 if spatial else 1.0 - gaussian_tail(level)
         event = self._advance_alert(likelihood)
         return self._published(likelihood, event), event
@@ -183,9 +204,10 @@ class StreamAnomaly:
         """Whether actual lies beyond the range seen so far by more than spatial_tolerance of it."""
         tolerance = self.settings.spatial_tolerance
         outside = False
-        if tolerance > 0.0 and self.high > self.low:
-            margin = tolerance * (self.high - self.low)
-            outside = actual > self.high + margin or actual < self.low - margin
+        low, high = self.stats[LOW], self.stats[HIGH]
+        if tolerance > 0.0 and high > low:
+            margin = tolerance * (high - low)
+            outside = actual > high + margin or actual < low - margin
         return outside
 
     def window_size(self) -> int:
@@ -197,42 +219,48 @@ class StreamAnomaly:
     def _window_stats(self) -> tuple[float, float]:
         """Mean and (floored) sample std of the raw scores in the reference window."""
         n = self.window_size()
-        total = self.window_sum + self.block_sum
+        stats = self.stats
+        total = stats[WINDOW_SUM] + stats[BLOCK_SUM]
         if n < 2:
             return (total / n if n else 0.0), 1.0
         mean = total / n
-        var = max(self.window_sum_sq + self.block_sum_sq - n * mean * mean, 0.0) / (n - 1)
+        var = max(stats[WINDOW_SUM_SQ] + stats[BLOCK_SUM_SQ] - n * mean * mean, 0.0) / (n - 1)
         return mean, max(math.sqrt(var), MIN_LONG_STD)
 
     def _update_scale(self, clipped_sq: float) -> None:
         keep = 1.0 - 1.0 / self.settings.scale_window
-        self.scale_sum_sq = keep * self.scale_sum_sq + clipped_sq
-        self.scale_weight = keep * self.scale_weight + 1.0
+        stats = self.stats
+        stats[SCALE_SUM_SQ] = keep * stats[SCALE_SUM_SQ] + clipped_sq
+        stats[SCALE_WEIGHT] = keep * stats[SCALE_WEIGHT] + 1.0
 
     def _push(self, raw: float) -> None:
-        s = self.settings
-        self.recent[self.count % s.short_window] = raw
+        s, stats = self.settings, self.stats
+        stats[RECENT + self.count % s.short_window] = raw
         self.count += 1
         pushed = self.count - s.min_steps // 2
         if pushed <= 0:                                       # learning period: the scale settles
             return
-        self.block_sum += raw
-        self.block_sum_sq += raw * raw
+        stats[BLOCK_SUM] += raw
+        stats[BLOCK_SUM_SQ] += raw * raw
         if pushed % s.block_steps == 0:                       # block finished: it replaces the oldest
-            slot = (pushed // s.block_steps - 1) % s.blocks
-            self.blocks[0, slot], self.blocks[1, slot] = self.block_sum, self.block_sum_sq
-            self.block_sum = self.block_sum_sq = 0.0
+            slot = self._blocks_at + (pushed // s.block_steps - 1) % s.blocks
+            stats[slot], stats[slot + s.blocks] = stats[BLOCK_SUM], stats[BLOCK_SUM_SQ]
+            stats[BLOCK_SUM] = stats[BLOCK_SUM_SQ] = 0.0
             self._sum_window()
 
     def _sum_window(self) -> None:
         # Exactly rounded sums of the K block sums: no error carried from one block to the next.
-        self.window_sum, self.window_sum_sq = math.fsum(self.blocks[0]), math.fsum(self.blocks[1])
+        at, k = self._blocks_at, self.settings.blocks
+        self.stats[WINDOW_SUM] = math.fsum(self.stats[at:at + k])
+        self.stats[WINDOW_SUM_SQ] = math.fsum(self.stats[at + k:at + 2 * k])
 
     def _track_range(self, actual: float) -> None:
         if not math.isfinite(actual):
             return
-        self.low = actual if math.isnan(self.low) else min(self.low, actual)
-        self.high = actual if math.isnan(self.high) else max(self.high, actual)
+        stats = self.stats
+        low, high = stats[LOW], stats[HIGH]
+        stats[LOW] = actual if math.isnan(low) else min(low, actual)
+        stats[HIGH] = actual if math.isnan(high) else max(high, actual)
 
     def _advance_alert(self, score: float) -> str | None:
         s = self.settings
@@ -265,10 +293,11 @@ class StreamAnomaly:
         key across streams into one array. from_state() continues bit-identically."""
         state = {"version": STATE_VERSION, "long_window": self.settings.long_window,
                  "short_window": self.settings.short_window, "prior_residual_std": self.prior_residual_std,
-                 "prior_weight_steps": self.prior_weight_steps, "scale_sum_sq": self.scale_sum_sq,
-                 "scale_weight": self.scale_weight, "recent": self.recent.copy(), "blocks": self.blocks.copy(),
-                 "block_sum": self.block_sum, "block_sum_sq": self.block_sum_sq, "count": self.count,
-                 "low": self.low, "high": self.high, "anomalous": self.anomalous, "above_steps": self.above_steps,
+                 "prior_weight_steps": self.prior_weight_steps, "scale_sum_sq": self.stats[SCALE_SUM_SQ],
+                 "scale_weight": self.stats[SCALE_WEIGHT], "recent": self.recent.copy(), "blocks": self.blocks.copy(),
+                 "block_sum": self.stats[BLOCK_SUM], "block_sum_sq": self.stats[BLOCK_SUM_SQ], "count": self.count,
+                 "low": self.stats[LOW], "high": self.stats[HIGH], "anomalous": self.anomalous,
+                 "above_steps": self.above_steps,
                  "last_alert_step": NO_ALERT if self.last_alert_step is None else self.last_alert_step}
         if self.profile is not None:
             state.update(self.profile.to_state())
@@ -291,13 +320,14 @@ class StreamAnomaly:
         self = cls(settings, float(data["prior_residual_std"]), float(data["prior_weight_steps"]))
         if settings.daily_profile:
             self.profile = DailyProfile.from_state(settings.scale_window, data)
-        self.scale_sum_sq, self.scale_weight = float(data["scale_sum_sq"]), float(data["scale_weight"])
+        stats = self.stats
+        stats[SCALE_SUM_SQ], stats[SCALE_WEIGHT] = float(data["scale_sum_sq"]), float(data["scale_weight"])
         self.recent[:] = _exact_shape(data["recent"], self.recent.shape, "recent")
         self.blocks[:] = _exact_shape(data["blocks"], self.blocks.shape, "blocks")
-        self.block_sum, self.block_sum_sq = float(data["block_sum"]), float(data["block_sum_sq"])
+        stats[BLOCK_SUM], stats[BLOCK_SUM_SQ] = float(data["block_sum"]), float(data["block_sum_sq"])
         self._sum_window()
         self.count = int(data["count"])
-        self.low, self.high = float(data["low"]), float(data["high"])
+        stats[LOW], stats[HIGH] = float(data["low"]), float(data["high"])
         self.anomalous, self.above_steps = bool(data["anomalous"]), int(data["above_steps"])
         last = int(data["last_alert_step"])
         self.last_alert_step = None if last == NO_ALERT else last

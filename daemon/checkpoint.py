@@ -181,7 +181,7 @@ def decode(blob: bytes, model_sha256: str, table: StreamTable, anomaly_restore=N
         for array, saved in zip(table.arrays, states):
             array[info.slot] = saved[row]
         info.last_ts, info.steps = item["last_ts"], item["steps"]
-        info.last_interval, info.extra = item.get("last_interval"), item.get("extra") or {}
+        info.last_interval, info.extra = item.get("last_interval"), item.get("extra")
         forecast = forecasts[row] if forecasts.shape[1] else None
         info.last_forecast = None if forecast is None or np.isnan(forecast).all() else forecast.copy()
         scaler = state_at(scalers, row) or _legacy_scaler(item.get("scaler"))

@@ -26,7 +26,7 @@ class StreamInfo:
     last_interval: float | None = None           # seconds between the last two messages
     scaler: Any = None                           # online input normaliser (models that ask for it)
     anomaly: Any = None                          # StreamAnomaly
-    extra: dict = field(default_factory=dict)    # window ring buffers etc.
+    extra: dict | None = None                    # window ring buffers etc. (window engines only)
 
 
 class StreamTable:

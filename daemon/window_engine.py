@@ -52,7 +52,7 @@ class RingTable(StreamTable):
         self.window = window
 
     def _clear(self, info: StreamInfo) -> None:
-        info.extra.update({RING_COUNT: 0, RING_TS: [0.0] * self.window, RAN_AT: None})
+        info.extra = {RING_COUNT: 0, RING_TS: [0.0] * self.window, RAN_AT: None}
 
     def add(self, stream_id: str, now: float, idle_seconds: float = 0.0) -> StreamInfo | None:
         info = super().add(stream_id, now, idle_seconds)

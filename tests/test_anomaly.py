@@ -205,6 +205,26 @@ def test_per_stream_statistics_stay_small():
     assert not hasattr(profiled.profile, "__dict__") and profiled.profile.levels.nbytes == 288 * 4
 
 
+def test_per_stream_allocations_after_long_window_steps():
+    """Everything a stream's statistics allocate, as Python sees it (tracemalloc), after they have
+    filled their reference window. The numbers themselves take 656 bytes (8 running sums, the
+    10-score ring, 32 blocks x 2 sums); with the object, the array header and the counters this
+    layout measures ~990 bytes, the previous one (two ndarrays and a boxed float per running sum)
+    1,265. The bound sits between the two."""
+    import tracemalloc
+    settings = AnomalySettings()
+    values = noise(settings.long_window + settings.min_steps + 100, seed=13)
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    streams = [StreamAnomaly(settings, 1.0) for _ in range(50)]
+    for anomaly in streams:
+        run(anomaly, values)
+    per_stream = (tracemalloc.get_traced_memory()[0] - before) / len(streams)
+    tracemalloc.stop()
+    assert streams[0].window_size() >= settings.long_window
+    assert per_stream <= 1100, f"{per_stream:.0f} bytes per stream"
+
+
 def test_invalid_inputs_are_rejected_or_skipped():
     with pytest.raises(ValueError, match="clear_threshold"):
         AnomalySettings(threshold=0.9, clear_threshold=0.95)
