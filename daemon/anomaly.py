@@ -135,7 +135,8 @@ class StreamAnomaly:
         self.settings = settings
         self.prior_residual_std = float(prior_residual_std)
         self.prior_weight_steps = float(prior_weight_steps)
-        self.stats = array("d", bytes(8 * (RECENT + settings.short_window + 2 * settings.blocks)))
+        # Repetition allocates exactly this many items (array("d", bytes) over-allocates by ~9%).
+        self.stats = array("d", [0.0]) * (RECENT + settings.short_window + 2 * settings.blocks)
         self.stats[SCALE_SUM_SQ] = self.prior_weight_steps * self.prior_residual_std ** 2
         self.stats[SCALE_WEIGHT] = self.prior_weight_steps
         self.stats[LOW] = self.stats[HIGH] = math.nan   # range of the values seen (spatial check)
