@@ -30,7 +30,50 @@ from paho.mqtt.properties import Properties
 log = logging.getLogger("statecast.mqtt")
 
 
-class ReleaseOnCommitClient(mqtt.Client):
+READ_CHUNK = 65536       # bytes per recv(): many small packets per system call
+
+
+class BufferedReadClient(mqtt.Client):
+    """paho's Client, reading the socket in 64 kB chunks.
+
+    paho reads every packet with three or more recv() calls (the command byte, the length bytes,
+    the body), and handles one packet per select(). Each of those system calls releases the GIL,
+    which the engine loop then takes, so at thousands of messages a second the two threads hand
+    the GIL back and forth several times per message. Here recv() is served from a buffer filled
+    by one system call, and loop_read goes on until the buffer is empty, so whatever arrived
+    together is handled in one go. The buffer belongs to one connection: it is dropped with the
+    socket (paho closes the socket before every reconnect)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._read_buffer = b""
+        self._read_offset = 0
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        if self._read_offset >= len(self._read_buffer):
+            chunk = super()._sock_recv(READ_CHUNK)         # raises BlockingIOError when nothing came
+            if not chunk:
+                return chunk                                # connection closed
+            self._read_buffer, self._read_offset = chunk, 0
+        start = self._read_offset
+        self._read_offset = min(start + bufsize, len(self._read_buffer))
+        return self._read_buffer[start:self._read_offset]
+
+    def loop_read(self, max_packets: int = 1) -> mqtt.MQTTErrorCode:
+        # select() cannot see bytes already in the buffer: handle them all before returning.
+        rc = super().loop_read(max_packets)
+        while rc == mqtt.MQTT_ERR_SUCCESS and self._sock is not None and self._read_offset < len(self._read_buffer):
+            rc = super().loop_read(max_packets)
+        return rc
+
+    def _sock_close(self) -> None:
+        # loop_read leaves the buffer empty unless a read failed part-way through it; what is left
+        # then belongs to the dropped connection and must not be parsed as the next one's start.
+        self._read_buffer, self._read_offset = b"", 0
+        super()._sock_close()
+
+
+class ReleaseOnCommitClient(BufferedReadClient):
     """paho's Client, except that a QoS 2 publish's PUBREL waits for release(mid).
 
     MQTT's QoS 2 is exactly-once only while the sender remembers where each message is: the
@@ -142,7 +185,7 @@ class MqttLink:
 
     def _make_client(self) -> mqtt.Client:
         b = self.broker
-        client_class = ReleaseOnCommitClient if self.manual_ack else mqtt.Client
+        client_class = ReleaseOnCommitClient if self.manual_ack else BufferedReadClient
         client = client_class(CallbackAPIVersion.VERSION2, client_id=b.client_id,
                              protocol=mqtt.MQTTv5 if self.mqtt5 else mqtt.MQTTv311,
                              clean_session=None if self.mqtt5 else bool(b.clean_start),

@@ -1,0 +1,76 @@
+"""The daemon's paho client reads the socket in chunks (mqtt_link.BufferedReadClient): every
+packet must still arrive whole and in order when many arrive in one read, when a packet spans
+two reads, when one packet is larger than a read, and after the connection is dropped and made
+again (a stale buffer would be parsed as the start of the new connection). Real mosquitto."""
+import threading
+import time
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from statecast.daemon.mqtt_link import READ_CHUNK, BufferedReadClient
+
+TOPIC = "link-test/burst"
+
+
+def _connect(client, broker) -> None:
+    connected = threading.Event()
+    client.on_connect = lambda *_args: connected.set()
+    client.connect("127.0.0.1", broker.port)
+    client.loop_start()
+    assert connected.wait(10), "no CONNACK"
+
+
+def _subscriber(broker, received: list, subscribed: threading.Event) -> BufferedReadClient:
+    client = BufferedReadClient(CallbackAPIVersion.VERSION2, client_id="link-test-sub")
+    client.on_message = lambda _c, _u, message: received.append(bytes(message.payload))
+    client.on_subscribe = lambda *_args: subscribed.set()
+    _connect(client, broker)
+    client.on_connect = lambda c, *_args: c.subscribe(TOPIC, qos=1)    # again after a reconnect
+    client.subscribe(TOPIC, qos=1)
+    assert subscribed.wait(10), "no SUBACK"
+    return client
+
+
+def _publish(broker, payloads: list[bytes]) -> None:
+    publisher = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="link-test-pub")
+    publisher.max_inflight_messages_set(0)                  # a burst, not a trickle
+    _connect(publisher, broker)
+    infos = [publisher.publish(TOPIC, payload, qos=1) for payload in payloads]
+    for info in infos:
+        info.wait_for_publish(10)
+    publisher.disconnect()
+    publisher.loop_stop()
+
+
+def _wait_for(received: list, count: int) -> None:
+    deadline = time.monotonic() + 30
+    while len(received) < count and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def _payloads(count: int, tag: str) -> list[bytes]:
+    # Sizes 1 .. ~300 bytes, so packet boundaries fall everywhere within the chunks.
+    return [f"{tag}:{i}:".encode() + b"x" * (i * 37 % 300) for i in range(count)]
+
+
+def test_bursts_large_packets_and_reconnects_arrive_whole_and_in_order(broker):
+    received, subscribed = [], threading.Event()
+    subscriber = _subscriber(broker, received, subscribed)
+    try:
+        first = _payloads(4000, "a")                         # ~0.6 MB: many chunks' worth
+        big = b"B" * (3 * READ_CHUNK + 123)                  # one packet across four reads
+        _publish(broker, first + [big] + _payloads(50, "b"))
+        _wait_for(received, 4051)
+        assert received == first + [big] + _payloads(50, "b")
+
+        subscribed.clear()
+        subscriber.reconnect()                               # drops the socket and its buffer
+        assert subscribed.wait(10), "no SUBACK after the reconnect"
+        after = _payloads(1000, "c")
+        _publish(broker, after)
+        _wait_for(received, 4051 + 1000)
+        assert received[4051:] == after
+    finally:
+        subscriber.disconnect()
+        subscriber.loop_stop()
