@@ -20,6 +20,7 @@ import struct
 import threading
 import time
 from collections import deque
+from contextlib import contextmanager
 from typing import Callable
 
 import paho.mqtt.client as mqtt
@@ -149,6 +150,39 @@ class ReleaseOnCommitClient(BufferedReadClient):
         return infos
 
 
+class BatchedWakeups:
+    """Stands in for paho's socket-pair writer (client._sockpairW).
+
+    paho writes a byte to it for every packet another thread queues (publish, ack), to wake its
+    network thread out of select(); each is a system call that releases the GIL. While `held`,
+    those bytes are skipped and one is written on release(): the network thread's next select()
+    returns and it writes every queued packet. A packet the network thread itself queues meanwhile
+    needs no wake-up (it is not in select()), but it is covered by the same byte."""
+
+    def __init__(self, writer: socket.socket):
+        self._writer = writer
+        self.held = False
+        self._skipped = False
+
+    def send(self, data: bytes) -> int:
+        if self.held:
+            self._skipped = True
+            return len(data)
+        return self._writer.send(data)
+
+    def release(self) -> None:
+        self.held = False
+        if self._skipped:
+            self._skipped = False
+            try:
+                self._writer.send(b"0")
+            except BlockingIOError:             # the pair is full: the network thread is awake anyway
+                pass
+
+    def __getattr__(self, name):                # close(), fileno(), ... go to the real socket
+        return getattr(self._writer, name)
+
+
 def acknowledged(info) -> bool:
     """Is this publish complete (PUBACK for QoS 1, PUBCOMP for QoS 2)? paho's is_published()
     raises for a message that was queued while disconnected (rc NO_CONN) even after it went out
@@ -180,6 +214,7 @@ class MqttLink:
         self._on_message = on_message
         self._on_pubrec_held = on_pubrec_held
         self._pending_subscribe: int | None = None
+        self._wakeups: BatchedWakeups | None = None
         self.mqtt5 = broker.protocol == "5"
         self.client = self._make_client()
 
@@ -221,6 +256,21 @@ class MqttLink:
         kwargs = {"clean_start": bool(b.clean_start), "properties": properties} if self.mqtt5 else {}
         self.client.connect_async(b.host, b.port, keepalive=b.keepalive_seconds, **kwargs)
         self.client.loop_start()
+        # loop_start created the socket pair; paho 2.x writes to it through this attribute only.
+        self._wakeups = self.client._sockpairW = BatchedWakeups(self.client._sockpairW)
+
+    @contextmanager
+    def one_wakeup(self):
+        """Publishes and acks inside this block wake paho's network thread once, at the end."""
+        wakeups = self._wakeups
+        if wakeups is None:
+            yield
+            return
+        wakeups.held = True
+        try:
+            yield
+        finally:
+            wakeups.release()
 
     def _handle_connect(self, client, _userdata, flags, reason_code, _properties) -> None:
         if reason_code.is_failure:

@@ -97,7 +97,8 @@ class Daemon:
         while not self.stop_requested:
             batch = self._drain()
             if batch:
-                self._process(batch)
+                with self.link.one_wakeup():
+                    self._process(batch)
             now = time.monotonic()
             if now >= next_checkpoint:
                 self._checkpoint_all()
@@ -107,7 +108,8 @@ class Daemon:
                 next_stats = now + self.config.output.stats_interval_seconds
             if now >= self.status_line.due:
                 self.notifier.status(self.status_line.text(self.stats()))
-            self.delivery.poll()
+            with self.link.one_wakeup():
+                self.delivery.poll()
             self.pacer.tick()
             if self.reload_requested:
                 self.reload_requested = False

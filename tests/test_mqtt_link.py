@@ -74,3 +74,29 @@ def test_bursts_large_packets_and_reconnects_arrive_whole_and_in_order(broker):
     finally:
         subscriber.disconnect()
         subscriber.loop_stop()
+
+
+def test_held_wakeups_become_one_byte_on_release():
+    """BatchedWakeups stands in for paho's socket-pair writer: while held, paho's per-packet wake
+    bytes are skipped; release() writes exactly one, which is what gets the network thread out of
+    select() (without it, held publishes would wait for paho's 1 s select timeout)."""
+    import select
+    import socket
+
+    from statecast.daemon.mqtt_link import BatchedWakeups
+
+    reader, writer = socket.socketpair()
+    try:
+        wakeups = BatchedWakeups(writer)
+        wakeups.held = True
+        assert [wakeups.send(b"x") for _ in range(3)] == [1, 1, 1]
+        assert select.select([reader], [], [], 0)[0] == []          # nothing written while held
+        wakeups.release()
+        assert reader.recv(100) == b"0"                              # one byte for the whole burst
+        wakeups.release()                                            # nothing skipped: nothing written
+        assert select.select([reader], [], [], 0)[0] == []
+        assert wakeups.send(b"y") == 1 and reader.recv(100) == b"y"  # not held: straight through
+        assert wakeups.fileno() == writer.fileno()
+    finally:
+        reader.close()
+        writer.close()
