@@ -46,9 +46,9 @@ def sensor_values(rows: int = 4096) -> list[float]:
     return [float(v) for v in read_series(CSV, "timestamp", ("value",)).values[:rows, 0]]
 
 
-def _client(name: str, protocol=mqtt.MQTTv311) -> mqtt.Client:
-    return mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-{name}-{os.getpid()}-{uuid.uuid4().hex[:6]}",
-                       protocol=protocol)
+def _client(name: str, protocol=mqtt.MQTTv311, client_class=mqtt.Client) -> mqtt.Client:
+    return client_class(CallbackAPIVersion.VERSION2, client_id=f"bench-{name}-{os.getpid()}-{uuid.uuid4().hex[:6]}",
+                        protocol=protocol)
 
 
 def _nodelay(client: mqtt.Client) -> None:
@@ -131,10 +131,14 @@ def receiver_main(port: int, topic_filter: str, qos: int, received, stop, ready,
     conn.close()
 
 
-def echo_main(port: int, qos: int, stop, ready, protocol: str = "5") -> None:
+def echo_main(port: int, qos: int, stop, ready, protocol: str = "5", buffered: bool = False) -> None:
     """The ceiling: receive each reading, decode its JSON, publish an echo (MQTT 5 like serve's
-    default, or 3.1.1)."""
-    client = _client("echo", mqtt.MQTTv5 if protocol == "5" else mqtt.MQTTv311)
+    default, or 3.1.1). buffered: on the daemon's own paho client (mqtt_link.BufferedReadClient,
+    chunked socket reads) instead of stock paho, so the two share their MQTT plumbing."""
+    client_class = mqtt.Client
+    if buffered:
+        from statecast.daemon.mqtt_link import BufferedReadClient as client_class
+    client = _client("echo", mqtt.MQTTv5 if protocol == "5" else mqtt.MQTTv311, client_class)
 
     def on_message(c, _userdata, message):
         body = json.loads(message.payload)
@@ -330,14 +334,13 @@ class DaemonSUT:
 
 
 class EchoSUT:
-    kind = "echo"
-
     def cleanup(self) -> None:
         pass
 
-    def __init__(self, port: int, qos: int, protocol: str = "5"):
+    def __init__(self, port: int, qos: int, protocol: str = "5", buffered: bool = False):
+        self.kind = "echo_buffered" if buffered else "echo"
         self.stop_event, self.ready = CTX.Event(), CTX.Event()
-        self.process = CTX.Process(target=echo_main, args=(port, qos, self.stop_event, self.ready, protocol),
+        self.process = CTX.Process(target=echo_main, args=(port, qos, self.stop_event, self.ready, protocol, buffered),
                                    daemon=True)
         self.startup_seconds: float | None = None
 
