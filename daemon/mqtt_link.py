@@ -32,18 +32,20 @@ log = logging.getLogger("statecast.mqtt")
 
 
 READ_CHUNK = 65536       # bytes per recv(): many small packets per system call
+WRITE_CHUNK = 65536      # queued packets joined into one send()
 
 
-class BufferedReadClient(mqtt.Client):
-    """paho's Client, reading the socket in 64 kB chunks.
+class BufferedClient(mqtt.Client):
+    """paho's Client, reading and writing the socket in 64 kB chunks.
 
     paho reads every packet with three or more recv() calls (the command byte, the length bytes,
-    the body), and handles one packet per select(). Each of those system calls releases the GIL,
-    which the engine loop then takes, so at thousands of messages a second the two threads hand
-    the GIL back and forth several times per message. Here recv() is served from a buffer filled
-    by one system call, and loop_read goes on until the buffer is empty, so whatever arrived
-    together is handled in one go. The buffer belongs to one connection: it is dropped with the
-    socket (paho closes the socket before every reconnect)."""
+    the body) and handles one packet per select(); it writes every packet with its own send().
+    Each of those system calls releases the GIL, which the engine loop then takes, so at
+    thousands of messages a second the two threads hand the GIL back and forth several times per
+    message. Here recv() is served from a buffer filled by one system call and loop_read goes on
+    until the buffer is empty, and the packets queued when paho comes to write are joined into
+    one send(). The read buffer belongs to one connection: it is dropped with the socket (paho
+    closes the socket before every reconnect)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -67,6 +69,44 @@ class BufferedReadClient(mqtt.Client):
             rc = super().loop_read(max_packets)
         return rc
 
+    def loop_write(self) -> mqtt.MQTTErrorCode:
+        self._coalesce_queued_packets()
+        return super().loop_write()
+
+    def _coalesce_queued_packets(self) -> None:
+        """Join the packets waiting in paho's queue into runs of up to WRITE_CHUNK bytes, so paho
+        writes each run with one send() instead of one per packet. Only the network thread takes
+        from the front of the deque (other threads append at the back), so this cannot race with
+        them, and packets queued meanwhile stay behind. A packet paho has begun writing stays as
+        it is, and joining stops at a DISCONNECT (paho closes the socket after writing it). A
+        joined QoS 0 PUBLISH is marked published here, when its bytes go to the socket writer,
+        as paho would after writing it."""
+        queue = self._out_packet
+        if len(queue) < 2:
+            return
+        taken = [queue.popleft()] if queue[0]["pos"] else []
+        while queue and queue[0]["command"] & 0xF0 != mqtt.DISCONNECT:
+            taken.append(queue.popleft())
+        runs, run, size = [], [], 0
+        for packet in taken:
+            if run and (packet["pos"] or run[0]["pos"] or size + packet["to_process"] > WRITE_CHUNK):
+                runs.append(run)
+                run, size = [], 0
+            run.append(packet)
+            size += packet["to_process"]
+        if run:
+            runs.append(run)
+        for run in reversed(runs):
+            queue.appendleft(run[0] if len(run) == 1 else self._joined(run))
+
+    @staticmethod
+    def _joined(packets: list) -> dict:
+        for packet in packets:
+            if packet["command"] & 0xF0 == mqtt.PUBLISH and packet["qos"] == 0 and packet["info"] is not None:
+                packet["info"]._set_as_published()
+        data = b"".join(bytes(p["packet"]) for p in packets)
+        return {"command": 0, "mid": 0, "qos": 0, "pos": 0, "to_process": len(data), "packet": data, "info": None}
+
     def _sock_close(self) -> None:
         # loop_read leaves the buffer empty unless a read failed part-way through it; what is left
         # then belongs to the dropped connection and must not be parsed as the next one's start.
@@ -74,7 +114,7 @@ class BufferedReadClient(mqtt.Client):
         super()._sock_close()
 
 
-class ReleaseOnCommitClient(BufferedReadClient):
+class ReleaseOnCommitClient(BufferedClient):
     """paho's Client, except that a QoS 2 publish's PUBREL waits for release(mid).
 
     MQTT's QoS 2 is exactly-once only while the sender remembers where each message is: the
@@ -220,7 +260,7 @@ class MqttLink:
 
     def _make_client(self) -> mqtt.Client:
         b = self.broker
-        client_class = ReleaseOnCommitClient if self.manual_ack else BufferedReadClient
+        client_class = ReleaseOnCommitClient if self.manual_ack else BufferedClient
         client = client_class(CallbackAPIVersion.VERSION2, client_id=b.client_id,
                              protocol=mqtt.MQTTv5 if self.mqtt5 else mqtt.MQTTv311,
                              clean_session=None if self.mqtt5 else bool(b.clean_start),

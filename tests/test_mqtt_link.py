@@ -1,14 +1,16 @@
-"""The daemon's paho client reads the socket in chunks (mqtt_link.BufferedReadClient): every
-packet must still arrive whole and in order when many arrive in one read, when a packet spans
-two reads, when one packet is larger than a read, and after the connection is dropped and made
-again (a stale buffer would be parsed as the start of the new connection). Real mosquitto."""
+"""The daemon's paho client reads and writes the socket in chunks (mqtt_link.BufferedClient):
+every packet must still arrive whole and in order when many arrive in one read, when a packet
+spans two reads, when one packet is larger than a read, and after the connection is dropped and
+made again (a stale buffer would be parsed as the start of the new connection); what it
+publishes in bursts, joined into few writes, must reach subscribers whole and in order, also
+when a clean DISCONNECT follows right behind. Real mosquitto."""
 import threading
 import time
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from statecast.daemon.mqtt_link import READ_CHUNK, BufferedReadClient
+from statecast.daemon.mqtt_link import READ_CHUNK, BatchedWakeups, BufferedClient
 
 TOPIC = "link-test/burst"
 
@@ -21,8 +23,8 @@ def _connect(client, broker) -> None:
     assert connected.wait(10), "no CONNACK"
 
 
-def _subscriber(broker, received: list, subscribed: threading.Event) -> BufferedReadClient:
-    client = BufferedReadClient(CallbackAPIVersion.VERSION2, client_id="link-test-sub")
+def _subscriber(broker, received: list, subscribed: threading.Event) -> BufferedClient:
+    client = BufferedClient(CallbackAPIVersion.VERSION2, client_id="link-test-sub")
     client.on_message = lambda _c, _u, message: received.append(bytes(message.payload))
     client.on_subscribe = lambda *_args: subscribed.set()
     _connect(client, broker)
@@ -83,8 +85,6 @@ def test_held_wakeups_become_one_byte_on_release():
     import select
     import socket
 
-    from statecast.daemon.mqtt_link import BatchedWakeups
-
     reader, writer = socket.socketpair()
     try:
         wakeups = BatchedWakeups(writer)
@@ -100,3 +100,52 @@ def test_held_wakeups_become_one_byte_on_release():
     finally:
         reader.close()
         writer.close()
+
+
+def test_published_bursts_are_joined_into_few_writes_and_arrive_whole_and_in_order(broker):
+    received, subscribed = [], threading.Event()
+    subscriber = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="link-test-plain-sub")
+    subscriber.on_message = lambda _c, _u, message: received.append((message.qos, bytes(message.payload)))
+    subscriber.on_subscribe = lambda *_args: subscribed.set()
+    _connect(subscriber, broker)
+    subscriber.subscribe(TOPIC, qos=1)
+    assert subscribed.wait(10), "no SUBACK"
+    publisher = BufferedClient(CallbackAPIVersion.VERSION2, client_id="link-test-buffered-pub")
+    publisher.max_inflight_messages_set(0)
+    sends = []
+    real_send = publisher._sock_send
+    publisher._sock_send = lambda buf: sends.append(len(buf)) or real_send(buf)    # count system calls
+    try:
+        _connect(publisher, broker)
+        # As the daemon's engine loop does: one wake-up of paho's network thread per burst, so the
+        # burst is queued before paho writes (otherwise how much piles up is up to the scheduler).
+        wakeups = publisher._sockpairW = BatchedWakeups(publisher._sockpairW)
+        # QoS 1 burst below the broker's inflight window (1,000): mosquitto 2.0.11 reorders beyond it.
+        qos0, qos1 = _payloads(3000, "q0"), _payloads(800, "q1") + [b"L" * (2 * READ_CHUNK)]
+        wakeups.held = True
+        infos = [publisher.publish(TOPIC, payload, qos=0) for payload in qos0]
+        before = len(sends)
+        wakeups.release()
+        for info in infos:
+            info.wait_for_publish(10)
+        # Nothing comes back for QoS 0, so nothing else woke the network thread: the whole burst
+        # (~0.6 MB) was queued when it wrote. For QoS 1 the PUBACKs wake it as the burst is being
+        # queued, so how much each write carries is up to the scheduler.
+        qos0_sends = len(sends) - before
+        wakeups.held = True
+        infos += [publisher.publish(TOPIC, payload, qos=1) for payload in qos1]
+        wakeups.release()
+        for info in infos:
+            info.wait_for_publish(10)                        # QoS 0: written; QoS 1: PUBACK
+        assert all(info.is_published() for info in infos)
+        publisher.publish(TOPIC, b"last before DISCONNECT", qos=0)
+        publisher.disconnect()                               # queued right behind it
+        _wait_for(received, len(qos0) + len(qos1) + 1)
+        # MQTT orders messages per QoS level, not across levels: compare each level's sequence.
+        assert [p for q, p in received if q == 0] == qos0 + [b"last before DISCONNECT"]
+        assert [p for q, p in received if q == 1] == qos1
+        assert qos0_sends <= 30, f"{qos0_sends} send() calls for {len(qos0)} QoS 0 packets"
+    finally:
+        publisher.loop_stop()
+        subscriber.disconnect()
+        subscriber.loop_stop()
