@@ -439,6 +439,11 @@ side (the sections above measure the code as it is now).
 | QoS 2: PUBRECs handed to the engine loop by packet id (and a held PUBREC wakes the loop) instead of a scan over every outstanding publish per turn | 564b8a5 | QoS 1 inputs, QoS 2 forecasts, 1,000 streams: 757 µs CPU per message, 1,221 msg/s | 286 µs, 2,848 msg/s (QoS 1 forecasts 188 µs, echo 112, same run) |
 | Anomaly short-window mean as `math.fsum` over the ring instead of `ndarray.mean()` | 5011026 | `StreamAnomaly.update` 6.2 µs per message | 4.3 µs; NAB development scores unchanged |
 | QoS 0 rounds journaled without their outputs (never re-sent) | ece00a0 | the journal's JSON encoding of the forecast payloads ~4% of GIL samples at QoS 0 | steps only (state replay) |
+| Network thread -> engine loop hand-over: a deque and an Event (`inbox.py`) instead of `queue.Queue` | c62a68b | not measured apart from the next rows (an A/B attempt ran the same code on both sides) | |
+| Anomaly statistics in one flat array per stream (running sums, score ring, block ring); no empty dict per stream | 0f78f00, bdcd745 | RSS live at 10,000 streams, max_batch 256: 85.2-86.0 MB; 1,265 B per stream's statistics (tracemalloc) | 81.2-84.0 MB over later runs; ~990 B per stream; outputs and saved state bit-identical |
+| Chunked socket reads (`mqtt_link.BufferedClient`): one recv() for many packets instead of 3+ per packet, every buffered packet handled per select() | 1e31606 | QoS 0, 1,000 streams: serve 103-112 µs CPU per message (echo 78-93), mean batch 16 | 70-80 µs (echo 75-81), mean batch ~240 |
+| One socket-pair wake-up per engine turn (`BatchedWakeups`) instead of one per publish / ack | e33e1e2 | QoS 0 / QoS 1: 74-82 / 163 µs CPU per message | 72 / 153-156 µs |
+| Queued packets joined into writes of up to 64 kB instead of one send() per packet | f73456c | QoS 0 / QoS 1: 72 / 153-156 µs CPU per message | 64-67 / 132-138 µs |
 """
 
 
@@ -504,12 +509,12 @@ def qos1_findings(variants_qos1: dict, e2e: dict | None) -> list[str]:
                  "those two extra packets through paho and the commit records. (The receiver subscribes at QoS 1, "
                  "so the broker delivers these forecasts to it at QoS 1.) ")
     text += ("A py-spy `--gil` profile of the daemon under this QoS 1 load (`bench/bench_profile.py --qos 1 --gil`, "
-             "earlier run on this machine, 2026-11-26; not part of this run) has paho's network thread holding the "
-             "GIL ~46% of the time, spread over paho internals (MQTT 5 Properties and ReasonCode objects per packet, "
-             "the Condition of every MQTTMessageInfo, the socket-pair wake-ups each time the engine thread publishes a "
-             "forecast or acknowledges an input) with no single hot spot. Raising the daemon's "
-             "[broker] max_inflight_messages to 1,000 made it slower: paho's `_update_inflight` walks every "
-             "outstanding message on each PUBACK.")
+             "earlier run on this machine, 2026-11-26, after the chunked socket I/O; not part of this run) has paho's "
+             "network thread holding the GIL ~55% of the time, spread over paho internals (MQTT 5 Properties and "
+             "ReasonCode objects per packet, the Condition of every MQTTMessageInfo), and in the engine loop paho's "
+             "`publish` ~9%, the engine ~9%, the journal record ~4% and the delivery bookkeeping ~4%, with no single "
+             "hot spot. Raising the daemon's [broker] max_inflight_messages to 1,000 made it slower: paho's "
+             "`_update_inflight` walks every outstanding message on each PUBACK.")
     lines = [text, ""]
     row = (e2e or {}).get("summary", {}).get("qos1/1000")
     if row:

@@ -5,6 +5,11 @@ clean_session=False on 3.1.1), automatic reconnect with backoff, a bounded outgo
 disconnected, and a retained status topic with a matching last will. The network thread only
 hands raw messages to `on_message`; everything else happens in the engine loop.
 
+paho's socket I/O costs more than the daemon's own work per message: BufferedClient reads and
+writes the socket in chunks, and BatchedWakeups wakes the network thread once per engine turn
+instead of once per packet (docs/architecture.md says why). Both override paho 2.x internals
+(pinned <3); tests/test_mqtt_link.py checks them against a real broker.
+
 With manual acknowledgements (the journal is on), QoS 2 publishes are exactly-once across a
 crash: the PUBREL that lets the broker deliver a message is held back until the engine loop has
 durably recorded the broker's PUBREC (`release`), and a restarted daemon sends the PUBRELs it
