@@ -208,10 +208,13 @@ def targets_section(step, e2e, memory) -> list[str]:
             if row is None:
                 lines.append(f"| RSS <= {RSS_TARGET_MB:.0f} MB with 10,000 live streams, {label} | not measured | n/a |")
                 continue
-            mb = row["rss_live_kb"] / 1024
-            lines.append(f"| RSS <= {RSS_TARGET_MB:.0f} MB with 10,000 live streams, {label} | {mb:.0f} MB "
-                         f"(peak {_mb(row.get('rss_peak_during_final_checkpoint_kb'))} MB while checkpointing) | "
-                         f"{_verdict(mb <= RSS_TARGET_MB)} |")
+            runs = [kb / 1024 for kb in row.get("rss_live_kb_runs", [row["rss_live_kb"]])]
+            mb = float(np.median(runs))
+            spread = (f"median of {len(runs)} daemons, {min(runs):.1f}-{max(runs):.1f}; " if len(runs) > 1 else "")
+            lines.append(f"| RSS <= {RSS_TARGET_MB:.0f} MB with 10,000 live streams, {label} | {mb:.1f} MB "
+                         f"({spread}peak {_mb(row.get('rss_peak_during_final_checkpoint_kb'))} MB while checkpointing) | "
+                         f"{_verdict(mb <= RSS_TARGET_MB)}"
+                         + (" (not in every run)" if mb <= RSS_TARGET_MB < max(runs) else "") + " |")
         mapped = sorted({f for r in memory["serve"] for f in r.get("tensorflow_mapped", [])})
         heavy = memory.get("python_modules_probe", {}).get("heavy_modules", [])
         lines.append(f"| serve never imports TensorFlow | /proc/<pid>/maps: {len(mapped)} TensorFlow/Keras files; "
@@ -444,6 +447,7 @@ side (the sections above measure the code as it is now).
 | Chunked socket reads (`mqtt_link.BufferedClient`): one recv() for many packets instead of 3+ per packet, every buffered packet handled per select() | 1e31606 | QoS 0, 1,000 streams: serve 103-112 µs CPU per message (echo 78-93), mean batch 16 | 70-80 µs (echo 75-81), mean batch ~240 |
 | One socket-pair wake-up per engine turn (`BatchedWakeups`) instead of one per publish / ack | e33e1e2 | QoS 0 / QoS 1: 74-82 / 163 µs CPU per message | 72 / 153-156 µs |
 | Queued packets joined into writes of up to 64 kB instead of one send() per packet | f73456c | QoS 0 / QoS 1: 72 / 153-156 µs CPU per message | 64-67 / 132-138 µs |
+| ... except a QoS 2 PUBLISH, written on its own (cause not found) | 19ea3e2 | QoS 2 forecasts, QoS 1 inputs: 1,650-2,090 msg/s with them joined | 3,160-3,460 msg/s at the same CPU per message |
 """
 
 
