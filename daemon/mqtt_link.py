@@ -228,7 +228,7 @@ class BatchedWakeups:
             self._skipped = False
             try:
                 self._writer.send(b"0")
-            except BlockingIOError:             # the pair is full: the network thread is awake anyway
+            except OSError:                     # full: the network thread is awake anyway; closed: stopping
                 pass
 
     def __getattr__(self, name):                # close(), fileno(), ... go to the real socket
