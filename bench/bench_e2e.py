@@ -35,9 +35,9 @@ IN_FLIGHT_WINDOW = 2000
 LATENCY_STREAMS = 1000
 LATENCY_RATES = {100: 8.0, 1000: 5.0, 5000: 4.0}         # msg/s -> seconds measured
 LATENCY_SKIP_SECONDS = 1.0
-# The echo baseline on stock paho (the ceiling) and on the daemon's own chunked-read paho
-# client: serve reads its socket in 64 kB chunks, so against stock paho part of its lead is MQTT
-# plumbing, not inference; the second echo shares that plumbing and isolates what serve adds.
+# The echo baseline on stock paho (the ceiling) and on the daemon's own chunked-I/O paho
+# client: serve reads and writes its socket in 64 kB chunks, so against stock paho part of its lead is
+# MQTT plumbing, not inference; the second echo shares that plumbing and isolates what serve adds.
 ECHO_KINDS = ("echo", "echo_buffered")
 
 

@@ -188,7 +188,7 @@ def targets_section(step, e2e, memory) -> list[str]:
                 continue
             same = ""
             if "ratio_vs_buffered" in row:
-                same = (f"; against the echo on serve's own chunked-read paho client {row['ratio_vs_buffered']:.2f} x "
+                same = (f"; against the echo on serve's own chunked-I/O paho client {row['ratio_vs_buffered']:.2f} x "
                         f"by msg/s, CPU {row['cpu_ratio_vs_buffered']:.2f} "
                         f"({_verdict(row['ratio_vs_buffered'] >= E2E_TARGET)} / "
                         f"{_verdict(row['cpu_ratio_vs_buffered'] >= E2E_TARGET)})")
@@ -298,7 +298,7 @@ def e2e_section(e2e: dict) -> list[str]:
              f"anomaly on, stats every {o['stats_interval_seconds']:g} s, MQTT {o['protocol']}, forecast QoS = input QoS), "
              "or the echo baseline: one paho client (MQTT 5) that receives each reading, `json.loads` it and "
              "publishes an echo, on stock paho (**echo**) and on serve's own paho subclass "
-             "(`mqtt_link.BufferedClient`, which reads the socket in 64 kB chunks; **echo, chunked reads**), so "
+             "(`mqtt_link.BufferedClient`, which reads and writes the socket in 64 kB chunks; **echo, chunked I/O**), so "
              "the second pair differs only in what serve does with a message. Alternated within each repeat; rate over a "
              f"{e2e['window_seconds']:g} s window after every stream answered once. "
              "**CPU µs/msg** is the CPU time of the process under test in that window per message (from "
@@ -306,7 +306,7 @@ def e2e_section(e2e: dict) -> list[str]:
              "cores (publishers, broker, receiver, other work), while CPU per message is the cost the process "
              "itself adds; echo CPU / serve CPU is the throughput ratio the two would reach with a core each.", "",
              "| QoS | streams | echo msg/s | serve msg/s | serve / echo | echo CPU µs/msg | serve CPU µs/msg | "
-             "echo CPU / serve CPU | echo, chunked reads: msg/s | CPU µs/msg | serve / it (msg/s) | "
+             "echo CPU / serve CPU | echo, chunked I/O: msg/s | CPU µs/msg | serve / it (msg/s) | "
              "its CPU / serve CPU | broker CPU µs/msg | mean batch | lost |",
              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for row in e2e["summary"].values():
