@@ -81,11 +81,7 @@ def _arrays(table: StreamTable, model_sha256: str) -> dict[str, np.ndarray]:
     ids = list(table.streams)
     infos = [table.streams[sid] for sid in ids]
     slots = np.asarray([info.slot for info in infos], np.intp)
-    width = max((len(i.last_forecast) for i in infos if i.last_forecast is not None), default=0)
-    forecasts = np.full((len(ids), width), np.nan, np.float32)
-    for row, info in enumerate(infos):
-        if info.last_forecast is not None:
-            forecasts[row, : len(info.last_forecast)] = info.last_forecast
+    forecasts = table.forecasts[slots]                     # NaN rows: no forecast yet
     meta = {"model_sha256": model_sha256, "state_shapes": [list(s) for s in table.state_shapes],
             "streams": [{"id": i.stream_id, "last_ts": i.last_ts, "steps": i.steps, "last_seen": i.last_seen,
                          "last_interval": i.last_interval, "extra": i.extra} for i in infos]}
@@ -182,8 +178,8 @@ def decode(blob: bytes, model_sha256: str, table: StreamTable, anomaly_restore=N
             array[info.slot] = saved[row]
         info.last_ts, info.steps = item["last_ts"], item["steps"]
         info.last_interval, info.extra = item.get("last_interval"), item.get("extra")
-        forecast = forecasts[row] if forecasts.shape[1] else None
-        info.last_forecast = None if forecast is None or np.isnan(forecast).all() else forecast.copy()
+        width = min(forecasts.shape[1], table.forecasts.shape[1])   # a horizon change keeps what fits
+        table.forecasts[info.slot, :width] = forecasts[row, :width]
         scaler = state_at(scalers, row) or _legacy_scaler(item.get("scaler"))
         if scaler is not None and scaler_restore is not None:
             info.scaler = scaler_restore(scaler)

@@ -66,7 +66,9 @@ class Engine:
         self.model = model
         self.settings = settings
         m = model.manifest
-        self.table = StreamTable(model.state_sizes, settings.max_streams)
+        self.horizon = settings.horizon or m.horizon
+        self.table = StreamTable(model.state_sizes, settings.max_streams,
+                                 forecast_width=self.horizon * len(m.targets))
         self.counters = EngineCounters()
         self.anomaly_factory = anomaly_factory
         self._value_names = m.value_features
@@ -75,7 +77,6 @@ class Engine:
         self.scaling = IoScaling(m)
         if self.scaling.online:
             self.table.scaler_restore = self.scaling.restore_scaler
-        self.horizon = settings.horizon or m.horizon
         # Beyond the model's own horizon, roll out autoregressively: only possible when the model's
         # inputs are exactly its targets (plus calendar features we can compute ahead).
         self._can_rollout = m.horizon == 1 and tuple(m.targets) == self._value_names
@@ -147,12 +148,12 @@ class Engine:
         if self.horizon > self.model.manifest.horizon:
             forecast = self._rollout(forecast, states, stamps, infos, centres, scales)
         forecast = forecast[:, : self.horizon * self._n_targets]
+        self.table.forecasts[slots] = forecast
         results = []
         for row, (message, info, ts) in enumerate(admitted):
             info.last_ts = ts
             self.table.touch(info, now)
             info.steps += 1
-            info.last_forecast = forecast[row]
             score, expected, event = scores[row]
             results.append(Forecast(info.stream_id, ts, message.values,
                                     forecast[row].reshape(self.horizon, self._n_targets), score, expected,
@@ -174,9 +175,9 @@ class Engine:
 
     def _score(self, info: StreamInfo, message: Message):
         """Residual of this value against the forecast made for it one step earlier."""
-        if info.last_forecast is None:
+        expected = self.table.forecast_at(info, 0)
+        if expected is None:
             return None, None, None
-        expected = float(info.last_forecast[0])
         actual = float(message.values[self._target_at[0]])
         if self.anomaly_factory is None:
             return None, expected, None

@@ -22,7 +22,6 @@ class StreamInfo:
     last_ts: float | None = None
     steps: int = 0
     last_seen: float = 0.0                       # wall-clock seconds of the last accepted message
-    last_forecast: np.ndarray | None = None      # (horizon * targets,) sensor units, made at the last step
     last_interval: float | None = None           # seconds between the last two messages
     scaler: Any = None                           # online input normaliser (models that ask for it)
     anomaly: Any = None                          # StreamAnomaly
@@ -30,11 +29,16 @@ class StreamInfo:
 
 
 class StreamTable:
-    def __init__(self, state_shapes: list[tuple[int, ...]], max_streams: int, initial_capacity: int = 64):
+    def __init__(self, state_shapes: list[tuple[int, ...]], max_streams: int, initial_capacity: int = 64,
+                 forecast_width: int = 0):
         self.state_shapes = [tuple(s) for s in state_shapes]
         self.max_streams = max_streams
         capacity = max(1, min(initial_capacity, max_streams))
         self.arrays = [np.zeros((capacity,) + s, np.float32) for s in self.state_shapes]
+        # Per slot, the forecast made at the stream's last step ((horizon * targets,) sensor units;
+        # NaN: none yet), which its next value is scored against. A column here rather than an
+        # array per stream: 10,000 streams' ndarray views cost ~1 MB of objects.
+        self.forecasts = np.full((capacity, forecast_width), np.nan, np.float32)
         # least recently seen first: idle eviction looks at the front only
         self.streams: OrderedDict[str, StreamInfo] = OrderedDict()
         self._free: list[int] = list(range(capacity - 1, -1, -1))
@@ -61,6 +65,8 @@ class StreamTable:
         new_capacity = min(capacity * 2, self.max_streams)
         self.arrays = [np.concatenate([a, np.zeros((new_capacity - capacity,) + a.shape[1:], np.float32)])
                        for a in self.arrays]
+        self.forecasts = np.concatenate([self.forecasts, np.full((new_capacity - capacity, self.forecasts.shape[1]),
+                                                                 np.nan, np.float32)])
         self._free.extend(range(new_capacity - 1, capacity - 1, -1))
         return True
 
@@ -73,6 +79,7 @@ class StreamTable:
         slot = self._free.pop()
         for array in self.arrays:
             array[slot] = 0.0
+        self.forecasts[slot] = np.nan
         info = StreamInfo(stream_id=stream_id, slot=slot, last_seen=now)
         self.streams[stream_id] = info
         return info
@@ -103,8 +110,15 @@ class StreamTable:
     def reset_state(self, info: StreamInfo) -> None:
         for array in self.arrays:
             array[info.slot] = 0.0
-        info.last_forecast = None
+        self.forecasts[info.slot] = np.nan
         self.resets += 1
+
+    def forecast_at(self, info: StreamInfo, index: int) -> float | None:
+        """Element `index` of the forecast made at the stream's last step; None if there is none."""
+        if index >= self.forecasts.shape[1]:
+            return None
+        value = float(self.forecasts[info.slot, index])
+        return None if value != value else value          # NaN: no forecast yet
 
     def gather(self, slots: np.ndarray) -> list[np.ndarray]:
         """The slots' states, each (batch, units), as the input of one step: use them before the

@@ -50,7 +50,7 @@ def restore_shard(table: StreamTable, directory: str, entry: str, model_sha256: 
     """
     best: dict[str, tuple[tuple[float, int], StreamTable, str]] = {}
     for path in checkpoint_files(directory, entry):
-        scratch = StreamTable(table.state_shapes, _SCRATCH_MAX_STREAMS)
+        scratch = StreamTable(table.state_shapes, _SCRATCH_MAX_STREAMS, forecast_width=table.forecasts.shape[1])
         scratch.scaler_restore = table.scaler_restore        # online models: their streams' normalisers
         count, _source = restore(path, scratch, model_sha256, anomaly_restore)
         if not count:
@@ -71,6 +71,7 @@ def restore_shard(table: StreamTable, directory: str, entry: str, model_sha256: 
             break
         for target, source in zip(table.arrays, scratch.arrays):
             target[slot.slot] = source[info.slot]                     # (units,) per state tensor
+        table.forecasts[slot.slot] = scratch.forecasts[info.slot]
         table.streams[stream_id] = dataclasses.replace(info, slot=slot.slot)
         added += 1
         sources.add(path)

@@ -47,8 +47,8 @@ class WindowResult:
 class RingTable(StreamTable):
     """StreamTable whose per-stream state is the input ring; new and reset streams start empty."""
 
-    def __init__(self, window: int, n_features: int, max_streams: int):
-        super().__init__([(window, n_features)], max_streams)
+    def __init__(self, window: int, n_features: int, max_streams: int, forecast_width: int = 0):
+        super().__init__([(window, n_features)], max_streams, forecast_width=forecast_width)
         self.window = window
 
     def _clear(self, info: StreamInfo) -> None:
@@ -80,7 +80,9 @@ class WindowEngine(Engine):
         if anomaly_factory is not None and not self.forecaster:
             raise ValueError(f"{m.name}: anomaly scores need a per-window forecaster (window_task 'forecast')")
         self.window, self.stride, self.per_step = model.window, stride, model.per_step
-        self.table = RingTable(self.window, len(m.features), settings.max_streams)
+        # Per-step (reconstruction) models score nothing against their outputs: no forecast column.
+        self.table = RingTable(self.window, len(m.features), settings.max_streams,
+                               forecast_width=0 if self.per_step else self.horizon * self._n_targets)
 
     def _round(self, messages: list[Message], now: float) -> list[WindowResult]:
         started = time.perf_counter()
@@ -105,7 +107,8 @@ class WindowEngine(Engine):
             if row in by_row:
                 output = outputs[by_row[row]]
                 info.extra[RAN_AT] = int(counts[row])
-                info.last_forecast = None if self.per_step else output.copy()
+                if not self.per_step:
+                    self.table.forecasts[info.slot] = output
                 window_ts = self._window_ts(info)
                 output = output.reshape(output.shape[:-1] + (-1, self._n_targets))
             score, expected, event = scores[row]
@@ -138,12 +141,14 @@ class WindowEngine(Engine):
     def _score(self, info: StreamInfo, message: Message):
         """Residual of this value against the last run's forecast for it, if its horizon reaches."""
         ran_at = info.extra.get(RAN_AT)
-        if info.last_forecast is None or ran_at is None:
+        if ran_at is None:
             return None, None, None
         ahead = info.extra[RING_COUNT] + 1 - ran_at               # this value is `ahead` steps after the window
         if not 1 <= ahead <= self.horizon:
             return None, None, None
-        expected = float(info.last_forecast[(ahead - 1) * self._n_targets])
+        expected = self.table.forecast_at(info, (ahead - 1) * self._n_targets)
+        if expected is None:
+            return None, None, None
         if self.anomaly_factory is None:
             return None, expected, None
         if info.anomaly is None:
