@@ -60,14 +60,17 @@ class Router:
     @routes.setter
     def routes(self, routes: list[Route]) -> None:       # a reload may change the filters
         self._routes = routes
-        self._by_topic: dict[str, tuple[Route, str]] = {}
+        # topic -> stream id, one dict per route in route order (a topic is cached under the first
+        # route it matches): a (route, id) tuple per topic would cost 64 bytes per stream.
+        self._ids_by_route: list[dict[str, str]] = [{} for _ in routes]
 
     def _resolve(self, topic: str) -> tuple[Route, str] | str:
         """(route, stream id) for a topic, or the rejection reason."""
-        cached = self._by_topic.get(topic)
-        if cached is not None:
-            return cached
-        for route in self._routes:
+        for route, ids in zip(self._routes, self._ids_by_route):
+            stream_id = ids.get(topic)
+            if stream_id is not None:
+                return route, stream_id
+        for index, route in enumerate(self._routes):
             pattern = match_filter(route.topic_filter)
             if topic_matches_sub(pattern, topic):
                 break
@@ -77,9 +80,10 @@ class Router:
         stream_id = sanitize_stream_id(raw_id) if raw_id is not None else None
         if stream_id is None:
             return "bad_stream_id"
-        if len(self._by_topic) >= self.CACHE_SIZE:
-            self._by_topic.clear()
-        self._by_topic[topic] = (route, stream_id)
+        if sum(map(len, self._ids_by_route)) >= self.CACHE_SIZE:
+            for ids in self._ids_by_route:
+                ids.clear()
+        self._ids_by_route[index][topic] = stream_id
         return route, stream_id
 
     def route(self, topic: str, payload: bytes, token=None) -> tuple[Route, Message] | None:

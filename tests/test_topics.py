@@ -180,3 +180,24 @@ def test_plus_captures_exactly_the_level(levels):
         if level:   # changing any fixed level breaks the match
             other = "/".join(["root", level, *levels[:position], level + "x", *levels[position + 1:]])
             assert stream_id_from_topic(topic_filter, other) is None
+
+
+def test_router_cache_keeps_first_matching_route_and_stays_bounded():
+    """The per-route topic cache answers as the uncached match does: a topic matching two filters
+    belongs to the first, also when it is seen again; and the cache is cleared at its bound."""
+    from statecast.daemon.routing import Route, Router
+
+    broad = Route("broad", "plant/+/#", 0, "json", ("value",))
+    narrow = Route("narrow", "plant/+/temperature", 0, "json", ("value",))
+    other = Route("other", "lab/+/temperature", 0, "json", ("value",))
+    router = Router([broad, narrow, other], max_payload_bytes=1024)
+    router.CACHE_SIZE = 3
+    payload = b'{"value": 1.5}'
+    for _ in range(2):                                   # uncached, then cached
+        assert router.route("plant/p1/temperature", payload)[0] is broad
+        assert router.route("lab/l1/temperature", payload)[0] is other
+        assert router.route("lab/l1/temperature", payload)[1].stream_id == "l1"
+    for i in range(10):
+        route, message = router.route(f"lab/l{i}/temperature", payload)
+        assert (route, message.stream_id) == (other, f"l{i}")
+    assert sum(len(ids) for ids in router._ids_by_route) <= router.CACHE_SIZE
