@@ -448,7 +448,7 @@ side (the sections above measure the code as it is now).
 | One socket-pair wake-up per engine turn (`BatchedWakeups`) instead of one per publish / ack | e33e1e2 | QoS 0 / QoS 1: 74-82 / 163 µs CPU per message | 72 / 153-156 µs |
 | Queued packets joined into writes of up to 64 kB instead of one send() per packet | f73456c | QoS 0 / QoS 1: 72 / 153-156 µs CPU per message | 64-67 / 132-138 µs |
 | ... except a QoS 2 PUBLISH, written on its own (cause not found) | 19ea3e2 | QoS 2 forecasts, QoS 1 inputs: 1,650-2,090 msg/s with them joined | 3,160-3,460 msg/s at the same CPU per message |
-| Last forecasts as a column of the stream table instead of an ndarray view per stream; router cache as a dict of stream ids per route instead of a (route, id) tuple per topic | d839d9a, 0d5fabd | RSS live at 10,000 streams, max_batch 256: 80.0-85.8 MB (5 daemons) | 77.9-80.7 MB (4 daemons, before this run) |
+| Last forecasts as a column of the stream table instead of an ndarray view per stream; router cache as a dict of stream ids per route instead of a (route, id) tuple per topic | d839d9a, 0d5fabd | RSS live at 10,000 streams, max_batch 256: 80.0-85.8 MB (5 daemons) | 79.1-80.7 MB with the column alone, 77.9-78.9 MB with both (2 daemons each, before this run) |
 """
 
 
