@@ -137,6 +137,15 @@ def latency_run(kind: str, rates: dict[int, float], options: DaemonOptions | Non
         broker.cleanup()
 
 
+def versus(daemon: list[dict], echo: list[dict]) -> tuple[float, float, float, float]:
+    """An echo's median msg/s and CPU µs/msg, and the medians of the per-repeat serve/echo msg/s
+    and echo/serve CPU ratios (runs paired by repeat)."""
+    pairs = list(zip(daemon, echo))
+    return (median([r["messages_per_second"] for r in echo]), median([r["sut_cpu_us_per_message"] for r in echo]),
+            median([d["messages_per_second"] / e["messages_per_second"] for d, e in pairs]),
+            median([e["sut_cpu_us_per_message"] / d["sut_cpu_us_per_message"] for d, e in pairs]))
+
+
 def summarise(runs: list[dict]) -> dict:
     """Per (qos, streams): medians per SUT and the median of per-repeat daemon/echo ratios."""
     out = {}
@@ -148,29 +157,22 @@ def summarise(runs: list[dict]) -> dict:
             buffered = [r for r in cell if r["kind"] == "echo_buffered"]
             if not daemon or not echo:
                 continue
-            pairs = list(zip(daemon, echo))              # run in the same repeat
+            echo_msgs, echo_cpu, ratio, cpu_ratio = versus(daemon, echo)
             out[f"qos{qos}/{streams}"] = row = {
                 "qos": qos, "streams": streams,
                 "daemon_msgs_per_s": median([r["messages_per_second"] for r in daemon]),
-                "echo_msgs_per_s": median([r["messages_per_second"] for r in echo]),
-                "ratio": median([d["messages_per_second"] / e["messages_per_second"] for d, e in pairs]),
+                "echo_msgs_per_s": echo_msgs, "ratio": ratio,
                 "daemon_cpu_us_per_msg": median([r["sut_cpu_us_per_message"] for r in daemon]),
-                "echo_cpu_us_per_msg": median([r["sut_cpu_us_per_message"] for r in echo]),
-                "cpu_ratio": median([e["sut_cpu_us_per_message"] / d["sut_cpu_us_per_message"] for d, e in pairs]),
+                "echo_cpu_us_per_msg": echo_cpu, "cpu_ratio": cpu_ratio,
                 "broker_cpu_us_per_msg": median([r["broker_cpu_us_per_message"] for r in cell]),
                 "daemon_mean_batch": median([r.get("daemon_stats", {}).get("mean_batch_size") or 0 for r in daemon]),
                 "lost": sum(r["lost"] for r in cell),
-                "repeats": len(pairs),
+                "repeats": min(len(daemon), len(echo)),               # paired by repeat
             }
             if buffered:
-                same = list(zip(daemon, buffered))
-                row.update({
-                    "buffered_echo_msgs_per_s": median([r["messages_per_second"] for r in buffered]),
-                    "buffered_echo_cpu_us_per_msg": median([r["sut_cpu_us_per_message"] for r in buffered]),
-                    "ratio_vs_buffered": median([d["messages_per_second"] / e["messages_per_second"] for d, e in same]),
-                    "cpu_ratio_vs_buffered": median([e["sut_cpu_us_per_message"] / d["sut_cpu_us_per_message"]
-                                                     for d, e in same]),
-                })
+                keys = ("buffered_echo_msgs_per_s", "buffered_echo_cpu_us_per_msg", "ratio_vs_buffered",
+                        "cpu_ratio_vs_buffered")
+                row.update(zip(keys, versus(daemon, buffered)))
     return out
 
 
