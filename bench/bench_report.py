@@ -252,9 +252,10 @@ def step_section(step: dict) -> list[str]:
     modes = list(step["modes"])
     base = "batched, 1,000 streams, max_batch 1024"
     lines = ["## 1. Step cost per stream-step", "",
-             "Same 2 x 64 LSTM throughout. Step models: `models/machine_temperature-float32` and `-int8` (shipped), "
-             "`dynamic` converted with `statecast convert` from a copy re-trained exactly as `models/build.sh` does "
-             "(same architecture, so the same cost). All run through the daemon's own `StepModel` (ai-edge-litert, "
+             "Same 2 x 64 LSTM throughout. Step models: converted with `statecast convert` from a copy of the shipped "
+             "model re-trained exactly as `models/build.sh` does (same architecture, so the same cost), so that they "
+             "have the graph the converter emits now: float32 and dynamic with one FULLY_CONNECTED pair per layer "
+             "(fused gates), int8 with a pair per gate. All run through the daemon's own `StepModel` (ai-edge-litert, "
              "XNNPACK, 1 thread). The window model is the step graph's cell functions unrolled 64 times from a zero "
              "state (`bench/bench_models.py`), converted with the project's TFLiteConverter path; it reproduces Keras "
              + ", ".join(f"{m}: max |error| {step['window_parity'][m]['max_abs_error']:.2g} °F over "

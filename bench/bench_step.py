@@ -139,7 +139,7 @@ def run(repeats: int, block_seconds: float) -> dict:
         batched = times["batched, 1,000 streams, max_batch 1024"]
         window = times["window TFLite (64 steps) per message"]
         result["modes"][mode] = {
-            "artifact": os.path.relpath(bench_models.step_artifact(mode), bench_models.MODELS + "/.."),
+            "artifact": os.path.basename(bench_models.step_artifact(mode)),
             "median_us": {k: median(v) * 1e6 for k, v in times.items()},
             "samples_us": {k: [t * 1e6 for t in v] for k, v in times.items()},
             "fastest_keras": fastest_keras,

@@ -31,7 +31,8 @@ from .errors import ConversionError
 from .keras_reader import load_keras_model, read_model_spec
 from .model_spec import ModelSpec
 from .quantize import SIGNATURE, to_tflite
-from .step_graph import INPUT_NAME, OUTPUT_NAME, StepModule, state_input_name, state_output_name
+from .step_graph import (INPUT_NAME, OUTPUT_NAME, StepModule, fused_gates_for, state_input_name,
+                         state_output_name)
 from .window_reader import is_window_model
 
 PARITY_STEPS = 5_000
@@ -181,12 +182,11 @@ def convert(options: ConvertOptions) -> dict:
     if options.mode == "int8" and data is None:
         raise ConversionError("int8 quantization needs --calibration-csv (real sequences to calibrate states on)")
     backend = select_backend("auto")
-    module = StepModule(spec, batch_size=options.static_batch)
     with staging_area(options.out_dir) as staging:
         # The float32 artifact is always built: it is the int8 calibration source and drift reference.
         float_dir = os.path.join(staging, "float32")
         os.makedirs(float_dir)
-        float_content = to_tflite(module, "float32")
+        float_content = to_tflite(_step_module(spec, options, "float32"), "float32")
         _write_artifact(float_dir, float_content, build_manifest(spec, options, float_content, features,
                                                                  targets, horizon, meta))
         float_model = StepModel(float_dir, backend=backend)
@@ -195,11 +195,17 @@ def convert(options: ConvertOptions) -> dict:
             x_cal = IoScaling(float_model.manifest).sequence(data[0])[0]
             samples = visited_states(float_model, x_cal)
             representative = lambda: iter(samples)
-        content = float_content if options.mode == "float32" else to_tflite(module, options.mode, representative)
+        content = float_content if options.mode == "float32" else \
+            to_tflite(_step_module(spec, options, options.mode), options.mode, representative)
         manifest = build_manifest(spec, options, content, features, targets, horizon, meta)
         parity_of = None if data is None else partial(_parity_section, model, float_model=float_model, data=data,
                                                       mode=options.mode, n_targets=len(targets))
         return install_verified(staging, content, manifest, options, partial(StepModel, backend=backend), parity_of)
+
+
+def _step_module(spec: ModelSpec, options: ConvertOptions, mode: str) -> StepModule:
+    """The step graph for `mode`: int8 keeps a FULLY_CONNECTED pair per gate, float modes fuse them."""
+    return StepModule(spec, batch_size=options.static_batch, fused_gates=fused_gates_for(mode))
 
 
 def install_verified(staging: str, content: bytes, manifest: dict, options: ConvertOptions,

@@ -3,7 +3,7 @@
 Every direction of every layer applies the step model's own cell (step_graph.cell_step, gate
 constants built once per layer) W times from a zero state: the forward half over x_0..x_W-1, the
 backward half over x_W-1..x_0, its outputs put back in time order before the merge, as Keras'
-Bidirectional does. Ops: the step model's (FULLY_CONNECTED, LOGISTIC, TANH, MUL, ADD, RELU) plus
+Bidirectional does. Ops: the step model's (FULLY_CONNECTED, SPLIT, LOGISTIC, TANH, MUL, ADD, RELU) plus
 STRIDED_SLICE (window -> steps; unlike UNPACK it is an Edge TPU op), PACK (per-step outputs ->
 window) and CONCATENATION (merge_mode concat). No WHILE, no TensorList, no Select TF ops.
 """
@@ -18,9 +18,9 @@ from .window_reader import WindowLayer, WindowSpec
 OUTPUT_NAME = "window_output"
 
 
-def _direction(layer: RecurrentLayer, steps: list, backward: bool) -> list:
+def _direction(layer: RecurrentLayer, steps: list, backward: bool, fused_gates: bool) -> list:
     """Run one cell over the steps (each (batch, in)); returns each step's h in time order."""
-    gates = cell_gates(layer)
+    gates = cell_gates(layer, fused_gates)
     states = [None] * len(layer.state_names)                      # zero state, left out of the graph
     outputs = []
     for x_t in (reversed(steps) if backward else steps):
@@ -39,12 +39,12 @@ def _merge(mode: str, forward, backward):
     return forward * backward                                     # mul
 
 
-def _layer(layer: WindowLayer, steps: list) -> list:
+def _layer(layer: WindowLayer, steps: list, fused_gates: bool) -> list:
     """steps: W tensors (batch, in) -> W tensors (batch, width), or [one] without return_sequences."""
-    forward = _direction(layer.forward, steps, backward=False)
+    forward = _direction(layer.forward, steps, backward=False, fused_gates=fused_gates)
     if layer.backward is None:
         return forward if layer.return_sequences else forward[-1:]
-    backward = _direction(layer.backward, steps, backward=True)
+    backward = _direction(layer.backward, steps, backward=True, fused_gates=fused_gates)
     if not layer.return_sequences:                                # Keras: each half's last output;
         return [_merge(layer.merge_mode, forward[-1], backward[0])]   # the backward half ends at x_0
     return [_merge(layer.merge_mode, f, b) for f, b in zip(forward, backward)]
@@ -53,16 +53,17 @@ def _layer(layer: WindowLayer, steps: list) -> list:
 class WindowModule(tf.Module):
     """tf.Module whose `step` signature (the name quantize.to_tflite converts) runs one window."""
 
-    def __init__(self, spec: WindowSpec, batch_size: int | None = None):
+    def __init__(self, spec: WindowSpec, batch_size: int | None = None, fused_gates: bool = True):
         super().__init__(name="statecast_window")
         self.spec = spec
+        self.fused_gates = fused_gates                            # see step_graph.fused_gates_for(mode)
         signature = [tf.TensorSpec((batch_size, spec.window, spec.n_features), tf.float32, name=INPUT_NAME)]
         self.step = tf.function(self._window, input_signature=signature)
 
     def _window(self, x):
         steps = [x[:, t, :] for t in range(self.spec.window)]     # W x (batch, features): STRIDED_SLICE
         for layer in self.spec.layers:
-            steps = _layer(layer, steps)
+            steps = _layer(layer, steps, self.fused_gates)
         outputs = []
         for y in steps:
             for head in self.spec.heads:

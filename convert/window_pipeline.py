@@ -23,7 +23,7 @@ from . import window_parity
 from .errors import ConversionError
 from .pipeline import ConvertOptions, _describe_io, _parity_series, install_verified, staging_area
 from .quantize import SIGNATURE, to_tflite
-from .step_graph import INPUT_NAME
+from .step_graph import INPUT_NAME, fused_gates_for
 from .window_graph import OUTPUT_NAME, WindowModule
 from .window_reader import WindowSpec, read_window_spec
 
@@ -84,7 +84,7 @@ def convert_window(options: ConvertOptions, model, meta: dict) -> dict:
     if options.mode == "int8" and data is None:
         raise ConversionError("int8 quantization needs --calibration-csv (real windows to calibrate on)")
     backend = select_backend("auto")
-    module = WindowModule(spec, batch_size=options.static_batch)
+    module = WindowModule(spec, batch_size=options.static_batch, fused_gates=fused_gates_for(options.mode))
     with staging_area(options.out_dir) as staging:
         representative = None
         if options.mode == "int8":

@@ -21,7 +21,7 @@ from statecast.daemon.step_model import StepModel
 CELLS = ["lstm", "gru", "gru_classic", "rnn_tanh", "rnn_relu"]
 MODES = ["float32", "float16", "dynamic", "int8"]
 STEPS = 5000
-STEP_OPS = {"FULLY_CONNECTED", "LOGISTIC", "TANH", "MUL", "ADD"}
+STEP_OPS = {"FULLY_CONNECTED", "SPLIT", "LOGISTIC", "TANH", "MUL", "ADD"}
 BOUNDARY_OPS = {"QUANTIZE", "DEQUANTIZE"}     # int8 float interface, float16 weight expansion
 
 
@@ -98,6 +98,45 @@ def test_manifest_pairs_states_by_name(artifact):
     for row in x:
         y, states = model.step(row[None], states)
     assert np.all(np.isfinite(y)) and len(states) == 4
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_fused_gates_compute_what_per_gate_ops_compute(cell, series):
+    """The float modes' fused layout (one FULLY_CONNECTED for x and one for h per layer) and the
+    per-gate layout int8 keeps (a pair per gate) are the same arithmetic: each output column is
+    the same dot product, so float32 results are identical, here on a batch of 8 states driven
+    over 50 real steps. Identical is the tolerance because nothing is reordered; a difference
+    would mean a gate's columns were mixed up."""
+    from statecast.convert.keras_reader import read_model_spec
+    from statecast.convert.quantize import to_tflite
+    from statecast.convert.step_graph import StepModule
+    from statecast.daemon.backends import select_backend
+    spec = read_model_spec(load_keras_model(os.path.join(FIXTURES, f"{cell}.keras")))
+    interpreter_class = select_backend("auto").interpreter_class
+    runs = {}
+    for fused in (True, False):
+        interpreter = interpreter_class(model_content=to_tflite(StepModule(spec, batch_size=8, fused_gates=fused),
+                                                                "float32"), num_threads=1)
+        interpreter.allocate_tensors()
+        runner = interpreter.get_signature_runner("serving_default")
+        names = StepModule(spec).input_names
+        rng = np.random.default_rng(0)
+        feed = {name: rng.uniform(-0.5, 0.5, (8, spec.recurrent[0].units)).astype(np.float32)
+                for name in names[1:]}                                    # same start states for both
+        outputs = []
+        for value in (series[:50] - series[:50].mean()) / series[:50].std():
+            feed[names[0]] = np.repeat(value[None], 8, axis=0) + np.arange(8, dtype=np.float32)[:, None] * 0.1
+            out = runner(**feed)
+            feed.update({name: out[name.replace("state_in", "state_out")] for name in names[1:]})
+            outputs.append(out["forecast"])
+        ops = [op["op_name"] for op in interpreter._get_ops_details()]
+        runs[fused] = (np.stack(outputs), ops.count("FULLY_CONNECTED"))
+    gates = {"lstm": 4, "gru": 4, "gru_classic": 4, "rnn_tanh": 1, "rnn_relu": 1}[cell]   # GRU: z, 1-z, r, h
+    layers, heads = len(spec.recurrent), len(spec.heads)
+    assert np.array_equal(runs[True][0], runs[False][0])
+    assert runs[False][1] == layers * 2 * gates + heads
+    # classic GRU applies U_h to r * h, so its U_h stays a separate FULLY_CONNECTED
+    assert runs[True][1] == layers * (3 if cell == "gru_classic" else 2) + heads
 
 
 def test_int8_does_not_drift_over_a_long_stream(artifact, series):

@@ -31,7 +31,7 @@ from statecast.daemon.window_model import WindowModel
 WINDOW = 16
 MERGE_MODES = ["concat", "sum", "ave", "mul"]
 MODES = ["float32", "float16", "dynamic", "int8"]
-WINDOW_OPS = {"FULLY_CONNECTED", "LOGISTIC", "TANH", "MUL", "ADD", "RELU", "STRIDED_SLICE", "PACK",
+WINDOW_OPS = {"FULLY_CONNECTED", "SPLIT", "LOGISTIC", "TANH", "MUL", "ADD", "RELU", "STRIDED_SLICE", "PACK",
               "CONCATENATION"}
 BOUNDARY_OPS = {"QUANTIZE", "DEQUANTIZE"}
 RANGE_TOLERANCE = {"float32": 1e-5, "float16": 1e-2, "dynamic": 1e-2}
