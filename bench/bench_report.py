@@ -18,6 +18,7 @@ STEP_ROWS = [
     ("step batch 1", "step model, batch 1"),
     ("one invoke per message (1,000 streams)", "**one invoke per message** (1,000 streams, gather + invoke + scatter)"),
     ("window TFLite (64 steps) per message", "**window TFLite**, last 64 steps re-run per message"),
+    ("window TFLite (64 steps), 1,000 streams batched", "window TFLite, 1,000 streams' windows in one invoke"),
 ]
 E2E_TARGET, BATCH_TARGET, WINDOW_TARGET, P99_TARGET_MS, RSS_TARGET_MB = 0.8, 10.0, 20.0, 5.0, 80.0
 SHIPPED_MAX_BATCH = 256          # systemd/statecast.example.toml
@@ -179,9 +180,11 @@ def targets_section(step, e2e, memory) -> list[str]:
                          f"per message ({mode}) | {r:.1f}x | {_verdict(r >= BATCH_TARGET)} |")
         for mode, data in step["modes"].items():
             r = data["ratios"]["window / per_message"]
-            b = data["ratios"]["window / batched_1000"]
+            b = data["ratios"].get("window_batched / batched_1000")
+            both = "" if b is None else f"; both batched at 1,000 streams {b:.0f}x"
             lines.append(f"| step model >= {WINDOW_TARGET:.0f}x cheaper per message than re-running a 64-step window "
-                         f"({mode}) | {r:.0f}x one invoke per message; {b:.0f}x batched | {_verdict(r >= WINDOW_TARGET)} |")
+                         f"({mode}) | {r:.0f}x, one invoke per message each{both} | {_verdict(r >= WINDOW_TARGET)} "
+                         "(one invoke per message) |")
     if e2e:
         for key, row in e2e["summary"].items():
             if row["streams"] != 1000:
@@ -282,6 +285,7 @@ def step_section(step: dict) -> list[str]:
                        ("per_message / batched_1000_mb256", "one invoke per message / batched, max_batch 256"),
                        ("window / per_message", "window TFLite / one invoke per message"),
                        ("window / batched_1000", "window TFLite / batched at 1,000 streams"),
+                       ("window_batched / batched_1000", "window TFLite batched / step model batched, 1,000 streams"),
                        ("keras_fastest / per_message", "fastest Keras / one invoke per message"),
                        ("keras_fastest / batched_1000", "fastest Keras / batched at 1,000 streams")):
         lines.append(f"| {label} | " + " | ".join(f"{step['modes'][m]['ratios'][key]:.1f}x" for m in modes) + " |")

@@ -70,6 +70,7 @@ def step_alternatives(mode: str, block_seconds: float) -> dict:
     alternatives["batched, 1,000 streams, max_batch 1024"] = engine_like(model, per_message=False)
     alternatives["batched, 1,000 streams, max_batch 256"] = engine_like(model_256, per_message=False)
     alternatives["window TFLite (64 steps) per message"] = window_per_message(mode, block_seconds)
+    alternatives["window TFLite (64 steps), 1,000 streams batched"] = window_batched(mode, block_seconds)
     return alternatives
 
 
@@ -94,6 +95,32 @@ def window_per_message(mode: str, block_seconds: float):
         return interpreter.get_tensor(y_index)
     calls = calls_for(once, block_seconds)
     return lambda: timed_block(once, calls)
+
+
+def window_batched(mode: str, block_seconds: float):
+    """The window alternative batched as the daemon's window engine runs it: 1,000 streams each
+    shift their last-64 window by the new value, then one invoke over all 1,000 windows. The
+    like-for-like partner of the batched step model (the per-message pair is the other one)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=bench_models.window_tflite(mode), num_threads=1)
+    x_index = interpreter.get_input_details()[0]["index"]
+    interpreter.resize_tensor_input(x_index, [STREAMS, bench_models.WINDOW, 1], strict=False)
+    interpreter.allocate_tensors()
+    y_index = interpreter.get_output_details()[0]["index"]
+    windows = np.zeros((STREAMS, bench_models.WINDOW, 1), np.float32)               # (streams, W, features)
+    values = np.random.default_rng(1).standard_normal((64, STREAMS)).astype(np.float32)
+    counter = [0]
+
+    def once():
+        windows[:, :-1] = windows[:, 1:]
+        windows[:, -1, 0] = values[counter[0] & 63]
+        counter[0] += 1
+        interpreter.set_tensor(x_index, windows)
+        interpreter.invoke()
+        return interpreter.get_tensor(y_index)
+    calls = calls_for(once, block_seconds)
+    return lambda: timed_block(once, calls) / STREAMS
 
 
 def keras_alternatives(block_seconds: float) -> dict:
@@ -138,6 +165,7 @@ def run(repeats: int, block_seconds: float) -> dict:
         per_message = times["one invoke per message (1,000 streams)"]
         batched = times["batched, 1,000 streams, max_batch 1024"]
         window = times["window TFLite (64 steps) per message"]
+        window_batch = times["window TFLite (64 steps), 1,000 streams batched"]
         result["modes"][mode] = {
             "artifact": os.path.basename(bench_models.step_artifact(mode)),
             "median_us": {k: median(v) * 1e6 for k, v in times.items()},
@@ -148,6 +176,7 @@ def run(repeats: int, block_seconds: float) -> dict:
                 "per_message / batched_1000_mb256": paired_ratio(per_message, times["batched, 1,000 streams, max_batch 256"]),
                 "window / per_message": paired_ratio(window, per_message),
                 "window / batched_1000": paired_ratio(window, batched),
+                "window_batched / batched_1000": paired_ratio(window_batch, batched),
                 "keras_fastest / per_message": paired_ratio(times[fastest_keras], per_message),
                 "keras_fastest / batched_1000": paired_ratio(times[fastest_keras], batched),
             },
