@@ -304,6 +304,42 @@ class StreamAnomaly:
             state.update(self.profile.to_state())
         return state
 
+    def layout(self) -> tuple:
+        """What fixes the keys and shapes of to_state(): states of equal layout stack together."""
+        return self.settings.short_window, self.settings.blocks, self.profile is not None
+
+    @staticmethod
+    def stack_states(anomalies: list["StreamAnomaly"]) -> dict[str, np.ndarray]:
+        """[a.to_state() for a in anomalies] stacked key by key (same keys and order, numbers as
+        float64, arrays in their dtype; a test compares the bytes with stacking to_state() dicts),
+        without a dict per stream: the flat stats arrays are joined into one matrix and sliced.
+        Checkpoints are built on the engine loop, where a to_state() dict per stream cost ~100 ms
+        at 10,000 streams. All anomalies must share one layout()."""
+        n = len(anomalies)
+        first = anomalies[0]
+        short, k = first.settings.short_window, first.settings.blocks
+        stats = np.frombuffer(b"".join(a.stats for a in anomalies), np.float64).reshape(n, -1)
+
+        def column(values) -> np.ndarray:
+            return np.fromiter(values, np.float64, n)
+        state = {"version": np.full(n, float(STATE_VERSION)),
+                 "long_window": column(a.settings.long_window for a in anomalies),
+                 "short_window": np.full(n, float(short)),
+                 "prior_residual_std": column(a.prior_residual_std for a in anomalies),
+                 "prior_weight_steps": column(a.prior_weight_steps for a in anomalies),
+                 "scale_sum_sq": stats[:, SCALE_SUM_SQ], "scale_weight": stats[:, SCALE_WEIGHT],
+                 "recent": stats[:, RECENT:RECENT + short],
+                 "blocks": stats[:, RECENT + short:RECENT + short + 2 * k].reshape(n, 2, k),
+                 "block_sum": stats[:, BLOCK_SUM], "block_sum_sq": stats[:, BLOCK_SUM_SQ],
+                 "count": column(a.count for a in anomalies), "low": stats[:, LOW], "high": stats[:, HIGH],
+                 "anomalous": column(a.anomalous for a in anomalies),
+                 "above_steps": column(a.above_steps for a in anomalies),
+                 "last_alert_step": column(NO_ALERT if a.last_alert_step is None else a.last_alert_step
+                                           for a in anomalies)}
+        if first.profile is not None:
+            state.update(DailyProfile.stack_states([a.profile for a in anomalies]))
+        return state
+
     @classmethod
     def from_state(cls, settings: AnomalySettings, data: dict) -> "StreamAnomaly":
         """Raises ValueError (one line) for a state of another version or other settings."""

@@ -87,45 +87,34 @@ def _arrays(table: StreamTable, model_sha256: str) -> dict[str, np.ndarray]:
                          "last_interval": i.last_interval, "extra": i.extra} for i in infos]}
     arrays = {"meta": np.frombuffer(json.dumps(meta).encode(), np.uint8), "last_forecast": forecasts}
     arrays.update({f"state_{k}": array[slots] for k, array in enumerate(table.arrays)})
-    arrays.update(stack_states("anomaly", ((row, i.anomaly.to_state()) for row, i in enumerate(infos)
-                                           if i.anomaly is not None), len(infos)))
-    arrays.update(stack_states("scaler", ((row, i.scaler.to_state()) for row, i in enumerate(infos)
-                                          if i.scaler is not None), len(infos)))
+    arrays.update(stack_by_layout("anomaly", ((row, i.anomaly) for row, i in enumerate(infos)
+                                              if i.anomaly is not None)))
+    arrays.update(stack_by_layout("scaler", ((row, i.scaler) for row, i in enumerate(infos)
+                                             if i.scaler is not None)))
     return arrays
 
 
-def stack_states(prefix: str, states, count: int) -> dict[str, np.ndarray]:
-    """Per-stream state dicts (numbers and fixed-shape arrays), at most `count` of them, -> one
-    stacked array per key, by group of streams with the same keys and shapes:
-    {"<prefix><g>.rows": (n,), "<prefix><g>.<key>": (n, ...)}. Numbers are stored as float64
-    (exact for floats, bools and integers below 2**53), arrays keep their dtype. Arrays are
-    copied into their row as they come, so only one stream's dict exists at a time."""
-    groups: dict[tuple, tuple[list[int], dict[str, list | np.ndarray]]] = {}
-    for row, state in states:
-        shapes = tuple(getattr(value, "shape", ()) for value in state.values())     # np.shape() is 10x slower
-        layout = (tuple(state), shapes)
-        if layout not in groups:
-            groups[layout] = ([], {key: [] if shape == () else np.empty((count,) + shape, state[key].dtype)
-                                   for key, shape in zip(state, shapes)})
-        rows, columns = groups[layout]
-        for key, value in state.items():
-            column = columns[key]
-            if isinstance(column, list):
-                column.append(value)
-            else:
-                column[len(rows)] = value
+def stack_by_layout(prefix: str, items) -> dict[str, np.ndarray]:
+    """Per-stream states (items: (row, obj)) -> one stacked array per to_state() key, by group of
+    streams of equal layout (obj.layout(); groups in order of first appearance):
+    {"<prefix><g>.rows": (n,) int64, "<prefix><g>.<key>": (n, ...)}. Numbers are float64 (exact
+    for floats, bools and integers below 2**53), arrays keep their dtype. Each type stacks its
+    own states column-wise (type(obj).stack_states), so no dict per stream is built."""
+    groups: dict[tuple, tuple[list[int], list]] = {}
+    for row, obj in items:
+        rows, objects = groups.setdefault(obj.layout(), ([], []))
         rows.append(row)
+        objects.append(obj)
     arrays = {}
-    for g, (rows, columns) in enumerate(groups.values()):
+    for g, (rows, objects) in enumerate(groups.values()):
         arrays[f"{prefix}{g}.rows"] = np.asarray(rows, np.int64)
-        for key, column in columns.items():
-            arrays[f"{prefix}{g}.{key}"] = (np.asarray(column, np.float64) if isinstance(column, list)
-                                            else column[: len(rows)])
+        for key, column in type(objects[0]).stack_states(objects).items():
+            arrays[f"{prefix}{g}.{key}"] = column
     return arrays
 
 
 def unstack_states(prefix: str, data) -> dict[int, tuple[dict[str, np.ndarray], int]]:
-    """Where each row's state is in the stacked arrays of stack_states: {row: (columns, index)}."""
+    """Where each row's state is in the stacked arrays of stack_by_layout: {row: (columns, index)}."""
     groups: dict[str, dict[str, np.ndarray]] = {}
     for name in data.files:
         group, dot, key = name.partition(".")

@@ -54,6 +54,13 @@ class DailyProfile:
                 "profile_profile_sq": self.profile_sq}
 
     @staticmethod
+    def stack_states(profiles: list["DailyProfile"]) -> dict[str, np.ndarray]:
+        """[p.to_state() for p in profiles] stacked key by key (StreamAnomaly.stack_states)."""
+        return {"profile_levels": np.stack([p.levels for p in profiles]),
+                "profile_model_sq": np.fromiter((p.model_sq for p in profiles), np.float64, len(profiles)),
+                "profile_profile_sq": np.fromiter((p.profile_sq for p in profiles), np.float64, len(profiles))}
+
+    @staticmethod
     def in_state(data: dict) -> bool:
         return "profile_levels" in data
 

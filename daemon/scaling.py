@@ -66,6 +66,17 @@ class OnlineScaler:
         """Numbers and float64 arrays (the checkpoint stacks each key across streams); exact."""
         return {"mean": np.array(self.mean, np.float64), "var": np.array(self.var, np.float64), "count": self.count}
 
+    def layout(self) -> tuple:
+        """What fixes the keys and shapes of to_state(): states of equal layout stack together."""
+        return (len(self.mean),)
+
+    @staticmethod
+    def stack_states(scalers: list["OnlineScaler"]) -> dict[str, np.ndarray]:
+        """[s.to_state() for s in scalers] stacked key by key (see StreamAnomaly.stack_states)."""
+        return {"mean": np.array([s.mean for s in scalers], np.float64),
+                "var": np.array([s.var for s in scalers], np.float64),
+                "count": np.fromiter((s.count for s in scalers), np.float64, len(scalers))}
+
     @classmethod
     def from_state(cls, data: dict, halflife_steps: float, clip: float, min_scale: float) -> "OnlineScaler":
         mean, var = np.asarray(data["mean"], np.float64).tolist(), np.asarray(data["var"], np.float64).tolist()

@@ -97,3 +97,55 @@ def test_streams_with_different_anomaly_layouts_share_a_checkpoint():
         for name in restored_names:
             assert fresh.get(name).anomaly.to_state()["blocks"].tolist() == \
                 table.get(name).anomaly.to_state()["blocks"].tolist()
+
+
+def stacked_to_state(prefix: str, items) -> dict[str, np.ndarray]:
+    """The reference layout of a checkpoint's per-stream statistics: each stream's to_state()
+    dict, grouped by keys and shapes in order of first appearance, every key stacked (numbers as
+    float64, arrays in their dtype). The daemon builds the same arrays without the dicts."""
+    groups: dict[tuple, tuple[list, list]] = {}
+    for row, obj in items:
+        state = obj.to_state()
+        layout = (tuple(state), tuple(np.shape(value) for value in state.values()))
+        rows, states = groups.setdefault(layout, ([], []))
+        rows.append(row)
+        states.append(state)
+    arrays = {}
+    for g, (rows, states) in enumerate(groups.values()):
+        arrays[f"{prefix}{g}.rows"] = np.asarray(rows, np.int64)
+        for key, value in states[0].items():
+            column = [state[key] for state in states]
+            arrays[f"{prefix}{g}.{key}"] = np.stack(column) if np.ndim(value) else np.asarray(column, np.float64)
+    return arrays
+
+
+def test_statistics_are_stacked_as_their_to_state_dicts_would_be(model):
+    """Anomaly statistics (with and without a daily profile, two ring lengths, alerting or not,
+    never alerted) and online scalers are stacked column-wise straight from the objects; the arrays
+    must be those of stacking every stream's to_state() dict: same names in the same order, dtype,
+    shape and bytes (tobytes compares NaN payloads and -0.0 too), so the files are the same."""
+    engine = Engine(model, anomaly_factory=anomaly_factory_for(model))     # profile + online scaler
+    for step in range(400):
+        engine.process(readings(step), now=1.0)
+    table = engine.table
+    others = (AnomalySettings(long_window=200, short_window=3), AnomalySettings(long_window=200))
+    for k, settings in enumerate(others * 3):                              # layouts interleaved
+        anomaly = StreamAnomaly(settings, 1.0)
+        for step in range(260 + 7 * k):
+            anomaly.update(np.sin(step) + (9.0 if step == 250 else 0.0), 0.0, 1e9 + 60.0 * step)
+        table.add(f"other-{k}", 0.0).anomaly = anomaly
+    table.add("no-statistics", 0.0)
+    infos = list(table.streams.values())
+    assert any(i.anomaly is not None and i.anomaly.last_alert_step is not None for i in infos)
+    assert any(i.anomaly is not None and i.anomaly.last_alert_step is None for i in infos)
+    arrays = checkpoint._arrays(table, model.manifest.sha256)
+    for prefix in ("anomaly", "scaler"):
+        ours = {name: array for name, array in arrays.items() if name.startswith(prefix)}
+        reference = stacked_to_state(prefix, ((row, getattr(i, prefix)) for row, i in enumerate(infos)
+                                              if getattr(i, prefix) is not None))
+        assert list(ours) == list(reference)
+        for name, expected in reference.items():
+            got = ours[name]
+            assert (got.dtype, got.shape) == (expected.dtype, expected.shape), name
+            assert np.ascontiguousarray(got).tobytes() == expected.tobytes(), name
+    assert {name.split(".")[0] for name in arrays if name.startswith("anomaly")} == {"anomaly0", "anomaly1", "anomaly2"}
