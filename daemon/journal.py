@@ -5,10 +5,12 @@ holding the inputs it stepped and what each step published:
 [[stream_id, ts, [values...], [[topic, payload, qos], ...]], ...]. The outputs are kept because
 a step may already be in the checkpoint when its input comes back from the broker: the state
 has moved on, so the forecast can no longer be recomputed, only re-sent. A checkpoint makes the
-journal redundant, so it is truncated right after a checkpoint is durable. At start-up the
-daemon restores the checkpoint and replays the journal through the engine; the engine's
-"older or equal timestamp is a duplicate" rule makes replaying a step that the checkpoint
-already holds a no-op, so a crash between checkpoint and truncation is harmless.
+journal redundant: when the checkpoint's snapshot is taken (every batch settled), the file is
+moved aside to <path>.pending and a new one started, since the engine goes on while the snapshot
+is written; <path>.pending is deleted once that checkpoint is durable. At start-up the daemon
+restores the checkpoint and replays <path>.pending, then <path>, through the engine; the
+engine's "older or equal timestamp is a duplicate" rule makes replaying a step that the
+checkpoint already holds a no-op, so a crash before the deletion is harmless.
 
 Records:
 - {"seq": n, "steps": [...]}: a batch, before any of its inputs is acknowledged;
@@ -36,15 +38,21 @@ import os
 import struct
 import zlib
 
+from .checkpoint import fsync_directory
+
 MAGIC = b"SJ"
 HEADER = struct.Struct("<2sII")
 log = logging.getLogger("statecast.journal")
+
+
+PENDING = ".pending"     # the journal file of a checkpoint being written
 
 
 class Journal:
     def __init__(self, path: str, fsync: bool = True):
         self.path = path
         self.fsync = fsync
+        self._name_unsynced = not os.path.exists(path)   # a new file's directory entry is not durable yet
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         self.records_written = 0
         # Batch ids must not collide with those of a previous process still in the file.
@@ -55,6 +63,9 @@ class Journal:
         os.write(self._fd, HEADER.pack(MAGIC, len(payload), zlib.crc32(payload)) + payload)
         if sync:
             os.fsync(self._fd)       # power loss; a kill -9 alone is covered by the page cache
+            if self._name_unsynced:  # a rotated-in file: its name must outlive a power loss too
+                fsync_directory(os.path.dirname(os.path.abspath(self.path)))
+                self._name_unsynced = False
 
     def append(self, steps: list[tuple[str, float, tuple[float, ...], list]], sync: bool = True) -> str:
         """Record one batch of steps before their inputs are acknowledged; returns its id.
@@ -76,11 +87,29 @@ class Journal:
         """The broker acknowledged everything batch `seq` published."""
         self._write({"settled": seq}, sync=False)
 
-    def truncate(self) -> None:
-        """Called once a checkpoint holding every journaled step is durable."""
-        os.ftruncate(self._fd, 0)
-        if self.fsync:
-            os.fsync(self._fd)
+    def rotate(self) -> bool:
+        """A checkpoint snapshot was just taken while every batch here was settled: move this
+        file aside to <path>.pending (drop_pending deletes it once that checkpoint is durable)
+        and go on in a new, empty file. Returns False, rotating nothing, while an older pending
+        file exists: its checkpoint failed, so its steps stay until a later one succeeds."""
+        pending = self.path + PENDING
+        if os.path.exists(pending):
+            return False
+        # No fsync here: the file keeps the durability its appends had (what acknowledgements
+        # waited for is synced already), so the loop pays no I/O for the rotation.
+        os.close(self._fd)
+        self._fd = -1                # a failure below must not leave a number another file may reuse
+        os.replace(self.path, pending)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._name_unsynced = True
+        return True
+
+    def drop_pending(self) -> None:
+        """A checkpoint whose snapshot was taken after the pending file's last record is durable."""
+        try:
+            os.unlink(self.path + PENDING)
+        except FileNotFoundError:
+            pass
 
     def close(self) -> None:
         os.close(self._fd)
@@ -88,12 +117,19 @@ class Journal:
 
 def read_journal(path: str) -> list[tuple[str, bool, list[tuple[str, float, tuple[float, ...], list]], dict[int, int]]]:
     """(seq, settled, steps, {output index: packet id} of its committed QoS 2 outputs) per batch,
-    in order; stops at the first torn or corrupt record."""
-    if not os.path.exists(path):
-        return []
+    in order, from <path>.pending (if a checkpoint was being written) and then <path>; each file
+    is read up to its first torn or corrupt record."""
+    batches, committed, settled = [], {}, set()
+    for candidate in (path + PENDING, path):
+        if os.path.exists(candidate):
+            _read_records(candidate, batches, committed, settled)
+    return [(seq, seq in settled, steps, committed.get(seq, {})) for seq, steps in batches]
+
+
+def _read_records(path: str, batches: list, committed: dict, settled: set) -> None:
     with open(path, "rb") as handle:
         blob = handle.read()
-    batches, committed, settled, offset = [], {}, set(), 0
+    offset = 0
     while offset + HEADER.size <= len(blob):
         magic, length, crc = HEADER.unpack_from(blob, offset)
         payload = blob[offset + HEADER.size: offset + HEADER.size + length]
@@ -110,4 +146,3 @@ def read_journal(path: str) -> list[tuple[str, bool, list[tuple[str, float, tupl
             batches.append((record["seq"], [(sid, float(ts), tuple(values), [tuple(o) for o in outputs])
                                             for sid, ts, values, outputs in record["steps"]]))
         offset += HEADER.size + length
-    return [(seq, seq in settled, steps, committed.get(seq, {})) for seq, steps in batches]

@@ -6,7 +6,7 @@ import logging
 import os
 
 from .checkpoint import restore as restore_checkpoint
-from .checkpoint import save as save_checkpoint
+from .checkpoint import snapshot
 from .config import Config, ConfigError
 from .engine import Engine, EngineSettings, Message
 from .journal import Journal, read_journal
@@ -52,6 +52,7 @@ class Pipeline:
         self.journal_enabled, self.journal_fsync = s.journal, s.journal_fsync
         self.journal: Journal | None = None
         self.journal_errors = 0
+        self._journal_errors_before_snapshot = 0
         self.output = config.output
         # (stream, ts) -> (values, messages to publish again) if the broker redelivers that input:
         # the open steps found in the journal at start-up, whose outputs may not have gone out.
@@ -164,19 +165,36 @@ class Pipeline:
             except OSError:
                 self.journal_errors += 1        # only costs a duplicate forecast after a crash
 
-    def checkpoint(self, settled: bool = True) -> None:
-        """settled: no input is waiting for its acknowledgement, so the journal may be emptied
-        (otherwise it is kept: replaying it is harmless)."""
-        save_checkpoint(self.checkpoint_path, self.engine.table, self.model.manifest.sha256)
+    def begin_checkpoint(self, settled: bool) -> list[tuple[str, dict]]:
+        """Snapshot the tables: (path, arrays) per checkpoint file, copies that may be written
+        while the engine goes on. settled: no input is waiting for its acknowledgement, so the
+        journal is moved aside (its steps are all in this snapshot) and a new one started;
+        otherwise it is kept whole (replaying it is harmless). end_checkpoint() once every file
+        is durable."""
+        files = [(self.checkpoint_path, snapshot(self.engine.table, self.model.manifest.sha256))]
         if self.window_engine is not None:
-            save_checkpoint(self.window_checkpoint_path, self.window_engine.table,
-                            self.window_engine.model.manifest.sha256)
+            files.append((self.window_checkpoint_path, snapshot(self.window_engine.table,
+                                                                self.window_engine.model.manifest.sha256)))
+        self._journal_errors_before_snapshot = self.journal_errors
         if self.journal is not None and settled:
-            self.journal.truncate()
-            self.journal_errors = 0           # the checkpoint holds everything the journal missed
-            if self.recovered:                # inputs the broker may still redeliver: keep them durable
-                self.journal.append([(sid, ts, values, items)
-                                     for (sid, ts), (values, items) in self.recovered.items()])
+            try:
+                if self.journal.rotate() and self.recovered:    # inputs the broker may still redeliver
+                    self.journal.append([(sid, ts, values, items)
+                                         for (sid, ts), (values, items) in self.recovered.items()])
+            except OSError as error:
+                self._journal_failed(error)
+        return files
+
+    def end_checkpoint(self) -> None:
+        """This pipeline's checkpoint files of the last begin_checkpoint are durable."""
+        if self.journal is not None:
+            try:
+                self.journal.drop_pending()
+            except OSError as error:
+                self._journal_failed(error)
+        # the checkpoint holds every step the journal missed before the snapshot
+        self.journal_errors -= self._journal_errors_before_snapshot
+        self._journal_errors_before_snapshot = 0
 
 
 def anomaly_settings(config: Config, model):

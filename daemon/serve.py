@@ -1,8 +1,8 @@
 """`statecast serve`: MQTT in, batched step inference, forecasts and alerts out.
 
 Threads: paho's network thread decodes and enqueues (routing.Router); this module's engine
-loop drains the queue in micro-batches, steps the engines, publishes, checkpoints and keeps
-systemd informed (sdnotify): READY=1 once the models are loaded, the checkpoints restored and
+loop drains the queue in micro-batches, steps the engines, publishes, snapshots the state for
+checkpoints (a third thread writes the files: checkpoint_writer) and keeps systemd informed (sdnotify): READY=1 once the models are loaded, the checkpoints restored and
 the broker has acknowledged every subscription; WATCHDOG=1 from the loop itself, so a stuck
 engine stops pinging; a one-line STATUS=; RELOADING=1 ... READY=1 around SIGHUP; STOPPING=1
 then a final checkpoint on SIGTERM. Signals only set flags; the loop acts on them.
@@ -17,6 +17,7 @@ import signal
 import sys
 import time
 
+from .checkpoint_writer import CheckpointRound
 from .config import Config, load_config
 from .delivery import Delivery, Publish
 from .housekeeping import StatusLine, daemon_stats
@@ -49,6 +50,7 @@ class Daemon:
         self.stop_requested = False
         self.reload_requested = False
         self.checkpoint_errors = 0
+        self.checkpoint_round: CheckpointRound | None = None     # files being written off the loop
         self.reloads = self.reload_failures = self.reload_resets = 0
         self.last_error: str | None = None
         self.manual_ack = config.state.journal
@@ -100,8 +102,9 @@ class Daemon:
                 with self.link.one_wakeup():
                     self._process(batch)
             now = time.monotonic()
-            if now >= next_checkpoint:
-                self._checkpoint_all()
+            self._collect_checkpoints(wait=False)
+            if now >= next_checkpoint and self.checkpoint_round is None:
+                self._begin_checkpoints()
                 next_checkpoint = now + self.config.state.checkpoint_interval_seconds
             if now >= next_stats:
                 self._publish_stats()
@@ -110,9 +113,11 @@ class Daemon:
                 self.notifier.status(self.status_line.text(self.stats()))
             with self.link.one_wakeup():
                 self.delivery.poll()
-            self.pacer.tick()
+            if not self._checkpoint_wedged(now):
+                self.pacer.tick()
             if self.reload_requested:
                 self.reload_requested = False
+                self._collect_checkpoints(wait=True)     # the round's pipelines are about to be replaced
                 self._reload()
                 next_stats = min(next_stats, time.monotonic())
         return self._shutdown()
@@ -220,15 +225,46 @@ class Daemon:
         if pending:
             log.info("re-sending %d PUBRELs of %d committed batches", len(by_mid), len(pending))
 
-    def _checkpoint_all(self) -> None:
+    def _begin_checkpoints(self) -> None:
+        """Snapshot every pipeline's state on the loop; a CheckpointRound writes the files."""
         self.delivery.poll()
-        for pipeline in self.pipelines.values():
-            try:
-                pipeline.checkpoint(settled=self.delivery.outstanding == 0)
-            except OSError as error:              # disk full etc.: loud, but keep serving
-                self.checkpoint_errors += 1
-                self.last_error = f"checkpoint failed: {error.strerror or error}"
-                log.error("checkpoint %s failed: %s (serving continues)", pipeline.checkpoint_path, error)
+        settled = self.delivery.outstanding == 0
+        started = time.monotonic()
+        jobs = [(pipeline, pipeline.begin_checkpoint(settled)) for pipeline in self.pipelines.values()]
+        self.checkpoint_round = CheckpointRound(jobs, time.monotonic() - started).start()
+
+    def _collect_checkpoints(self, wait: bool) -> None:
+        """Once the round in flight is written (now, with wait): its journals' pending files go,
+        its failures are counted and logged (disk full etc.: loud, but serving continues)."""
+        done = self.checkpoint_round
+        if done is None or not (wait or done.done()):
+            return
+        done.wait()
+        self.checkpoint_round = None
+        for pipeline in done.written:
+            pipeline.end_checkpoint()
+        log.info("checkpoint of %d streams: snapshot %.0f ms on the engine loop, files written in %.0f ms",
+                 sum(len(p.engine.table) for p in done.written), done.snapshot_seconds * 1e3,
+                 done.write_seconds * 1e3)
+        for _, path, error in done.failures:
+            self.checkpoint_errors += 1
+            self.last_error = f"checkpoint failed: {getattr(error, 'strerror', None) or error}"
+            log.error("checkpoint %s failed: %s (serving continues)", path, error)
+
+    def _checkpoint_wedged(self, now: float) -> bool:
+        """A checkpoint round still being written after half the watchdog timeout counts as a
+        wedge (a dead SD card or NFS server): the loop stops pinging, so systemd's watchdog
+        fires after WatchdogSec and faulthandler shows the writer's stack, as it did when the
+        loop wrote checkpoints itself (it then fired after WatchdogSec of blocking)."""
+        interval = self.pacer.interval_seconds
+        return (interval is not None and self.checkpoint_round is not None
+                and now - self.checkpoint_round.started > interval)
+
+    def _checkpoint_all(self) -> None:
+        """A checkpoint of everything, durable on return (final checkpoint, shard change)."""
+        self._collect_checkpoints(wait=True)
+        self._begin_checkpoints()
+        self._collect_checkpoints(wait=True)
 
     def stats(self) -> dict:
         return daemon_stats(self)

@@ -142,23 +142,20 @@ def test_states_of_another_version_are_refused_in_one_line(caplog):
     state = StreamAnomaly(settings, 1.0).to_state()
     with pytest.raises(ValueError, match=f"anomaly state version 2, expected {STATE_VERSION}"):
         StreamAnomaly.from_state(settings, {**state, "version": 2})
-    # A checkpoint from before the block sums (ring in meta JSON): the stream's RNN state loads,
-    # its anomaly statistics restart, and one warning says why.
-    table = StreamTable([(2,)], max_streams=4)
-    table.add("a", 0.0)
-    table.add("b", 0.0)
-    blob = checkpoint.encode(table, "sha")
-    payload = blob.split(b"\n", 2)[2]
-    data = dict(np.load(io.BytesIO(payload)))
-    meta = json.loads(bytes(data["meta"]).decode())
-    for item in meta["streams"]:
-        item["anomaly"] = {"version": 2, "raw": [0.0] * 2000}
-    data["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
-    old = _checkpoint_blob(data)
+    # A checkpoint from before the block sums (ring in meta JSON, one JSON object per stream):
+    # the stream's RNN state loads, its anomaly statistics restart, and one warning says why.
+    meta = {"model_sha256": "sha", "state_shapes": [[2]],
+            "streams": [{"id": sid, "last_ts": 1e9, "steps": 3, "last_seen": 0.0, "last_interval": 300.0,
+                         "extra": None, "anomaly": {"version": 2, "raw": [0.0] * 2000}} for sid in ("a", "b")]}
+    old = _checkpoint_blob({"meta": np.frombuffer(json.dumps(meta).encode(), np.uint8),
+                            "state_0": np.asarray([[0.5, -0.5], [0.25, 0.75]], np.float32),
+                            "last_forecast": np.full((2, 1), np.nan, np.float32)})
     fresh = StreamTable([(2,)], max_streams=4)
     with caplog.at_level("WARNING", logger="statecast.checkpoint"):
         assert checkpoint.decode(old, "sha", fresh, lambda d: StreamAnomaly.from_state(settings, d)) == 2
     assert fresh.get("a").anomaly is None and fresh.get("b").anomaly is None
+    assert fresh.state_of("b")[0].tolist() == [0.25, 0.75] and fresh.get("b").steps == 3
+    assert (fresh.get("a").last_ts, fresh.get("a").last_interval) == (1e9, 300.0)
     warnings = [r.getMessage() for r in caplog.records]
     assert len(warnings) == 1 and "2 stream(s)" in warnings[0] and "version 2, expected" in warnings[0]
 

@@ -76,7 +76,8 @@ def test_size_is_the_state_not_json(model):
     assert len(blob) < 3_000 * 1000
     data = np.load(io.BytesIO(blob.split(b"\n", 2)[2]), allow_pickle=False)
     meta = json.loads(bytes(data["meta"]).decode())
-    assert "anomaly" not in meta["streams"][0] and data["anomaly0.profile_levels"].shape == (1000, 288)
+    assert len(meta["stream_ids"]) == 1000 and data["stream_steps"].tolist() == [3.0] * 1000
+    assert data["anomaly0.profile_levels"].shape == (1000, 288)
 
 
 def test_streams_with_different_anomaly_layouts_share_a_checkpoint():
@@ -94,6 +95,7 @@ def test_streams_with_different_anomaly_layouts_share_a_checkpoint():
         fresh = StreamTable([(4,)], max_streams=8)
         assert checkpoint.decode(blob, "sha", fresh, lambda data, s=settings: StreamAnomaly.from_state(s, data)) == 4
         assert {sid for sid, info in fresh.streams.items() if info.anomaly is not None} == restored_names
+        assert (fresh.get("d").last_ts, fresh.get("d").last_interval, fresh.get("d").steps) == (None, None, 0)
         for name in restored_names:
             assert fresh.get(name).anomaly.to_state()["blocks"].tolist() == \
                 table.get(name).anomaly.to_state()["blocks"].tolist()
@@ -138,7 +140,7 @@ def test_statistics_are_stacked_as_their_to_state_dicts_would_be(model):
     infos = list(table.streams.values())
     assert any(i.anomaly is not None and i.anomaly.last_alert_step is not None for i in infos)
     assert any(i.anomaly is not None and i.anomaly.last_alert_step is None for i in infos)
-    arrays = checkpoint._arrays(table, model.manifest.sha256)
+    arrays = checkpoint.snapshot(table, model.manifest.sha256)
     for prefix in ("anomaly", "scaler"):
         ours = {name: array for name, array in arrays.items() if name.startswith(prefix)}
         reference = stacked_to_state(prefix, ((row, getattr(i, prefix)) for row, i in enumerate(infos)
@@ -149,3 +151,61 @@ def test_statistics_are_stacked_as_their_to_state_dicts_would_be(model):
             assert (got.dtype, got.shape) == (expected.dtype, expected.shape), name
             assert np.ascontiguousarray(got).tobytes() == expected.tobytes(), name
     assert {name.split(".")[0] for name in arrays if name.startswith("anomaly")} == {"anomaly0", "anomaly1", "anomaly2"}
+
+
+def test_a_crash_while_checkpoint_files_are_written_loses_no_step(tmp_path):
+    """The loop takes the snapshot and moves the journal aside (<journal>.pending), then goes on
+    stepping and journaling into a new file while another thread writes the checkpoint. A crash
+    before the files are durable, or after but before .pending is deleted, must restart into the
+    state of an uninterrupted run: previous checkpoint, then .pending, then the new journal. The
+    next successful checkpoint deletes the leftover .pending."""
+    from daemon_proc import write_config
+    from statecast.daemon.config import load_config
+    from statecast.daemon.journal import PENDING
+    from statecast.daemon.pipeline import Pipeline
+
+    def pipeline_in(directory):
+        config = load_config(write_config(tmp_path / f"{directory}.toml", 1883, str(tmp_path / directory)))
+        os.makedirs(config.state.directory, exist_ok=True)
+        pipeline = Pipeline(config.streams[0], config)
+        pipeline.restore()
+        return pipeline
+
+    def run(pipeline, steps):
+        for step in steps:
+            pipeline.record(*pipeline.step(readings(step)))
+
+    def state(pipeline):
+        table = pipeline.engine.table
+        return {sid: ([a.tolist() for a in table.state_of(sid)], info.steps, info.last_ts)
+                for sid, info in sorted(table.streams.items())}
+
+    uninterrupted = pipeline_in("reference")
+    run(uninterrupted, range(150))
+    for crash_after_write in (False, True):
+        name = f"crash-{crash_after_write}"
+        first = pipeline_in(name)
+        run(first, range(50))
+        files = first.begin_checkpoint(settled=True)             # a whole round: checkpoint at step 50,
+        run(first, range(50, 60))                                # steps journaled while it is written
+        for path, arrays in files:
+            checkpoint.write_snapshot(path, arrays)
+        first.end_checkpoint()
+        run(first, range(60, 100))
+        files = first.begin_checkpoint(settled=True)             # snapshot at step 100 ...
+        assert os.path.exists(first.journal_path + PENDING)
+        run(first, range(100, 150))                              # ... the loop goes on meanwhile
+        if crash_after_write:
+            for path, arrays in files:
+                checkpoint.write_snapshot(path, arrays)
+        first.journal.close()                                    # crash: end_checkpoint never runs
+        second = pipeline_in(name)
+        assert state(second) == state(uninterrupted), name
+        files = second.begin_checkpoint(settled=True)            # the leftover .pending stays until ...
+        assert os.path.exists(second.journal_path + PENDING)
+        for path, arrays in files:
+            checkpoint.write_snapshot(path, arrays)
+        second.end_checkpoint()                                  # ... a checkpoint after it is durable
+        assert not os.path.exists(second.journal_path + PENDING)
+        second.journal.close()
+        assert state(pipeline_in(name)) == state(uninterrupted), name

@@ -177,8 +177,10 @@ def test_sighup_sends_reloading_then_ready_on_one_connection(tmp_path, broker, n
 
 def test_a_stuck_engine_stops_pinging_and_sigabrt_shows_where(tmp_path, broker, notify_socket, daemons):
     """A checkpoint write that hangs (here: its temporary file is a FIFO nobody reads, like a dead
-    SD card or NFS server) wedges the engine loop. The pings must stop, so systemd's watchdog
-    fires; its SIGABRT makes faulthandler print the stuck stack to the journal."""
+    SD card or NFS server) wedges the checkpoint writer's thread. Once that round has been in
+    flight for half the watchdog timeout the loop's pings must stop, so systemd's watchdog fires;
+    its SIGABRT makes faulthandler print every thread's stack, the stuck write among them, to the
+    journal."""
     notify = notify_socket()
     state = tmp_path / "state"
     state.mkdir()
