@@ -142,7 +142,7 @@ def _checkpoint_and_restart(daemon: DaemonSUT, restart_timeout_seconds: float) -
 def checkpoint_stall(streams: int = 10_000, rate_hz: float = 500.0, interval_seconds: float = 20.0) -> dict:
     """What a periodic checkpoint does to a running daemon: RSS before and after the first one, and
     publish -> forecast latency of a paced stream of readings while it is written (the engine
-    loop writes checkpoints synchronously)."""
+    loop takes the snapshot; a thread writes the files)."""
     import numpy as np
     broker = LocalMosquitto().start()
     options = DaemonOptions(model=MODEL, qos=0, max_batch=1024, max_streams=streams,
