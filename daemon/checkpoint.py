@@ -9,11 +9,12 @@ checksum and the model identity and falls back to `.prev`.
 Inside the .npz: `meta` (JSON: model sha256, state shapes, the stream ids and the window
 engine's per-stream extras by row), `stream_last_ts`, `stream_steps`, `stream_last_seen` and
 `stream_last_interval` (float64, NaN for none), one array per state tensor and `last_forecast`,
-row r being stream r of meta's ids. Checkpoints before these columns kept a JSON object per stream
-in meta (`streams`); they still load. Per-stream anomaly and online-scaler statistics are stacked across
-streams, one array per field (`anomaly0.count`, `anomaly0.blocks`, ...) plus `anomaly0.rows`,
-the rows they belong to; streams whose statistics have another layout (settings changed by a
-reload) form group 1, 2, ... A 10,000-stream checkpoint is a few MB of arrays, not JSON lists.
+row r being stream r of meta's ids. Checkpoints before these columns kept a JSON object per
+stream in meta (`streams`); they still load. Per-stream anomaly and online-scaler statistics are
+stacked across streams, one array per field (`anomaly0.count`, `anomaly0.blocks`, ...) plus
+`anomaly0.rows`, the rows they belong to; streams whose statistics have another layout (settings
+changed by a reload) form group 1, 2, ... A 10,000-stream checkpoint is a few MB of arrays, not
+JSON lists.
 Checkpoints written before the stacked layout keep those statistics in meta; they still load
 (the anomaly statistics of an older STATE_VERSION are refused and restart, with one warning).
 """

@@ -42,10 +42,8 @@ from .checkpoint import fsync_directory
 
 MAGIC = b"SJ"
 HEADER = struct.Struct("<2sII")
+PENDING = ".pending"     # suffix of the journal file whose steps a checkpoint being written holds
 log = logging.getLogger("statecast.journal")
-
-
-PENDING = ".pending"     # the journal file of a checkpoint being written
 
 
 class Journal:

@@ -2,10 +2,12 @@
 
 Threads: paho's network thread decodes and enqueues (routing.Router); this module's engine
 loop drains the queue in micro-batches, steps the engines, publishes, snapshots the state for
-checkpoints (a third thread writes the files: checkpoint_writer) and keeps systemd informed (sdnotify): READY=1 once the models are loaded, the checkpoints restored and
-the broker has acknowledged every subscription; WATCHDOG=1 from the loop itself, so a stuck
-engine stops pinging; a one-line STATUS=; RELOADING=1 ... READY=1 around SIGHUP; STOPPING=1
-then a final checkpoint on SIGTERM. Signals only set flags; the loop acts on them.
+checkpoints (a third thread writes the files: checkpoint_writer) and keeps systemd informed
+(sdnotify): READY=1 once the models are loaded, the checkpoints restored and the broker has
+acknowledged every subscription; WATCHDOG=1 from the loop itself, so a stuck engine (or a
+checkpoint write stuck for half the watchdog timeout) stops pinging; a one-line STATUS=;
+RELOADING=1 ... READY=1 around SIGHUP; STOPPING=1 then a final checkpoint on SIGTERM. Signals
+only set flags; the loop acts on them.
 """
 from __future__ import annotations
 
@@ -243,7 +245,7 @@ class Daemon:
         self.checkpoint_round = None
         for pipeline in done.written:
             pipeline.end_checkpoint()
-        log.info("checkpoint of %d streams: snapshot %.0f ms on the engine loop, files written in %.0f ms",
+        log.debug("checkpoint of %d streams: snapshot %.0f ms on the engine loop, files written in %.0f ms",
                  sum(len(p.engine.table) for p in done.written), done.snapshot_seconds * 1e3,
                  done.write_seconds * 1e3)
         for _, path, error in done.failures:
