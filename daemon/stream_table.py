@@ -8,7 +8,7 @@ refuses new ones, so a flood of new ids cannot push out established streams.
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
