@@ -1,7 +1,9 @@
 """`statecast serve` end to end: real mosquitto, the real daemon as a subprocess, real paho clients."""
 import json
+import os
 import shutil
 import signal
+import time
 
 import pytest
 
@@ -292,3 +294,29 @@ def test_home_assistant_discovery_is_published_retained_per_new_stream(broker, d
     assert sensor["availability_topic"] == alert["availability_topic"] == "statecast/status"
     late.close()
     pub.disconnect()
+
+
+def test_forecasts_keep_flowing_while_a_checkpoint_write_hangs(broker, tmp_path):
+    """The engine loop only takes the checkpoint's snapshot; a thread of its own writes the files.
+    Here the write hangs for good (its temporary file is a FIFO nobody reads, like a dead SD card):
+    every reading published after the round came due still gets its forecast. When the loop wrote
+    checkpoints itself, it stopped forecasting at the first one."""
+    state = tmp_path / "state"
+    state.mkdir()
+    os.mkfifo(state / "temperature.ckpt.tmp")
+    collector = Collector(broker.port, topics=("statecast/forecast/#",))
+    daemon = DaemonProcess(write_config(tmp_path / "hang.toml", broker.port, str(state), client_id="statecast-hang"))
+    pub = publisher(broker.port, client_id="pub-hang")
+    try:
+        daemon.wait_serving()
+        time.sleep(2.0)                             # checkpoint_interval_seconds = 1: a round is due, and hangs
+        publish_all(pub, [("sensors/h/temperature", json_payload(ts, v)) for ts, v in rows(0, 50)])
+        collector.wait_for(lambda: len(collector.json_on("statecast/forecast/h")) == 50, timeout=20,
+                           what="a forecast for each of the 50 readings")
+        assert daemon.process.poll() is None
+        assert not (state / "temperature.ckpt").exists()        # the round is still stuck in its write
+    finally:
+        daemon.stop(signal.SIGKILL)
+        pub.disconnect()
+        pub.loop_stop()
+        collector.close()
