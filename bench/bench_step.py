@@ -69,47 +69,25 @@ def step_alternatives(mode: str, block_seconds: float) -> dict:
     alternatives["one invoke per message (1,000 streams)"] = engine_like(model, per_message=True)
     alternatives["batched, 1,000 streams, max_batch 1024"] = engine_like(model, per_message=False)
     alternatives["batched, 1,000 streams, max_batch 256"] = engine_like(model_256, per_message=False)
-    alternatives["window TFLite (64 steps) per message"] = window_per_message(mode, block_seconds)
-    alternatives["window TFLite (64 steps), 1,000 streams batched"] = window_batched(mode, block_seconds)
+    alternatives["window TFLite (64 steps) per message"] = window_alternative(mode, block_seconds, 1)
+    alternatives["window TFLite (64 steps), 1,000 streams batched"] = window_alternative(mode, block_seconds, STREAMS)
     return alternatives
 
 
-def window_per_message(mode: str, block_seconds: float):
-    """Per message: shift the stream's last-64 window, write the new value, invoke the window model."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_path=bench_models.window_tflite(mode), num_threads=1)
-    interpreter.allocate_tensors()
-    x_index = interpreter.get_input_details()[0]["index"]
-    y_index = interpreter.get_output_details()[0]["index"]
-    window = np.zeros((1, bench_models.WINDOW, 1), np.float32)                     # (1, W, features)
-    values = np.random.default_rng(1).standard_normal(4096).astype(np.float32)
-    counter = [0]
-
-    def once():
-        window[0, :-1] = window[0, 1:]
-        window[0, -1, 0] = values[counter[0] & 4095]
-        counter[0] += 1
-        interpreter.set_tensor(x_index, window)
-        interpreter.invoke()
-        return interpreter.get_tensor(y_index)
-    calls = calls_for(once, block_seconds)
-    return lambda: timed_block(once, calls)
-
-
-def window_batched(mode: str, block_seconds: float):
-    """The window alternative batched as the daemon's window engine runs it: 1,000 streams each
-    shift their last-64 window by the new value, then one invoke over all 1,000 windows. The
-    like-for-like partner of the batched step model (the per-message pair is the other one)."""
+def window_alternative(mode: str, block_seconds: float, streams: int):
+    """Per message, re-run the window: each of `streams` streams shifts its last-64 window by the
+    new value, then one invoke over all their windows. streams=1 is one invoke per message;
+    streams=STREAMS is the window alternative batched as the daemon's window engine runs it, the
+    like-for-like partner of the batched step model. Returns seconds per stream-step."""
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_path=bench_models.window_tflite(mode), num_threads=1)
     x_index = interpreter.get_input_details()[0]["index"]
-    interpreter.resize_tensor_input(x_index, [STREAMS, bench_models.WINDOW, 1], strict=False)
+    interpreter.resize_tensor_input(x_index, [streams, bench_models.WINDOW, 1], strict=False)
     interpreter.allocate_tensors()
     y_index = interpreter.get_output_details()[0]["index"]
-    windows = np.zeros((STREAMS, bench_models.WINDOW, 1), np.float32)               # (streams, W, features)
-    values = np.random.default_rng(1).standard_normal((64, STREAMS)).astype(np.float32)
+    windows = np.zeros((streams, bench_models.WINDOW, 1), np.float32)               # (streams, W, features)
+    values = np.random.default_rng(1).standard_normal((64, streams)).astype(np.float32)
     counter = [0]
 
     def once():
@@ -120,7 +98,7 @@ def window_batched(mode: str, block_seconds: float):
         interpreter.invoke()
         return interpreter.get_tensor(y_index)
     calls = calls_for(once, block_seconds)
-    return lambda: timed_block(once, calls) / STREAMS
+    return lambda: timed_block(once, calls) / streams
 
 
 def keras_alternatives(block_seconds: float) -> dict:

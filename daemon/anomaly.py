@@ -317,7 +317,7 @@ class StreamAnomaly:
         at 10,000 streams. All anomalies must share one layout()."""
         n = len(anomalies)
         first = anomalies[0]
-        short, k = first.settings.short_window, first.settings.blocks
+        short, k, at = first.settings.short_window, first.settings.blocks, first._blocks_at
         stats = np.frombuffer(b"".join(a.stats for a in anomalies), np.float64).reshape(n, -1)
 
         def column(values) -> np.ndarray:
@@ -328,8 +328,7 @@ class StreamAnomaly:
                  "prior_residual_std": column(a.prior_residual_std for a in anomalies),
                  "prior_weight_steps": column(a.prior_weight_steps for a in anomalies),
                  "scale_sum_sq": stats[:, SCALE_SUM_SQ], "scale_weight": stats[:, SCALE_WEIGHT],
-                 "recent": stats[:, RECENT:RECENT + short],
-                 "blocks": stats[:, RECENT + short:RECENT + short + 2 * k].reshape(n, 2, k),
+                 "recent": stats[:, RECENT:at], "blocks": stats[:, at:at + 2 * k].reshape(n, 2, k),
                  "block_sum": stats[:, BLOCK_SUM], "block_sum_sq": stats[:, BLOCK_SUM_SQ],
                  "count": column(a.count for a in anomalies), "low": stats[:, LOW], "high": stats[:, HIGH],
                  "anomalous": column(a.anomalous for a in anomalies),

@@ -246,8 +246,8 @@ class Daemon:
         for pipeline in done.written:
             pipeline.end_checkpoint()
         log.debug("checkpoint of %d streams: snapshot %.0f ms on the engine loop, files written in %.0f ms",
-                 sum(len(p.engine.table) for p in done.written), done.snapshot_seconds * 1e3,
-                 done.write_seconds * 1e3)
+                  sum(len(p.engine.table) for p in done.written), done.snapshot_seconds * 1e3,
+                  done.write_seconds * 1e3)
         for _, path, error in done.failures:
             self.checkpoint_errors += 1
             self.last_error = f"checkpoint failed: {getattr(error, 'strerror', None) or error}"
