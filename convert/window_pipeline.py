@@ -24,7 +24,7 @@ from .errors import ConversionError
 from .pipeline import ConvertOptions, _describe_io, _parity_series, install_verified, staging_area
 from .quantize import SIGNATURE, to_tflite
 from .step_graph import INPUT_NAME, fused_gates_for
-from .window_graph import OUTPUT_NAME, WindowModule
+from .window_graph import OUTPUT_NAME, WindowModule, unpack_steps_for
 from .window_reader import WindowSpec, read_window_spec
 
 CALIBRATION_WINDOWS = 512
@@ -84,7 +84,8 @@ def convert_window(options: ConvertOptions, model, meta: dict) -> dict:
     if options.mode == "int8" and data is None:
         raise ConversionError("int8 quantization needs --calibration-csv (real windows to calibrate on)")
     backend = select_backend("auto")
-    module = WindowModule(spec, batch_size=options.static_batch, fused_gates=fused_gates_for(options.mode))
+    module = WindowModule(spec, batch_size=options.static_batch, fused_gates=fused_gates_for(options.mode),
+                          unpack_steps=unpack_steps_for(options.mode))
     with staging_area(options.out_dir) as staging:
         representative = None
         if options.mode == "int8":

@@ -31,8 +31,8 @@ from statecast.daemon.window_model import WindowModel
 WINDOW = 16
 MERGE_MODES = ["concat", "sum", "ave", "mul"]
 MODES = ["float32", "float16", "dynamic", "int8"]
-WINDOW_OPS = {"FULLY_CONNECTED", "SPLIT", "LOGISTIC", "TANH", "MUL", "ADD", "RELU", "STRIDED_SLICE", "PACK",
-              "CONCATENATION"}
+WINDOW_OPS = {"FULLY_CONNECTED", "SPLIT", "LOGISTIC", "TANH", "MUL", "ADD", "RELU", "UNPACK", "STRIDED_SLICE",
+              "PACK", "CONCATENATION"}
 BOUNDARY_OPS = {"QUANTIZE", "DEQUANTIZE"}
 RANGE_TOLERANCE = {"float32": 1e-5, "float16": 1e-2, "dynamic": 1e-2}
 HELD_OUT = slice(12_000, 13_000 + WINDOW)      # windows the converter's own parity run never saw
@@ -73,7 +73,12 @@ def rmse(forecast, truth):
 def test_window_tflite_matches_keras(merge, mode, series, artifact):
     directory, keras_path = artifact(merge, mode)
     model = WindowModel(directory)
-    assert set(model.ops()) <= WINDOW_OPS | BOUNDARY_OPS, f"unexpected ops: {set(model.ops()) - WINDOW_OPS}"
+    ops = model.ops()
+    assert set(ops) <= WINDOW_OPS | BOUNDARY_OPS, f"unexpected ops: {set(ops) - WINDOW_OPS}"
+    # The window is cut into steps by one UNPACK on CPU and by W STRIDED_SLICEs in int8, the Edge TPU's mode
+    # (which has no UNPACK): window_graph.unpack_steps_for.
+    slicing = {"UNPACK": ops.count("UNPACK"), "STRIDED_SLICE": ops.count("STRIDED_SLICE")}
+    assert slicing == ({"UNPACK": 0, "STRIDED_SLICE": WINDOW} if mode == "int8" else {"UNPACK": 1, "STRIDED_SLICE": 0})
     m = model.manifest.raw
     assert (m["kind"], m["window"], m["window_output"], m["state"]) == ("window", WINDOW, "per_window", [])
     assert m["input_shape"] == [None, WINDOW, 1] and m["layers"][0]["merge_mode"] == merge
