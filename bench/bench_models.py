@@ -6,13 +6,14 @@
   shipped artifacts measures the graph the converter emits now (the shipped ones were converted
   before the float modes' gates were fused).
 - The window alternative: the same Keras weights as a TFLite model over the last 64 steps,
-  (1, 64, 1) -> forecast. Keras 3 LSTMs do not convert to builtin ops, so the window graph is the
-  step graph's own cell functions (convert/step_graph.py) unrolled 64 times from a zero state,
-  in float32, dynamic and int8, converted with the project's TFLiteConverter path.
+  (batch, 64, 1) -> forecast. Keras 3 LSTMs do not convert to builtin ops, so the window graph
+  is the one `statecast convert` builds for window models (convert/window_graph.WindowModule:
+  the step graph's own cell functions unrolled 64 times from a zero state), in float32, dynamic
+  and int8, converted with the project's TFLiteConverter path.
 
 Everything lands in $STATECAST_BENCH_CACHE (default /tmp/statecast-bench), keyed by the sha256
-of the Keras file and of the graph builders (convert/step_graph.py, window_graph.py), and is
-rebuilt only when missing.
+of the Keras file and of the graph builders (convert/step_graph.py, window_graph.py and this
+file), and is rebuilt only when missing.
 """
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ def _keras_key() -> str:
     """The Keras weights and the code that turns them into a graph: a change to either rebuilds."""
     digest = hashlib.sha256()
     for path in (keras_model_path(), os.path.join(ROOT, "convert", "step_graph.py"),
-                 os.path.join(ROOT, "convert", "window_graph.py")):
+                 os.path.join(ROOT, "convert", "window_graph.py"), os.path.abspath(__file__)):
         with open(path, "rb") as handle:
             digest.update(handle.read())
     return digest.hexdigest()[:12]
@@ -63,35 +64,17 @@ def step_artifact(mode: str) -> str:
 
 
 # --- the window model ----------------------------------------------------------------------
-def _window_module(spec, window: int, fused_gates: bool):
-    import tensorflow as tf
+def window_spec(model):
+    """The Keras model read as a window model over the last WINDOW steps (the reader `statecast
+    convert` uses for window models), forecasting from the last step only: the trained model
+    emits a forecast per step, and a daemon re-running the window needs just the newest."""
+    from dataclasses import replace
 
-    from statecast.convert.step_graph import INPUT_NAME, OUTPUT_NAME, cell_gates, cell_step, dense
+    from statecast.convert.window_reader import read_window_spec
 
-    class WindowForecast(tf.Module):
-        """(1, W, features) scaled inputs -> the last step's forecast (1, outputs), model space."""
-
-        def __init__(self):
-            super().__init__(name="bench_window")
-            signature = [tf.TensorSpec((1, window, spec.n_features), tf.float32, name=INPUT_NAME)]
-            self.step = tf.function(self._window, input_signature=signature)      # quantize.to_tflite converts `step`
-
-        def _window(self, x):
-            sequence = tf.unstack(x, axis=1)                                      # W x (1, features)
-            for layer in spec.recurrent:
-                gates = cell_gates(layer, fused_gates)                            # constants, built once per layer
-                states = [None] * len(layer.state_names)                          # zero state at the window start
-                outputs = []
-                for x_t in sequence:                                              # unrolled in Python: W cell steps
-                    states = cell_step(layer, gates, x_t, states)
-                    outputs.append(states[0])                                     # (1, units)
-                sequence = outputs
-            y = sequence[-1]
-            for head in spec.heads:
-                y = dense(head, y)
-            return {OUTPUT_NAME: y}                                               # (1, horizon * targets)
-
-    return WindowForecast()
+    spec = read_window_spec(model, WINDOW)
+    last = replace(spec.layers[-1], return_sequences=False)
+    return replace(spec, layers=spec.layers[:-1] + (last,))
 
 
 def scaled_series(spec) -> np.ndarray:
@@ -106,18 +89,20 @@ def window_tflite(mode: str) -> str:
     if os.path.isfile(path):
         return path
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from statecast.convert.keras_reader import load_keras_model, read_model_spec
+    from statecast.convert.keras_reader import load_keras_model
     from statecast.convert.quantize import to_tflite
     from statecast.convert.step_graph import fused_gates_for
+    from statecast.convert.window_graph import WindowModule, unpack_steps_for
 
-    spec = read_model_spec(load_keras_model(keras_model_path()))
+    spec = window_spec(load_keras_model(keras_model_path()))
     representative = None
     if mode == "int8":
         x = scaled_series(spec)
         starts = np.random.default_rng(0).choice(x.shape[0] - WINDOW, WINDOW_CALIBRATION_SAMPLES, replace=False)
         samples = [{"x": x[s:s + WINDOW][None].astype(np.float32)} for s in starts]     # (1, W, 1)
         representative = lambda: iter(samples)                                         # noqa: E731
-    content = to_tflite(_window_module(spec, WINDOW, fused_gates_for(mode)), mode, representative)
+    module = WindowModule(spec, fused_gates=fused_gates_for(mode), unpack_steps=unpack_steps_for(mode))
+    content = to_tflite(module, mode, representative)
     with open(path + ".tmp", "wb") as handle:
         handle.write(content)
     os.replace(path + ".tmp", path)
@@ -128,10 +113,10 @@ def window_parity(mode: str, windows: int = 200) -> dict:
     """The window TFLite against Keras on real windows (sensor units): it computes the same thing."""
     from ai_edge_litert.interpreter import Interpreter
 
-    from statecast.convert.keras_reader import load_keras_model, read_model_spec
+    from statecast.convert.keras_reader import load_keras_model
 
     model = load_keras_model(keras_model_path())
-    spec = read_model_spec(model)
+    spec = window_spec(model)
     x = scaled_series(spec)
     raw = x * spec.input_std + spec.input_mean
     starts = np.linspace(0, x.shape[0] - WINDOW - 1, windows).astype(int)
