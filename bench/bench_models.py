@@ -9,7 +9,8 @@
   (batch, 64, 1) -> forecast. Keras 3 LSTMs do not convert to builtin ops, so the window graph
   is the one `statecast convert` builds for window models (convert/window_graph.WindowModule:
   the step graph's own cell functions unrolled 64 times from a zero state), in float32, dynamic
-  and int8, converted with the project's TFLiteConverter path.
+  and int8, converted with the project's TFLiteConverter path; the window is cut into steps by
+  one UNPACK in every mode (the converter's int8 takes STRIDED_SLICEs, for the Edge TPU).
 
 Everything lands in $STATECAST_BENCH_CACHE (default /tmp/statecast-bench), keyed by the sha256
 of the Keras file and of the graph builders (convert/step_graph.py, window_graph.py and this
@@ -92,7 +93,7 @@ def window_tflite(mode: str) -> str:
     from statecast.convert.keras_reader import load_keras_model
     from statecast.convert.quantize import to_tflite
     from statecast.convert.step_graph import fused_gates_for
-    from statecast.convert.window_graph import WindowModule, unpack_steps_for
+    from statecast.convert.window_graph import WindowModule
 
     spec = window_spec(load_keras_model(keras_model_path()))
     representative = None
@@ -101,7 +102,10 @@ def window_tflite(mode: str) -> str:
         starts = np.random.default_rng(0).choice(x.shape[0] - WINDOW, WINDOW_CALIBRATION_SAMPLES, replace=False)
         samples = [{"x": x[s:s + WINDOW][None].astype(np.float32)} for s in starts]     # (1, W, 1)
         representative = lambda: iter(samples)                                         # noqa: E731
-    module = WindowModule(spec, fused_gates=fused_gates_for(mode), unpack_steps=unpack_steps_for(mode))
+    # One UNPACK in every mode: the strongest CPU alternative. `statecast convert` keeps W
+    # STRIDED_SLICEs in int8 for the Edge TPU (window_graph.unpack_steps_for), which cost 4-7%
+    # more per one-window invoke here.
+    module = WindowModule(spec, fused_gates=fused_gates_for(mode), unpack_steps=True)
     content = to_tflite(module, mode, representative)
     with open(path + ".tmp", "wb") as handle:
         handle.write(content)

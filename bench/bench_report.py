@@ -259,8 +259,11 @@ def step_section(step: dict) -> list[str]:
              "model re-trained exactly as `models/build.sh` does (same architecture, so the same cost), so that they "
              "have the graph the converter emits now: float32 and dynamic with one FULLY_CONNECTED pair per layer "
              "(fused gates), int8 with a pair per gate. All run through the daemon's own `StepModel` (ai-edge-litert, "
-             "XNNPACK, 1 thread). The window model is the step graph's cell functions unrolled 64 times from a zero "
-             "state (`bench/bench_models.py`), converted with the project's TFLiteConverter path; it reproduces Keras "
+             "XNNPACK, 1 thread). The window model is the graph `statecast convert` builds for window models "
+             "(`convert/window_graph.py`: the step graph's cell functions unrolled 64 times from a zero state, "
+             "forecasting from the last step), cut into steps by one UNPACK in every mode (the converter's int8 "
+             "takes 64 STRIDED_SLICEs instead, for the Edge TPU, 4-7% slower here), converted with the project's "
+             "TFLiteConverter path (`bench/bench_models.py`); it reproduces Keras "
              + ", ".join(f"{m}: max |error| {step['window_parity'][m]['max_abs_error']:.2g} °F over "
                           f"{step['window_parity'][m]['windows']} windows" for m in modes) + ". "
              "Keras runs the same weights on one (1, 64, 1) window with TensorFlow's default threading.",
