@@ -22,6 +22,7 @@ import time
 from .checkpoint_writer import CheckpointRound
 from .config import Config, load_config
 from .delivery import Delivery, Publish
+from .heap_trim import HeapTrimmer
 from .housekeeping import StatusLine, daemon_stats
 from .inbox import Inbox
 from .mqtt_link import MqttLink
@@ -49,6 +50,7 @@ class Daemon:
         interval = self.pacer.interval_seconds
         self.idle_wait_seconds = IDLE_WAIT_SECONDS if interval is None else min(IDLE_WAIT_SECONDS, interval / 2)
         self.status_line = StatusLine(config.output.stats_interval_seconds)
+        self.heap_trimmer = HeapTrimmer()
         self.stop_requested = False
         self.reload_requested = False
         self.checkpoint_errors = 0
@@ -103,6 +105,8 @@ class Daemon:
             if batch:
                 with self.link.one_wakeup():
                     self._process(batch)
+            else:
+                self.heap_trimmer.idle()          # a burst's freed memory back to the kernel
             now = time.monotonic()
             self._collect_checkpoints(wait=False)
             if now >= next_checkpoint and self.checkpoint_round is None:
