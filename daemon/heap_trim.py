@@ -11,15 +11,16 @@ Other C libraries (musl) have no malloc_trim: then the trimmer does nothing.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import time
 
-TRIM_INTERVAL_SECONDS = 1.0      # at most one call per second of idle turns: ~0.01% of a core
+TRIM_INTERVAL_SECONDS = 1.0      # at most one call per second of idle turns
 
 
 def _malloc_trim():
+    # The process's own symbols include its C library's (no ctypes.util.find_library: on Linux
+    # it runs ldconfig in a subprocess).
     try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+        return ctypes.CDLL(None).malloc_trim
     except (OSError, AttributeError):
         return None
 
