@@ -6,6 +6,7 @@ medians over repeats (ratios are taken within a repeat, then the median of the r
 """
 from __future__ import annotations
 
+import hashlib
 import json
 
 import importlib.metadata
@@ -24,6 +25,16 @@ CSV = os.path.join(ROOT, "data", "nab", "data", "realKnownCause", "machine_tempe
 MODELS = os.path.join(ROOT, "models")
 CACHE = os.environ.get("STATECAST_BENCH_CACHE", os.path.join("/tmp", "statecast-bench"))
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+GRAPH_BUILDERS = tuple(os.path.join(ROOT, "convert", name) for name in ("step_graph.py", "window_graph.py"))
+
+
+def files_digest(paths) -> str:
+    """12 hex digits of the sha256 over the files' bytes: a cache key that changes with any of them."""
+    digest = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as handle:
+            digest.update(handle.read())
+    return digest.hexdigest()[:12]
 
 
 def _version(distribution: str) -> str | None:

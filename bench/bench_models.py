@@ -18,7 +18,6 @@ file), and is rebuilt only when missing.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -26,7 +25,7 @@ import sys
 
 import numpy as np
 
-from bench_common import CACHE, CSV, ROOT
+from bench_common import CACHE, CSV, GRAPH_BUILDERS, files_digest
 
 KERAS_PATH = os.path.join(CACHE, "machine_temperature.keras")     # same file bench/conversion_table.py caches
 WINDOW = 64
@@ -46,12 +45,7 @@ def keras_model_path() -> str:
 
 def _keras_key() -> str:
     """The Keras weights and the code that turns them into a graph: a change to either rebuilds."""
-    digest = hashlib.sha256()
-    for path in (keras_model_path(), os.path.join(ROOT, "convert", "step_graph.py"),
-                 os.path.join(ROOT, "convert", "window_graph.py"), os.path.abspath(__file__)):
-        with open(path, "rb") as handle:
-            digest.update(handle.read())
-    return digest.hexdigest()[:12]
+    return files_digest((keras_model_path(), *GRAPH_BUILDERS, os.path.abspath(__file__)))
 
 
 def step_artifact(mode: str) -> str:

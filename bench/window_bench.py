@@ -20,7 +20,6 @@ defaults, nothing tuned). Scores go through bench/nab_scorer.py for the three pr
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import sys
@@ -30,7 +29,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_common import CACHE, MODELS, ROOT, calls_for, fmt, interleaved, machine, median, paired_ratio, timed_block  # noqa: E402
+from bench_common import CACHE, GRAPH_BUILDERS, MODELS, calls_for, files_digest, fmt, interleaved, machine, median, paired_ratio, timed_block  # noqa: E402
 
 WINDOW = 64
 STREAMS = (1, 64, 256)
@@ -43,11 +42,7 @@ DOC_END = "<!-- window-bench:end -->"
 def window_artifact() -> str:
     """The 1x64 BiLSTM window model over W=64 (cached in $STATECAST_BENCH_CACHE, keyed by the graph
     builders, so a change to the window graph rebuilds it)."""
-    digest = hashlib.sha256()
-    for name in ("step_graph.py", "window_graph.py"):
-        with open(os.path.join(ROOT, "convert", name), "rb") as handle:
-            digest.update(handle.read())
-    out = os.path.join(CACHE, f"bilstm64-w{WINDOW}-float32-{digest.hexdigest()[:12]}")
+    out = os.path.join(CACHE, f"bilstm64-w{WINDOW}-float32-{files_digest(GRAPH_BUILDERS)}")
     if os.path.isfile(os.path.join(out, "manifest.json")):
         return out
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
