@@ -104,6 +104,14 @@ class AnomalyConfig:
     long_window: int = 2000
     short_window: int = 10
     min_steps: int = 100
+    scale_window: int = 500
+    spatial_tolerance: float = 0.0
+    daily_profile: bool = False
+    signals: tuple[str, ...] = ("range",)
+    hold_breakers: tuple[str, ...] = ()
+    level_window: int = 50
+    cooldown_seconds: float = 0.0
+    max_alerts_per_hour: float = 0.0
     # Not a TOML key: the keys the [anomaly] table sets. Exactly these override a model's tuned
     # anomaly settings (pipeline.anomaly_settings), even where the value is the built-in default.
     keys_set: frozenset[str] = frozenset()
@@ -235,10 +243,30 @@ def _anomaly(t: Table) -> AnomalyConfig:
                                       ("min_steps", min_steps, min_steps <= long_window, "<=")):
         if not ok:
             raise t.error(name, f"must be {relation} {t.key('long_window')} ({long_window}), got {value}")
+    signals = t.get("signals", tuple, check=_signals_problem)
+    breakers = t.get("hold_breakers", tuple, check=_signals_problem)
+    if any(name not in signals for name in breakers):
+        raise t.error("hold_breakers", f"must name signals listed in {t.key('signals')} ({render(list(signals))}), "
+                      f"got {render(list(breakers))}")
     return AnomalyConfig(enabled=t.get("enabled", bool), threshold=threshold, clear_threshold=clear,
                          debounce_steps=t.get("debounce_steps", int, lo=1, hi=1000),
                          refractory_steps=t.get("refractory_steps", int, lo=0), long_window=long_window,
-                         short_window=short_window, min_steps=min_steps, keys_set=frozenset(t.data))
+                         short_window=short_window, min_steps=min_steps,
+                         scale_window=t.get("scale_window", int, lo=1, hi=1_000_000),
+                         spatial_tolerance=t.get("spatial_tolerance", float, lo=0, hi=10),
+                         daily_profile=t.get("daily_profile", bool), signals=signals, hold_breakers=breakers,
+                         level_window=t.get("level_window", int, lo=2, hi=100_000),
+                         cooldown_seconds=t.get("cooldown_seconds", float, lo=0),
+                         max_alerts_per_hour=t.get("max_alerts_per_hour", float, lo=0),
+                         keys_set=frozenset(t.data))
+
+
+def _signals_problem(names: tuple) -> str | None:
+    from .anomaly.signals import SIGNALS
+    unknown = [name for name in names if not isinstance(name, str) or name not in SIGNALS]
+    if unknown:
+        return f"unknown signal(s) {render(unknown)}; known: {', '.join(SIGNALS)}"
+    return None if len(set(names)) == len(names) else "lists a signal twice"
 
 
 def _homeassistant(t: Table) -> HomeAssistantConfig:

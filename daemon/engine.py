@@ -38,6 +38,7 @@ class Forecast:
     event: str | None               # "alert" | "clear" | None
     steps: int
     token: Any = None
+    detail: dict | None = None      # alert/clear details: threshold, direction, signal, episode_start, duration_seconds
 
 
 @dataclass(frozen=True)
@@ -155,9 +156,10 @@ class Engine:
             self.table.touch(info, now)
             info.steps += 1
             score, expected, event = scores[row]
+            detail = info.anomaly.detail(event, ts) if event is not None else None
             results.append(Forecast(info.stream_id, ts, message.values,
                                     forecast[row].reshape(self.horizon, self._n_targets), score, expected,
-                                    event, info.steps, message.token))
+                                    event, info.steps, message.token, detail))
         self._count(len(admitted), time.perf_counter() - started)
         return results
 

@@ -1,4 +1,9 @@
-"""`statecast score`: the daemon's engine run offline over a CSV, one row = one message."""
+"""`statecast score`: the daemon's engine run offline over a CSV, one row = one message.
+
+Output: timestamp, the value column(s), forecast_1..H, anomaly_score and alert (the "alert" or
+"clear" event serve would publish on that row). A row serve would not step (a timestamp not newer
+than the last) gets empty cells, exactly as serve publishes nothing for it.
+"""
 from __future__ import annotations
 
 import csv
@@ -9,31 +14,33 @@ from .series_csv import read_series
 from .step_model import StepModel
 
 STREAM_ID = "csv"
+CHUNK_ROWS = 4096               # rows per engine call: memory stays flat on long files
 
 
 def score_csv(model: StepModel, csv_path: str, out_path: str, time_column: str = "timestamp",
               engine_settings: EngineSettings = EngineSettings(), anomaly_factory=None) -> int:
-    """Write timestamp,value,forecast_1..H,anomaly_score; returns the number of rows written."""
+    """Write timestamp,value,forecast_1..H,anomaly_score,alert; returns the number of rows written."""
     value_columns = model.manifest.value_features
     series = read_series(csv_path, time_column, value_columns)
     engine = Engine(model, engine_settings, anomaly_factory)
     horizon = engine.horizon
-    messages = [Message(STREAM_ID, tuple(float(v) for v in row), float(ts), float(ts))
-                for row, ts in zip(series.values, series.timestamps)]
+    # The row index travels as the message's token, so each result lands on its own row.
+    messages = [Message(STREAM_ID, tuple(float(v) for v in row), float(ts), float(ts), token=i)
+                for i, (row, ts) in enumerate(zip(series.values, series.timestamps))]
+    by_row = {}
+    for start in range(0, len(messages), CHUNK_ROWS):
+        for result in engine.process(messages[start:start + CHUNK_ROWS], now=messages[start].received):
+            by_row[result.token] = result
     with open(out_path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["timestamp", *value_columns, *[f"forecast_{k}" for k in range(1, horizon + 1)],
-                         "anomaly_score"])
-        by_ts = {}
-        # One stream: each round is one message; feed in chunks to keep memory flat.
-        for start in range(0, len(messages), 4096):
-            for result in engine.process(messages[start:start + 4096], now=messages[start].received):
-                by_ts[result.ts] = result
-        for raw_ts, ts, row in zip(series.raw_timestamps, series.timestamps, series.values):
-            result = by_ts.get(float(ts))
+                         "anomaly_score", "alert"])
+        for i, (raw_ts, row) in enumerate(zip(series.raw_timestamps, series.values)):
+            result = by_row.get(i)
             forecasts = [_fmt(v) for v in result.forecast[:, 0]] if result else [""] * horizon
             score = "" if result is None or result.anomaly_score is None else _fmt(result.anomaly_score)
-            writer.writerow([raw_ts, *[_fmt(v) for v in row], *forecasts, score])
+            event = (result.event or "") if result else ""
+            writer.writerow([raw_ts, *[_fmt(v) for v in row], *forecasts, score, event])
     return len(messages)
 
 

@@ -1,0 +1,70 @@
+"""The anomaly settings: one frozen, validated structure (numpy/stdlib only).
+
+A model's manifest carries tuned values (`anomaly.settings`); the config's [anomaly] table sets
+keys on top. The ranges are checked here, once, for both.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import cached_property
+
+BLOCKS = 32                    # the reference window is summed in ~this many blocks
+
+
+@dataclass(frozen=True)
+class AnomalySettings:
+    threshold: float = 0.99        # score at or above which a step counts towards an alert
+    clear_threshold: float = 0.9   # score below which an active alert clears
+    debounce_steps: int = 1        # consecutive steps at/above threshold needed to alert
+    refractory_steps: int = 0      # steps after an alert: no new alert, published score held
+    long_window: int = 2000        # steps of raw scores in the reference window (rounded up to blocks)
+    short_window: int = 10         # steps averaged for the current level
+    min_steps: int = 100           # residuals seen before a score is reported
+    scale_window: int = 500        # time constant (steps) of the residual scale estimate
+    spatial_tolerance: float = 0.0  # > 0: a value beyond the seen range by this fraction of it scores 1
+    daily_profile: bool = False    # compare with the stream's daily profile when that predicts better
+    # Signals besides the forecast residual, by name (daemon/anomaly/signals.py); each is one module.
+    signals: tuple[str, ...] = ("range",)
+    # A hold (refractory_steps) ends early when one of these signals fires: a new extreme during the
+    # hold is a new event, not the old one going on.
+    hold_breakers: tuple[str, ...] = ()
+    level_window: int = 50         # level signal: time constant (steps) of the short mean
+    cooldown_seconds: float = 0.0  # no new alert within this many seconds (message time) of the last
+    max_alerts_per_hour: float = 0.0  # > 0: at most this many alerts per hour per stream (token bucket)
+
+    def __post_init__(self):
+        # tuples, also when given lists (TOML arrays, JSON manifests)
+        object.__setattr__(self, "signals", tuple(self.signals))
+        object.__setattr__(self, "hold_breakers", tuple(self.hold_breakers))
+        from .signals import SIGNALS
+        checks = {
+            "threshold": 0.0 < self.threshold <= 1.0,
+            "clear_threshold": 0.0 <= self.clear_threshold <= self.threshold,
+            "debounce_steps": 1 <= self.debounce_steps <= 1000,
+            "refractory_steps": self.refractory_steps >= 0,
+            "short_window": self.short_window >= 1,
+            "min_steps": self.min_steps >= 2,
+            "long_window": max(self.short_window, self.min_steps) <= self.long_window <= 100_000,
+            "scale_window": self.scale_window >= 1,
+            "spatial_tolerance": 0.0 <= self.spatial_tolerance <= 10.0,
+            "signals": all(name in SIGNALS for name in self.signals) and len(set(self.signals)) == len(self.signals),
+            "hold_breakers": all(name in self.signals for name in self.hold_breakers),
+            "level_window": 2 <= self.level_window <= 100_000,
+            "cooldown_seconds": math.isfinite(self.cooldown_seconds) and self.cooldown_seconds >= 0.0,
+            "max_alerts_per_hour": math.isfinite(self.max_alerts_per_hour) and self.max_alerts_per_hour >= 0.0,
+        }
+        for key, ok in checks.items():
+            if not ok:
+                hint = f" (known signals: {', '.join(SIGNALS)})" if key in ("signals", "hold_breakers") else ""
+                raise ValueError(f"anomaly setting {key}={getattr(self, key)!r} is out of range{hint}")
+
+    @cached_property                   # read every step; fields are frozen
+    def block_steps(self) -> int:
+        """B: raw scores summed per block of the reference window."""
+        return math.ceil(self.long_window / BLOCKS)
+
+    @cached_property
+    def blocks(self) -> int:
+        """K: finished blocks in the reference window (K * B >= long_window)."""
+        return math.ceil(self.long_window / self.block_steps)

@@ -1,0 +1,95 @@
+"""A stream's anomaly statistics as checkpoint data (numpy only).
+
+to_state() is a flat dict of numbers and arrays; stack_states() builds the same keys for many
+streams at once, column-wise from the flat statistics arrays (checkpoints are built on the engine
+loop, where a dict per stream cost ~100 ms at 10,000 streams); from_state() continues
+bit-identically, and refuses, in one line, a state of another version, settings or signal set.
+"""
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+
+from .alerts import FORECAST_SIGNAL, NO_ALERT
+from .daily_profile import DailyProfile
+
+STATE_VERSION = 4              # 4: one flat statistics array with the signals' and alerts' state (3: block sums)
+
+
+def signals_code(settings) -> float:
+    """The signal set as one number (a CRC of the names), so a state of another set is refused."""
+    return float(zlib.crc32(",".join(settings.signals).encode()))
+
+
+def to_state(anomaly) -> dict:
+    """Snapshot as a flat dict of numbers and float arrays (copies)."""
+    s = anomaly.settings
+    state = {"version": STATE_VERSION, "long_window": s.long_window, "short_window": s.short_window,
+             "signals": signals_code(s), "prior_residual_std": anomaly.prior_residual_std,
+             "prior_weight_steps": anomaly.prior_weight_steps,
+             "stats": np.frombuffer(anomaly.stats, np.float64).copy(), "count": anomaly.count,
+             "anomalous": anomaly.anomalous, "above_steps": anomaly.above_steps,
+             "last_alert_step": NO_ALERT if anomaly.last_alert_step is None else anomaly.last_alert_step,
+             "episode_signal": anomaly.episode_signal, "episode_direction": anomaly.episode_direction}
+    if anomaly.profile is not None:
+        state.update(anomaly.profile.to_state())
+    return state
+
+
+def stack_states(anomalies: list) -> dict[str, np.ndarray]:
+    """[to_state(a) for a in anomalies] stacked key by key (same keys and order, numbers as
+    float64, arrays in their dtype), without a dict per stream. All share one layout()."""
+    n, first = len(anomalies), anomalies[0]
+    s = first.settings
+
+    def column(values) -> np.ndarray:
+        return np.fromiter(values, np.float64, n)
+    state = {"version": np.full(n, float(STATE_VERSION)),
+             "long_window": column(a.settings.long_window for a in anomalies),
+             "short_window": np.full(n, float(s.short_window)),
+             "signals": column(signals_code(a.settings) for a in anomalies),
+             "prior_residual_std": column(a.prior_residual_std for a in anomalies),
+             "prior_weight_steps": column(a.prior_weight_steps for a in anomalies),
+             "stats": np.frombuffer(b"".join(a.stats for a in anomalies), np.float64).reshape(n, -1),
+             "count": column(a.count for a in anomalies),
+             "anomalous": column(a.anomalous for a in anomalies),
+             "above_steps": column(a.above_steps for a in anomalies),
+             "last_alert_step": column(NO_ALERT if a.last_alert_step is None else a.last_alert_step
+                                       for a in anomalies),
+             "episode_signal": column(a.episode_signal for a in anomalies),
+             "episode_direction": column(a.episode_direction for a in anomalies)}
+    if first.profile is not None:
+        state.update(DailyProfile.stack_states([a.profile for a in anomalies]))
+    return state
+
+
+def from_state(cls, settings, data: dict):
+    """Raises ValueError (one line) for a state of another version, settings or signal set."""
+    version = data.get("version")                    # a float64 when read from a checkpoint
+    if version != STATE_VERSION:
+        raise ValueError(f"anomaly state version {version if version is None else int(version)}, "
+                         f"expected {STATE_VERSION}")
+    for key in ("long_window", "short_window"):
+        if int(data[key]) != getattr(settings, key):
+            raise ValueError(f"anomaly state was built with {key}={data[key]}, "
+                             f"settings say {key}={getattr(settings, key)}")
+    if float(data["signals"]) != signals_code(settings):
+        raise ValueError(f"anomaly state was built with other signals than {', '.join(settings.signals) or 'none'}")
+    if DailyProfile.in_state(data) != settings.daily_profile:
+        raise ValueError(f"anomaly state {'has' if DailyProfile.in_state(data) else 'lacks'} a daily "
+                         f"profile, settings say daily_profile={settings.daily_profile}")
+    self = cls(settings, float(data["prior_residual_std"]), float(data["prior_weight_steps"]))
+    stats = np.asarray(data["stats"], np.float64)
+    if stats.shape != (len(self.stats),):
+        raise ValueError(f"anomaly state has {stats.size} statistics, expected {len(self.stats)}")
+    np.frombuffer(self.stats, np.float64)[:] = stats
+    if settings.daily_profile:
+        self.profile = DailyProfile.from_state(settings.scale_window, data)
+    self.count = int(data["count"])
+    self.anomalous, self.above_steps = bool(data["anomalous"]), int(data["above_steps"])
+    last = int(data["last_alert_step"])
+    self.last_alert_step = None if last == NO_ALERT else last
+    self.episode_signal = int(data.get("episode_signal", FORECAST_SIGNAL))
+    self.episode_direction = int(data.get("episode_direction", 0))
+    return self
