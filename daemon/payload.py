@@ -11,7 +11,8 @@ import math
 import re
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+
+from .timestamps import parse_timestamp
 
 FORMATS = ("auto", "json", "senml", "number")
 MAX_JSON_DEPTH = 8
@@ -109,18 +110,12 @@ def _load_json(text: str) -> object:
 
 
 def _parse_ts(value: object) -> float:
-    """JSON `ts`: epoch seconds as a number, or an ISO-8601 string (naive means UTC)."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)   # already finite: the JSON hooks reject non-finite numbers
-    if isinstance(value, str):
-        try:
-            moment = datetime.fromisoformat(value.strip())
-            if moment.tzinfo is None:
-                moment = moment.replace(tzinfo=timezone.utc)
-            return moment.timestamp()
-        except (ValueError, OverflowError, OSError):
-            pass
-    raise PayloadError("bad_timestamp", f"ts {_show(value)} is neither epoch seconds nor ISO-8601")
+    """JSON `ts`: epoch seconds (a number or a numeric string) or ISO-8601; naive means UTC.
+    The same parser reads CSV timestamps for `statecast score` (timestamps.py)."""
+    try:
+        return parse_timestamp(value)
+    except ValueError:
+        raise PayloadError("bad_timestamp", f"ts {_show(value)} is neither epoch seconds nor ISO-8601") from None
 
 
 def _decode_json(document: object, fields: tuple[str, ...]) -> Reading:

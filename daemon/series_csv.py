@@ -8,9 +8,10 @@ from __future__ import annotations
 import csv
 import math
 from dataclasses import dataclass
-from datetime import datetime, timezone
 
 import numpy as np
+
+from .timestamps import parse_timestamp
 
 
 class SeriesError(Exception):
@@ -23,21 +24,6 @@ class Series:
     values: np.ndarray            # (rows, columns) float64
     columns: tuple[str, ...]
     raw_timestamps: tuple[str, ...]
-
-
-def parse_timestamp(text: str) -> float:
-    """Epoch seconds from a number or an ISO-8601 date-time (naive times are UTC)."""
-    text = text.strip()
-    try:
-        value = float(text)
-        if math.isfinite(value):
-            return value
-    except ValueError:
-        pass
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.timestamp()
 
 
 def _parse_rows(spec: str | None, total: int) -> slice:

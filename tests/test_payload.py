@@ -334,3 +334,15 @@ def test_forecast_message_fast_path_matches_the_general_encoder(stream, ts, valu
     fast = forecast_message(result, model, ("value",))
     assert fast == forecast_message_general(result, model, ("value",))
     assert json.loads(fast)["step"] == steps
+
+
+@pytest.mark.parametrize("ts_text", ["1700000000", "1.7e9", "2023-11-14T22:13:20Z", "2023-11-14T22:13:20+00:00",
+                                     "2023-11-14 22:13:20"])
+def test_payload_and_csv_read_a_timestamp_the_same_way(ts_text, tmp_path):
+    """serve (payload `ts`) and score (CSV timestamp column) share one parser: numeric strings, a
+    trailing 'Z', offsets and naive (UTC) times give the same instant in both."""
+    from statecast.daemon.series_csv import read_series
+    reading = decode_payload(json.dumps({"value": 1.0, "ts": ts_text}).encode(), "json", ("value",))
+    path = tmp_path / "one.csv"
+    path.write_text(f"timestamp,value\n{ts_text},1.0\n")
+    assert reading.ts == float(read_series(str(path)).timestamps[0])
