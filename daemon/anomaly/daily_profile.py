@@ -34,11 +34,18 @@ class DailyProfile:
         self.model_sq = 0.0                       # EW squared error of the model's forecasts
         self.profile_sq = 0.0                     # EW squared error of the profile
 
-    def expected(self, ts: float, model_expected: float) -> float:
+    def expected(self, ts: float, model_expected: float, either: bool = False, actual: float = math.nan) -> float:
         """The value to compare with at time ts: the profile's level if it has lately been the
-        better predictor (and has one for this slot), else the model's forecast."""
+        better predictor (and has one for this slot), else the model's forecast. either: whichever
+        of the two is nearer to the actual value (a value is surprising only if neither the model
+        nor the stream's yesterday expected it; a schedule that changes from one day to the next
+        is then no anomaly while the model follows it)."""
         level = float(self.levels[slot_of(ts)])
-        return level if math.isfinite(level) and self.profile_sq < self.model_sq else model_expected
+        if not math.isfinite(level):
+            return model_expected
+        if either:
+            return level if abs(actual - level) < abs(actual - model_expected) else model_expected
+        return level if self.profile_sq < self.model_sq else model_expected
 
     def observe(self, ts: float, actual: float, model_expected: float) -> None:
         slot = slot_of(ts)

@@ -1,27 +1,35 @@
 """Range signal: a value beyond everything the stream has shown, by more than `spatial_tolerance`
-of that range, scores 1 (NAB's HTM detector does the same). State: the lowest and highest value."""
+of that range, scores 1 (NAB's HTM detector does the same). State: the lowest and highest value
+and how many values they cover.
+
+A young stream has not yet shown its range: of n values seen, the next one is a new maximum with
+probability 1/(n + 1) even when nothing is wrong. So for the first `range_warmup_steps` values the
+tolerance is widened in proportion (tolerance x range_warmup_steps / n): a new extreme must be
+the more extreme the less the stream has shown.
+"""
 from __future__ import annotations
 
 import math
 
-LOW, HIGH = 0, 1
+LOW, HIGH, SEEN = 0, 1, 2
 
 
 class RangeSignal:
     name = "range"
 
     def size(self, settings) -> int:
-        return 2
+        return 3
 
     def reset(self, stats, at: int, settings) -> None:
         stats[at + LOW] = stats[at + HIGH] = math.nan
+        stats[at + SEEN] = 0.0
 
     def update(self, stats, at: int, actual: float, ready: bool, settings) -> tuple[float, int]:
-        low, high = stats[at + LOW], stats[at + HIGH]
+        low, high, seen = stats[at + LOW], stats[at + HIGH], stats[at + SEEN]
         score, direction = 0.0, 0
         tolerance = settings.spatial_tolerance
         if ready and tolerance > 0.0 and high > low:
-            margin = tolerance * (high - low)
+            margin = tolerance * (high - low) * max(1.0, settings.range_warmup_steps / seen)
             if actual > high + margin:
                 score, direction = 1.0, 1
             elif actual < low - margin:
@@ -29,4 +37,5 @@ class RangeSignal:
         if math.isfinite(actual):
             stats[at + LOW] = actual if math.isnan(low) else min(low, actual)
             stats[at + HIGH] = actual if math.isnan(high) else max(high, actual)
+            stats[at + SEEN] = seen + 1.0
         return score, direction

@@ -143,7 +143,7 @@ class StreamAnomaly:
         if not math.isfinite(residual):
             return None, None
         if self.profile is not None and ts is not None and math.isfinite(ts):
-            chosen = self.profile.expected(ts, expected)
+            chosen = self.profile.expected(ts, expected, either=self.settings.profile_either, actual=actual)
             self.profile.observe(ts, actual, expected)
             residual = actual - chosen
         s = self.settings

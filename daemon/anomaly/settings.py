@@ -24,11 +24,13 @@ class AnomalySettings:
     scale_window: int = 500        # time constant (steps) of the residual scale estimate
     spatial_tolerance: float = 0.0  # > 0: a value beyond the seen range by this fraction of it scores 1
     daily_profile: bool = False    # compare with the stream's daily profile when that predicts better
+    profile_either: bool = False   # ... or with whichever of profile and forecast is nearer the value
     # Signals besides the forecast residual, by name (daemon/anomaly/signals.py); each is one module.
     signals: tuple[str, ...] = ("range",)
     # A hold (refractory_steps) ends early when one of these signals fires: a new extreme during the
     # hold is a new event, not the old one going on.
     hold_breakers: tuple[str, ...] = ()
+    range_warmup_steps: int = 0    # range signal: tolerance widened x range_warmup_steps / n over the first n values
     level_window: int = 50         # level signal: time constant (steps) of the short mean
     cooldown_seconds: float = 0.0  # no new alert within this many seconds (message time) of the last
     max_alerts_per_hour: float = 0.0  # > 0: at most this many alerts per hour per stream (token bucket)
@@ -50,6 +52,7 @@ class AnomalySettings:
             "spatial_tolerance": 0.0 <= self.spatial_tolerance <= 10.0,
             "signals": all(name in SIGNALS for name in self.signals) and len(set(self.signals)) == len(self.signals),
             "hold_breakers": all(name in self.signals for name in self.hold_breakers),
+            "range_warmup_steps": 0 <= self.range_warmup_steps <= 1_000_000,
             "level_window": 2 <= self.level_window <= 100_000,
             "cooldown_seconds": math.isfinite(self.cooldown_seconds) and self.cooldown_seconds >= 0.0,
             "max_alerts_per_hour": math.isfinite(self.max_alerts_per_hour) and self.max_alerts_per_hour >= 0.0,

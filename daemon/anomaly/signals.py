@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from .level_signal import LevelSignal
 from .range_signal import RangeSignal
+from .stuck_signal import StuckSignal
 
 if TYPE_CHECKING:                                   # pragma: no cover
     from array import array
@@ -37,4 +38,5 @@ class Signal(Protocol):
 SIGNALS: dict[str, Signal] = {
     "range": RangeSignal(),
     "level": LevelSignal(),
+    "stuck": StuckSignal(),
 }
