@@ -107,8 +107,10 @@ class AnomalyConfig:
     scale_window: int = 500
     spatial_tolerance: float = 0.0
     daily_profile: bool = False
+    profile_either: bool = False
     signals: tuple[str, ...] = ("range",)
     hold_breakers: tuple[str, ...] = ()
+    range_warmup_steps: int = 0
     level_window: int = 50
     cooldown_seconds: float = 0.0
     max_alerts_per_hour: float = 0.0
@@ -254,7 +256,9 @@ def _anomaly(t: Table) -> AnomalyConfig:
                          short_window=short_window, min_steps=min_steps,
                          scale_window=t.get("scale_window", int, lo=1, hi=1_000_000),
                          spatial_tolerance=t.get("spatial_tolerance", float, lo=0, hi=10),
-                         daily_profile=t.get("daily_profile", bool), signals=signals, hold_breakers=breakers,
+                         daily_profile=t.get("daily_profile", bool), profile_either=t.get("profile_either", bool),
+                         signals=signals, hold_breakers=breakers,
+                         range_warmup_steps=t.get("range_warmup_steps", int, lo=0, hi=1_000_000),
                          level_window=t.get("level_window", int, lo=2, hi=100_000),
                          cooldown_seconds=t.get("cooldown_seconds", float, lo=0),
                          max_alerts_per_hour=t.get("max_alerts_per_hour", float, lo=0),

@@ -366,3 +366,13 @@ def test_file_errors_are_one_line(tmp_path):
     with pytest.raises(ConfigError, match=r"invalid TOML: .*line 2") as caught:
         load_config(bad)
     assert str(caught.value).startswith(bad + ": ") and len(str(caught.value).splitlines()) == 1
+
+
+def test_anomaly_signals_and_alert_limits_are_config_keys():
+    config = parse_config(config_with("anomaly", signals=["range", "stuck"], hold_breakers=["range"],
+                                      cooldown_seconds=600.0, max_alerts_per_hour=2.0), SOURCE, BASE)
+    assert config.anomaly.signals == ("range", "stuck") and config.anomaly.hold_breakers == ("range",)
+    assert (config.anomaly.cooldown_seconds, config.anomaly.max_alerts_per_hour) == (600.0, 2.0)
+    assert "unknown signal(s) [\"nope\"]" in config_error(config_with("anomaly", signals=["nope"]), "anomaly.signals")
+    message = config_error(config_with("anomaly", signals=["range"], hold_breakers=["stuck"]), "anomaly.hold_breakers")
+    assert "must name signals listed in anomaly.signals" in message
