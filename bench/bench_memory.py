@@ -33,7 +33,8 @@ from bench_mqtt import DaemonOptions, DaemonSUT, Load, with_retries, write_daemo
 
 from statecast.daemon.local_broker import LocalMosquitto  # noqa: E402
 
-MODEL = os.path.join(MODELS, "machine_temperature-float32")
+# STATECAST_BENCH_MODEL measures another artifact (e.g. models/default); the probe subprocess inherits it
+MODEL = os.path.abspath(os.environ.get("STATECAST_BENCH_MODEL", os.path.join(MODELS, "machine_temperature-float32")))
 MESSAGES_PER_STREAM = 2
 CHECKPOINT_MAX_STREAMS = 100_000    # final checkpoint + restart measured up to this many streams
 VARIANT_STREAMS = 10_000

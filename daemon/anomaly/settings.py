@@ -31,6 +31,7 @@ class AnomalySettings:
     # hold is a new event, not the old one going on.
     hold_breakers: tuple[str, ...] = ()
     range_warmup_steps: int = 0    # range signal: tolerance widened x range_warmup_steps / n over the first n values
+    stuck_floor: float = 0.9       # stuck signal: the share of unchanged steps counts as at least this
     level_window: int = 50         # level signal: time constant (steps) of the short mean
     cooldown_seconds: float = 0.0  # no new alert within this many seconds (message time) of the last
     max_alerts_per_hour: float = 0.0  # > 0: at most this many alerts per hour per stream (token bucket)
@@ -53,6 +54,7 @@ class AnomalySettings:
             "signals": all(name in SIGNALS for name in self.signals) and len(set(self.signals)) == len(self.signals),
             "hold_breakers": all(name in self.signals for name in self.hold_breakers),
             "range_warmup_steps": 0 <= self.range_warmup_steps <= 1_000_000,
+            "stuck_floor": 0.0 < self.stuck_floor < 1.0,
             "level_window": 2 <= self.level_window <= 100_000,
             "cooldown_seconds": math.isfinite(self.cooldown_seconds) and self.cooldown_seconds >= 0.0,
             "max_alerts_per_hour": math.isfinite(self.max_alerts_per_hour) and self.max_alerts_per_hour >= 0.0,

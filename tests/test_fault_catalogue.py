@@ -1,0 +1,46 @@
+"""The fault catalogue (bench/fault_catalogue.py) as a test: models/default with its shipped
+anomaly settings, through the daemon's engine, on synthetic room-temperature streams (daily
+swing, weeknight heating setback, sensor noise, 5-minute steps, 14 days).
+
+Each fault, starting on day 10, must raise exactly one alert within 12 hours of its start; a
+stream never alerts on its warm-up day; a clean fortnight raises at most one false alert a week
+(its ordinary schedule changes: setbacks on weeknights, none at weekends). A fault the shipped
+settings miss is marked xfail(strict) with the measured reason, so the gap stays visible and the
+test fails loudly the day it is caught."""
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+import fault_catalogue  # noqa: E402
+
+SEEDS = (0, 1)
+KNOWN_MISSES = {
+    # measured with the shipped settings: the forecaster follows a 0.5 degree/hour ramp step by
+    # step, each new maximum stretches the seen range by less than the range signal's tolerance,
+    # and the level signal's short mean stays within twice the daily swing it has learnt.
+    "drift": "a slow drift (+0.5 degree/hour for 8 h) raises no alert",
+}
+
+
+def alert_rows(fault: str, seed: int) -> list[int]:
+    stamps, clean = fault_catalogue.room_temperature(seed)
+    return [row for row, _ in fault_catalogue.alerts_of(stamps, fault_catalogue.inject(clean, fault, seed))]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("fault", [pytest.param(f, marks=pytest.mark.xfail(strict=True, reason=KNOWN_MISSES[f]))
+                                   if f in KNOWN_MISSES else f for f in fault_catalogue.FAULTS if f != "clean"])
+def test_each_fault_raises_exactly_one_alert(fault, seed):
+    verdict = fault_catalogue.judge(fault, alert_rows(fault, seed))
+    assert verdict["alerts_in_fault"] == 1, verdict
+    assert verdict["warmup_alerts"] == 0, verdict
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_clean_fortnight_raises_at_most_one_false_alert_a_week_and_none_while_warming_up(seed):
+    verdict = fault_catalogue.judge("clean", alert_rows("clean", seed))
+    assert verdict["warmup_alerts"] == 0, verdict
+    assert verdict["false_alerts"] <= fault_catalogue.DAYS // 7, verdict
