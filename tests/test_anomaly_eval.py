@@ -19,12 +19,18 @@ import anomaly_sources  # noqa: E402
 import loso  # noqa: E402
 import nab_scorer  # noqa: E402
 
-# The quality gate's fixed set: short nab-dev files (CLI time), with labelled windows of
-# several kinds (see GATE_FLOOR for the numbers that chose it).
-GATE_FILES = ("nab-dev/artificialWithAnomaly/art_daily_jumpsdown.csv",
+# The quality gate (issue 15): a small fixed set of development files (9,946 rows, so the CLI
+# runs in seconds; 5 labelled windows, two real streams) and a floor on NAB's standard score,
+# θ optimised over the set (the most favourable choice for every detector). Chosen at b4ce124
+# among the 84 three-file sets of short nab-dev files with windows, as the set where the
+# shipped models lead persistence and random scores by the widest margin; measured there:
+# float32 65.8, int8 63.9, persistence 55.6, random (seeds 0-9) 0.0-38.5. The floor 60 sits
+# between int8 and persistence, ~4 points from each: a change that makes a shipped model
+# no better than persistence here fails it.
+GATE_FILES = ("nab-dev/artificialWithAnomaly/art_increase_spike_density.csv",
               "nab-dev/realKnownCause/ec2_request_latency_system_failure.csv",
               "nab-dev/realKnownCause/rogue_agent_key_hold.csv")
-GATE_FLOOR = None  # set below once measured
+GATE_FLOOR = 60.0
 
 
 @pytest.fixture(scope="module")
@@ -123,3 +129,20 @@ def test_sensitivity_variants_scale_tails_and_report_invalid_ones():
     # (0.98) is fine too; what cannot be built is reported with the daemon's reason.
     assert all(isinstance(v, (dict, str)) for v in by.values())
     assert "debounce_steps" in by[("debounce_steps", 0.5)]              # 1 x 0.5 rounds to 0: invalid
+
+
+def _gate_score(corpus, scores: dict) -> float:
+    rows = anomaly_scoring.score_detector(corpus, scores, None)
+    return anomaly_eval.pick(rows, way="nab", source="pooled", profile="standard")["score"]
+
+
+def test_quality_gate_shipped_models_pass_persistence_and_random_fail(gate_corpus, gate_npz):
+    npz, work = gate_npz
+    replays = anomaly_eval.replay_all([{}], gate_corpus, npz, jobs=1)
+    measured = {d: _gate_score(gate_corpus, replays[(0, d)][0]) for d in anomaly_eval.DETECTORS}
+    for seed in range(10):
+        rng = np.random.default_rng(seed)
+        random_scores = {f.key: rng.random(gate_corpus.n_rows(f.key)) for f in gate_corpus.files}
+        measured[f"random{seed}"] = _gate_score(gate_corpus, random_scores)
+    assert measured["float32"] > GATE_FLOOR and measured["int8"] > GATE_FLOOR, measured
+    assert all(v < GATE_FLOOR for d, v in measured.items() if d not in ("float32", "int8")), measured
