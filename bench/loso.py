@@ -14,10 +14,13 @@ published tables), next to the in-sample figures.
 from __future__ import annotations
 
 import math
+import sys
+from pathlib import Path
 
-import anomaly_eval
-import anomaly_runs
-import anomaly_sources
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import anomaly_eval  # noqa: E402
+import anomaly_runs  # noqa: E402
+import anomaly_sources  # noqa: E402
 
 THRESHOLD_KEYS = ("threshold", "clear_threshold")   # scaled on the tail 1 - value, not the value
 
@@ -105,3 +108,54 @@ def worst_drop(rows: list[dict], column: str = "pooled") -> float:
     """Largest fall of `column` from the base over the variants (a cliff detector)."""
     base = rows[0]["scores"][column]
     return max((base - r["scores"][column] for r in rows[1:] if r["scores"]), default=0.0) if math.isfinite(base) else math.nan
+
+
+def loso_markdown(report: dict) -> str:
+    lines = [f"Criterion: {report['criterion']}; configurations tried: {report['configs_tried']}.", "",
+             "| left out | chosen config | its score on the other three (selection) | left out, user's way | "
+             "left out, NAB's way | in-sample best, user's way | in-sample best, NAB's way |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for f in report["folds"]:
+        lines.append(f"| {f['left_out']} | {f['config']}: `{f['settings']}` | {f['selection_score']:.1f} | "
+                     f"{f['left_out_user']:.1f} | {f['left_out_nab']:.1f} | {f['in_sample_user']:.1f} | "
+                     f"{f['in_sample_nab']:.1f} |")
+    ship = report["ship"]
+    per_source = ", ".join(f"{s} {v:.1f}" for s, v in ship["per_source"].items())
+    lines += ["", f"Best worst-source score: config {ship['config']} `{ship['settings']}`: {per_source} "
+                  f"(worst {ship['worst_source_score']:.1f}; chosen on all four sources, so in-sample)."]
+    return "\n".join(lines)
+
+
+def sensitivity_markdown(rows: list[dict]) -> str:
+    columns = list(rows[0]["scores"])
+    lines = [f"| setting | x | value | {' | '.join(columns)} |", "|---|---:|---|" + "---:|" * len(columns)]
+    for r in rows:
+        if r["scores"] is None:
+            lines.append(f"| {r['key']} | {r['factor']} | not run: {r['note']} |" + " |" * len(columns))
+            continue
+        name = "base" if r["key"] is None else r["key"]
+        value = "" if r["value"] is None else f"{r['value']:.6g}"
+        lines.append(f"| {name} | {r['factor']} | {value} | " + " | ".join(f"{r['scores'][c]:.1f}" for c in columns) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+    import json
+    parser = argparse.ArgumentParser(description="Leave-one-source-out over a grid of settings dicts")
+    parser.add_argument("--grid", required=True, help='JSON list of settings dicts, e.g. [{}, {"refractory_steps": 250}]')
+    parser.add_argument("--detector", default="float32")
+    parser.add_argument("--way", default="user", choices=("user", "nab"))
+    parser.add_argument("--sensitivity", action="store_true", help="also 0.5x / 2x around the shipped pick")
+    args = parser.parse_args(argv)
+    grid = json.loads(args.grid)
+    table = anomaly_eval.evaluate(grid, detectors=(args.detector,))
+    report = loso(table, args.detector, args.way)
+    print(loso_markdown(report))
+    if args.sensitivity:
+        print()
+        print(sensitivity_markdown(sensitivity(report["ship"]["settings"], args.detector, args.way)))
+
+
+if __name__ == "__main__":
+    main()
