@@ -16,6 +16,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402  (matplotlib's own dependency)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import anomaly_report  # noqa: E402
@@ -25,6 +26,13 @@ SERIES = {"float32": "#1f77b4", "int8": "#6baed6", "persistence": "#bdbdbd", "co
           "numenta": "#ff9896"}
 WAYS = {"nab": "NAB's way: θ optimised per source (pooled: one θ over 147 files)",
         "user": "The user's way: detections = the daemon's alert events"}
+
+
+def published(table, detector: str, way: str, profile: str = "standard") -> list[bool]:
+    """Which bars of values() are CAD OSE's published numbers (hatched in the chart)."""
+    return [detector == "contextOSE" and not any(
+        r["detector"] == detector and r["way"] == way and r["profile"] == profile and r["source"] == c
+        for r in table) and c in anomaly_report.CAD_OSE_PUBLISHED[profile].get(way, {}) for c in COLUMNS]
 
 
 def values(table, detector: str, way: str, profile: str = "standard") -> list[float]:
@@ -51,18 +59,23 @@ def bar_chart(table, way: str, path: Path) -> None:
         v = values(table, d, way)
         bars = ax.bar(x + (i - (len(detectors) - 1) / 2) * width, np.nan_to_num(v), width,
                       label=d, color=SERIES[d])
-        for bar, value in zip(bars, v):
+        for bar, value, from_table in zip(bars, v, published(table, d, way)):
+            if from_table:
+                bar.set_hatch("//")
+                bar.set_edgecolor("white")
             if np.isfinite(value):
                 ax.annotate(f"{value:.0f}", (bar.get_x() + bar.get_width() / 2, max(value, 0)),
                             ha="center", va="bottom", fontsize=7)
     ax.set_xticks(x, COLUMNS)
     ax.axhline(0, color="black", linewidth=0.6)
     ax.set_ylabel("NAB score, standard profile")
-    ax.set_title(WAYS[way], fontsize=10)
+    ax.set_title(WAYS[way] + ("\nhatched: CAD OSE's published number (reference-scores.md)"
+                              if any(any(published(table, d, way)) for d in detectors) else ""), fontsize=10)
     ax.legend(fontsize=8, ncol=len(detectors), loc="upper left")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+    Image.open(path).convert("RGB").quantize(64).save(path, optimize=True)   # keeps the repository light
 
 
 def main(argv: list[str] | None = None) -> None:
