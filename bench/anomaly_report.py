@@ -64,7 +64,8 @@ def baseline_markdown(table, detectors, seconds: dict, exact: dict, settings: di
             dets = detectors if way != "user" else [d for d in detectors if d in ("float32", "int8", "persistence")]
             parts += [f"**{profile}, {WAY_TITLES[way]}**", way_table(table, way, profile, dets)]
     timing = ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items())
-    parts.append(f"Wall time on this machine (2 worker processes): {timing}.")
+    parts.append("Time on this machine (2 worker processes; wall time unless said otherwise; the "
+                 f"machine was shared with other jobs): {timing}.")
     parts.append("Replay exactness (largest |replayed - `statecast score`| anomaly score over all "
                  "147 files, manifest settings): " + ", ".join(f"{k} {v:.3g}" for k, v in exact.items()) + ".")
     parts.append(DOC_END)
