@@ -160,6 +160,26 @@ def pick(table, **where) -> dict:
     return found[0]
 
 
+FRESH_CHECK_FILES = ("nab-dev/realKnownCause/rogue_agent_key_hold.csv",
+                     "nab-dev/artificialWithAnomaly/art_increase_spike_density.csv")
+
+
+def _check_fresh(corpus, npz, work_dir) -> dict[str, float]:
+    """The CLI rerun now on two short files: is the forecast cache current, is the replay exact?"""
+    import tempfile
+    files = [f for f in corpus.files if f.key in FRESH_CHECK_FILES]
+    out = {}
+    with tempfile.TemporaryDirectory(dir=work_dir) as scratch:
+        for name, model_dir in MODELS.items():
+            worst = anomaly_runs.check_fresh(model_dir, files, npz[name], scratch)
+            out[f"{name}, fresh CLI run on 2 files: forecast vs cache"] = worst["forecast"]
+            out[f"{name}, fresh CLI run on 2 files: replay vs CLI"] = worst["replay"]
+    if any(v != 0.0 for v in out.values()):
+        print(f"WARNING: {out}: the forecast cache is stale (delete {work_dir}/<sha12>) or the replay "
+              "is not exact", file=sys.stderr)
+    return out
+
+
 def _cpu_seconds() -> float:
     """User + system CPU of this process and its reaped children (the pool's workers)."""
     import resource
@@ -185,8 +205,10 @@ def main(argv: list[str] | None = None) -> None:
     npz = scored_files(corpus, args.work_dir, MODELS, args.jobs)
     seconds["`statecast score` (cached after the first run)"] = time.perf_counter() - started
     started = time.perf_counter()
-    exact = check_exact(corpus, npz, MODELS, args.jobs)
-    seconds["exactness check"] = time.perf_counter() - started
+    exact = {f"{name}, replay vs cached CLI scores, 147 files": worst
+             for name, worst in check_exact(corpus, npz, MODELS, args.jobs).items()}
+    exact.update(_check_fresh(corpus, npz, args.work_dir))
+    seconds["exactness checks"] = time.perf_counter() - started
     started, cpu_started = time.perf_counter(), _cpu_seconds()
     table = evaluate([settings], devcorpus=args.devcorpus, work_dir=args.work_dir, jobs=args.jobs)
     seconds["evaluate() of one settings dict (float32 + int8 + persistence, replay + scoring)"] = \

@@ -66,8 +66,8 @@ def baseline_markdown(table, detectors, seconds: dict, exact: dict, settings: di
     timing = ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items())
     parts.append("Time on this machine (2 worker processes; wall time unless said otherwise; the "
                  f"machine was shared with other jobs): {timing}.")
-    parts.append("Replay exactness (largest |replayed - `statecast score`| anomaly score over all "
-                 "147 files, manifest settings): " + ", ".join(f"{k} {v:.3g}" for k, v in exact.items()) + ".")
+    parts.append("Exactness (largest absolute difference; 0 = bit-exact; replays use each manifest's "
+                 "settings): " + "; ".join(f"{k}: {v:.3g}" for k, v in exact.items()) + ".")
     parts.append(DOC_END)
     return "\n\n".join(parts)
 

@@ -154,3 +154,24 @@ def exactness(scored: dict, factory) -> float:
         return float("inf")
     both = ~np.isnan(cli)
     return float(np.max(np.abs(replayed[both] - cli[both]), initial=0.0))
+
+
+def check_fresh(model_dir, data_files, cached: dict[str, Path], scratch_dir) -> dict[str, float]:
+    """Run the CLI now (current code) on a few files and compare with the cache and the replay:
+    {"forecast": largest |fresh - cached| forecast_1 (0.0: the cache is current; the cache is
+    keyed by the manifest only, so a change of the forecast code needs a rescore), "replay":
+    largest |replayed - fresh CLI| anomaly score with the manifest settings (0.0: exact)}."""
+    worst = {"forecast": 0.0, "replay": 0.0}
+    for data_file in data_files:
+        csv_path = Path(scratch_dir) / model_key(model_dir) / data_file.key
+        score_file_cli(model_dir, data_file.path, csv_path)
+        npz_path = csv_path.with_name(csv_path.name + ".npz")
+        parse_scored(csv_path, npz_path)
+        with np.load(npz_path) as data:                  # not load_scored: scratch paths are reused
+            fresh = {k: data[k] for k in data.files}
+        old = load_scored(str(cached[data_file.key]))
+        same_shape = fresh["forecast_1"].shape == old["forecast_1"].shape
+        gap = np.nanmax(np.abs(fresh["forecast_1"] - old["forecast_1"]), initial=0.0) if same_shape else np.inf
+        worst["forecast"] = max(worst["forecast"], float(gap))
+        worst["replay"] = max(worst["replay"], exactness(fresh, scorer_factory(model_dir)))
+    return worst
