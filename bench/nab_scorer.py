@@ -7,12 +7,15 @@ descending order: a window's contribution only changes when a row beats its best
 so the total at every threshold is one cumulative sum over the sorted rows.
 
     python bench/nab_scorer.py [--nab-dir data/nab] [detector ...]
+    python bench/nab_scorer.py --windows W.json --results DIR [--files '^skab/']
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import gzip
 import json
+import re
 import math
 from dataclasses import dataclass
 from datetime import datetime
@@ -204,7 +207,9 @@ def load_windows(nab_dir, name: str = "windows.json") -> Windows:
 
 
 def read_scored_csv(path) -> tuple[list[str], np.ndarray]:
-    with open(path, newline="") as f:
+    """timestamp,anomaly_score CSV, plain or .gz."""
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rt", newline="") as f:
         reader = csv.DictReader(f)
         rows = [(row["timestamp"], float(row["anomaly_score"])) for row in reader]
     return [t for t, _ in rows], np.array([s for _, s in rows], np.float64)
@@ -220,15 +225,32 @@ def load_reference(nab_dir, detector: str) -> Results:
     return results
 
 
+def load_results(results_dir, files_pattern: str = "") -> Results:
+    """<results_dir>/<folder>/<anything>_<file>.csv[.gz] -> {"<folder>/<file>.csv": ...} (NAB's
+    results layout, and the development corpus's reference-results), keys matching the regex."""
+    results = {}
+    for path in sorted(Path(results_dir).glob("*/*.csv*")):
+        name = path.name.removesuffix(".gz").split("_", 1)[1]
+        key = f"{path.parent.name}/{name}"
+        if re.search(files_pattern, key):
+            results[key] = read_scored_csv(path)
+    return results
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     default_dir = Path(__file__).resolve().parent.parent / "data" / "nab"
     parser.add_argument("--nab-dir", default=str(default_dir))
+    parser.add_argument("--windows", help="a windows JSON file (default <nab-dir>/windows.json)")
+    parser.add_argument("--results", help="score this results directory (<folder>/<detector>_<file>.csv[.gz]) "
+                        "instead of <nab-dir>/reference-results/<detector>")
+    parser.add_argument("--files", default="", help="regex on '<folder>/<file>.csv' keys (with --results)")
     parser.add_argument("detectors", nargs="*", default=["numenta", "windowedGaussian"])
     args = parser.parse_args(argv)
-    windows = load_windows(args.nab_dir)
-    for detector in args.detectors:
-        results = load_reference(args.nab_dir, detector)
+    windows = load_windows(args.windows or args.nab_dir)
+    runs = ({args.results: load_results(args.results, args.files)} if args.results else
+            {d: load_reference(args.nab_dir, d) for d in args.detectors})
+    for detector, results in runs.items():
         for profile in PROFILES:
             out = score_corpus(results, windows, profile)
             print(f"{detector:18s} {profile:20s} score={out['score']:6.2f} "
