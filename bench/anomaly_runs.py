@@ -10,7 +10,8 @@
    baseline, that row's value. Same post-processing, same settings.
 
 scorer_factory() is the ONE place that builds a per-stream scorer from (model dir, settings
-dict); everything else only calls scorer.update(actual, expected, ts) -> (score|None, event|None).
+dict) (resolved_settings() and is_alert() sit beside it); everything else only calls
+scorer.update(actual, expected, ts) -> (score|None, event|None).
 """
 from __future__ import annotations
 
@@ -54,6 +55,11 @@ def scorer_factory(model_dir, settings: dict | None = None):
     from statecast.daemon.runtime_setup import anomaly_factory_for
     model = _model(str(model_dir))
     return anomaly_factory_for(model, AnomalySettings(**resolved_settings(model_dir, settings)))
+
+
+def is_alert(event) -> bool:
+    """Whether an event returned by scorer.update() is an alert (the other half of the seam)."""
+    return event == "alert"
 
 
 # --- forecasts once per model ----------------------------------------------------------------
@@ -139,7 +145,7 @@ def replay(scored: dict, factory, persistence: bool = False) -> tuple[np.ndarray
             continue
         score, event = scorer.update(values[i], expected_of[previous], stamps[i])
         scores[i] = by_stamp[stamps[i]] = np.nan if score is None else score
-        if event == "alert":
+        if event is not None and is_alert(event):
             alerts[i] = True
         previous = i
     return np.array(scores, np.float64), alerts
