@@ -111,6 +111,7 @@ class AnomalyConfig:
     signals: tuple[str, ...] = ("range",)
     hold_breakers: tuple[str, ...] = ()
     range_warmup_steps: int = 0
+    stuck_floor: float = 0.9
     level_window: int = 50
     cooldown_seconds: float = 0.0
     max_alerts_per_hour: float = 0.0
@@ -259,6 +260,7 @@ def _anomaly(t: Table) -> AnomalyConfig:
                          daily_profile=t.get("daily_profile", bool), profile_either=t.get("profile_either", bool),
                          signals=signals, hold_breakers=breakers,
                          range_warmup_steps=t.get("range_warmup_steps", int, lo=0, hi=1_000_000),
+                         stuck_floor=t.get("stuck_floor", float, lo=0, hi=1, lo_open=True, hi_open=True),
                          level_window=t.get("level_window", int, lo=2, hi=100_000),
                          cooldown_seconds=t.get("cooldown_seconds", float, lo=0),
                          max_alerts_per_hour=t.get("max_alerts_per_hour", float, lo=0),

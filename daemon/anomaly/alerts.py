@@ -38,8 +38,9 @@ def time_allows(settings, stats, at: int, ts: float | None) -> bool:
     cap = settings.max_alerts_per_hour
     if cap <= 0.0:
         return True
+    full = max(cap, 1.0)                            # 0.25 per hour: one alert, then one per 4 hours
     tokens, since = stats[at + TOKENS], stats[at + TOKENS_TS]
-    tokens = cap if math.isnan(tokens) else min(cap, tokens + max(ts - since, 0.0) * cap / 3600.0)
+    tokens = full if math.isnan(tokens) else min(full, tokens + max(ts - since, 0.0) * cap / 3600.0)
     stats[at + TOKENS_TS] = ts
     if tokens < 1.0:
         stats[at + TOKENS] = tokens

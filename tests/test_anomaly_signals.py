@@ -1,0 +1,111 @@
+"""The signals beside the forecast residual (range, level, stuck) and the alert limits (hold
+breakers, cooldown, hourly cap, event details), each on a stream built to show it."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from statecast.daemon.anomaly import AnomalySettings, StreamAnomaly
+from test_anomaly import same_state, through_checkpoint
+
+TUNED = dict(threshold=0.997, clear_threshold=0.99, short_window=5, spatial_tolerance=0.05, range_warmup_steps=1000)
+
+
+def feed(anomaly: StreamAnomaly, values, step_seconds: float = 60.0):
+    """Persistence as the forecast (expected = the last value); returns scores, events, details."""
+    scores, events, details = [None], [None], [None]
+    for i in range(1, len(values)):
+        ts = 1e9 + step_seconds * i
+        score, event = anomaly.update(values[i], values[i - 1], ts)
+        scores.append(score)
+        events.append(event)
+        details.append(anomaly.detail(event, ts) if event else None)
+    return scores, events, details
+
+
+def noisy(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(0.0, 1.0, n)
+
+
+def test_a_new_extreme_breaks_the_hold_only_for_a_hold_breaker():
+    values = noisy(3000)
+    values[2000] = 9.0                     # alerts (beyond the range)
+    values[2100:] += 30.0                  # a new extreme 100 steps later, inside the 500-step hold
+    held = StreamAnomaly(AnomalySettings(**TUNED, refractory_steps=500), 1.0, 0.0)
+    broken = StreamAnomaly(AnomalySettings(**TUNED, refractory_steps=500, hold_breakers=("range",)), 1.0, 0.0)
+    _, held_events, _ = feed(held, values)
+    scores, events, details = feed(broken, values)
+    assert [i for i, e in enumerate(held_events) if e == "alert" and i > 1900] == [2000]
+    assert [i for i, e in enumerate(events) if e == "alert" and i > 1900] == [2000, 2100]
+    assert scores[2100] == 1.0 and details[2100]["signal"] == "range" and details[2100]["direction"] == "high"
+
+
+def test_alert_and_clear_say_why_and_how_long():
+    values = noisy(1500)
+    values[1200] = -12.0
+    _, events, details = feed(StreamAnomaly(AnomalySettings(**TUNED), 1.0, 0.0), values)
+    alert = events.index("alert", 1100)
+    clear = events.index("clear", alert)
+    assert alert == 1200 and details[alert]["direction"] == "low" and details[alert]["threshold"] == 0.997
+    assert details[alert]["episode_start"] == 1e9 + 60.0 * 1200
+    assert details[clear]["threshold"] == 0.99 and details[clear]["duration_seconds"] == 60.0 * (clear - alert)
+
+
+@pytest.mark.parametrize("limit, expected", [({}, 4), ({"cooldown_seconds": 3600.0 * 3}, 2),
+                                              ({"max_alerts_per_hour": 1.0 / 8}, 1)])
+def test_cooldown_and_hourly_cap_limit_alerts_in_message_time(limit, expected):
+    values = noisy(1000)
+    for at in (300, 420, 540, 660):        # spikes two hours apart (1-minute steps)
+        values[at] = 40.0 + at
+    _, events, _ = feed(StreamAnomaly(AnomalySettings(**TUNED, **limit), 1.0, 0.0), values)
+    assert sum(e == "alert" for e in events[290:]) == expected
+
+
+def test_a_frozen_reading_scores_once_with_the_stuck_signal():
+    values = noisy(2000)
+    values[1500:1600] = values[1499]       # frozen for 100 steps
+    plain_scores, plain_events, _ = feed(StreamAnomaly(AnomalySettings(**TUNED), 1.0, 0.0), values)
+    scores, events, details = feed(StreamAnomaly(AnomalySettings(**TUNED, signals=("range", "stuck")), 1.0, 0.0),
+                                   values)
+    assert "alert" not in plain_events[1500:1600]
+    alert = events.index("alert", 1500)
+    assert alert < 1600 and details[alert]["signal"] == "stuck"
+    assert 0.9 ** (alert - 1499) <= 0.003 < 0.9 ** (alert - 1500)       # the run's first step past 1 - threshold
+    assert max(scores[alert + 1:1600]) < 0.997                          # ... and scores once
+
+
+def test_a_level_shift_the_forecast_follows_scores_with_the_level_signal():
+    values = noisy(4000) * 0.1
+    values[3000:] += np.linspace(0.0, 3.0, 1000)                        # a slow rise of 30 noise levels
+    quiet = {**TUNED, "spatial_tolerance": 0.0}
+    _, plain, _ = feed(StreamAnomaly(AnomalySettings(**quiet, signals=()), 1.0, 0.0), values)
+    _, events, details = feed(StreamAnomaly(AnomalySettings(**quiet, signals=("level",)), 1.0, 0.0), values)
+    assert "alert" not in plain[3000:]
+    alert = events.index("alert", 3000)
+    assert details[alert]["signal"] == "level" and details[alert]["direction"] == "high"
+
+
+def test_range_warmup_keeps_a_young_stream_from_alerting_on_its_first_new_extremes():
+    values = noisy(400, seed=4)
+    values[150] = values[:150].max() + 0.3 * (values[:150].max() - values[:150].min())   # 30% past a young range
+    young = {**TUNED, "range_warmup_steps": 0}
+    _, events, _ = feed(StreamAnomaly(AnomalySettings(**young), 1.0, 0.0), values)
+    _, warm, _ = feed(StreamAnomaly(AnomalySettings(**{**young, "range_warmup_steps": 1000}), 1.0, 0.0), values)
+    assert events[150] == "alert" and warm[150] is None
+
+
+@pytest.mark.parametrize("cut", [120, 1234])
+def test_every_signal_continues_bit_identically_through_a_checkpoint(cut):
+    settings = AnomalySettings(**TUNED, signals=("range", "level", "stuck"), hold_breakers=("range",),
+                               max_alerts_per_hour=2.0, long_window=500)
+    values = noisy(2500, seed=5)
+    values[700] = 20.0
+    values[1300:1400] = values[1299]
+    original = StreamAnomaly(settings, 1.0, 0.0)
+    feed(original, values[:cut])
+    restored = through_checkpoint(original, settings)
+    assert same_state(restored.to_state(), original.to_state())
+    rest = [(values[i], values[i - 1], 1e9 + 60.0 * i) for i in range(cut, len(values))]
+    assert [restored.update(*a) for a in rest] == [original.update(*a) for a in rest]
+    with pytest.raises(ValueError, match="other signals"):
+        StreamAnomaly.from_state(AnomalySettings(**TUNED, long_window=500), original.to_state())
