@@ -19,6 +19,7 @@ import signal
 import sys
 import time
 
+from .broker_watch import BrokerWatch
 from .checkpoint_writer import CheckpointRound
 from .config import Config, load_config
 from .delivery import Delivery, Publish
@@ -63,11 +64,15 @@ class Daemon:
                              on_pubrec_held=self._wake)
         self._wake_pending = False
         self.delivery = Delivery(self.link)
+        self.broker_watch = BrokerWatch(self.link)   # the broker's $SYS dropped-message counter
         self.republished = 0
         self.announced: set[str] = set()       # streams whose Home Assistant discovery went out
 
     # --- network thread -----------------------------------------------------------------
     def _on_message(self, message) -> None:
+        if self.broker_watch.handles(message.topic):
+            self.broker_watch.on_message(message.payload)
+            return
         token = (message.mid, message.qos) if self.manual_ack and message.qos > 0 else None
         routed = self.router.route(message.topic, message.payload, token)
         if routed is None:
@@ -108,6 +113,7 @@ class Daemon:
             else:
                 self.heap_trimmer.idle()          # a burst's freed memory back to the kernel
             now = time.monotonic()
+            self.broker_watch.poll()
             self._collect_checkpoints(wait=False)
             if now >= next_checkpoint and self.checkpoint_round is None:
                 self._begin_checkpoints()

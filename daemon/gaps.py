@@ -1,0 +1,102 @@
+"""Missing steps: a stream whose readings stop arriving at their usual interval lost some.
+
+Each stream learns its interval from its own payload timestamps (readings without a `ts` use the
+receive time, whose jitter says nothing about loss, and are not judged). An interval of at least
+GAP_FACTOR learned intervals counts round(gap / interval) - 1 missing steps. The count goes to
+the stream's `Cadence`, to this process's total (`stats.missing_steps`) and to the log: the first
+gap of a stream is logged at once, later ones at most once per LOG_INTERVAL_SECONDS per stream,
+with what was counted in between. A broker that drops messages, a sensor that skips readings and
+a publisher that outran its broker all show up here, on the step that follows the hole.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timezone
+
+log = logging.getLogger("statecast.gaps")
+
+GAP_FACTOR = 1.5              # an interval this many learned intervals long has a step missing
+LEARNING_RATE = 0.1           # how fast the learned interval follows a slowly drifting cadence
+LOG_INTERVAL_SECONDS = 60.0   # at most one missing-steps line per stream per minute
+
+
+class Totals:
+    """Missing steps seen by this process (survives stream eviction and reloads)."""
+    missing_steps = 0
+    streams_with_gaps = 0
+
+
+class Cadence:
+    """One stream's learned interval and missing-step count (StreamInfo.cadence)."""
+    __slots__ = ("interval_seconds", "missing_steps", "unlogged", "logged_at")
+
+    def __init__(self, interval_seconds: float):
+        self.interval_seconds = interval_seconds
+        self.missing_steps = 0
+        self.unlogged = 0            # missing steps counted since the last log line
+        self.logged_at = None        # monotonic time of the last log line (None: never logged)
+
+    def observe(self, interval_seconds: float) -> int:
+        """One new interval (s, > 0) -> how many steps it skipped (0 for a regular one)."""
+        learned = self.interval_seconds
+        if interval_seconds >= GAP_FACTOR * learned:
+            return max(int(round(interval_seconds / learned)) - 1, 1)
+        if interval_seconds < learned / GAP_FACTOR:
+            self.interval_seconds = interval_seconds     # a faster cadence (or a first interval that was a gap)
+        else:
+            self.interval_seconds = learned + LEARNING_RATE * (interval_seconds - learned)
+        return 0
+
+
+def observe_step(info, ts: float, has_own_ts: bool, now: float | None = None) -> int:
+    """Called for every admitted step with an earlier one (engine._admit, before last_interval is
+    updated): learns the stream's interval and counts, logs and totals missing steps."""
+    interval = ts - info.last_ts
+    if not has_own_ts or interval <= 0:
+        return 0
+    cadence = info.cadence
+    if cadence is None:
+        # a stream restored from a checkpoint starts from its last known interval
+        info.cadence = Cadence(info.last_interval or interval)
+        if info.last_interval is None:
+            return 0
+        cadence = info.cadence
+    missing = cadence.observe(interval)
+    if missing:
+        _count(info, cadence, missing, ts, interval, time.monotonic() if now is None else now)
+    return missing
+
+
+def _count(info, cadence: Cadence, missing: int, ts: float, interval: float, now: float) -> None:
+    if cadence.missing_steps == 0:
+        Totals.streams_with_gaps += 1
+    cadence.missing_steps += missing
+    cadence.unlogged += missing
+    Totals.missing_steps += missing
+    if cadence.logged_at is not None and now - cadence.logged_at < LOG_INTERVAL_SECONDS:
+        return
+    since = "" if cadence.logged_at is None else f" ({cadence.unlogged} since the last line)"
+    log.warning("stream %s: %d step(s) missing before %s (a %.0f s gap; its interval is %.0f s); "
+                "%d missing in total%s", info.stream_id, missing, iso_time(ts), interval,
+                cadence.interval_seconds, cadence.missing_steps, since)
+    cadence.logged_at, cadence.unlogged = now, 0
+
+
+def iso_time(ts: float) -> str:
+    """Epoch seconds -> ISO 8601 UTC, e.g. 2013-12-02T21:15:00Z (milliseconds only when present)."""
+    moment = datetime.fromtimestamp(ts, timezone.utc)
+    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    if moment.microsecond:
+        text += f".{moment.microsecond // 1000:03d}"
+    return text + "Z"
+
+
+def top_streams(tables, limit: int = 10) -> dict[str, int]:
+    """The live streams with the most missing steps: {stream id: count}, largest first."""
+    if not Totals.streams_with_gaps:              # the common case costs no walk over the tables
+        return {}
+    counts = [(info.cadence.missing_steps, info.stream_id) for table in tables
+              for info in table.streams.values() if info.cadence is not None and info.cadence.missing_steps]
+    counts.sort(reverse=True)
+    return {stream_id: count for count, stream_id in counts[:limit]}
