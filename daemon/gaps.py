@@ -16,8 +16,10 @@ from datetime import datetime, timezone
 
 log = logging.getLogger("statecast.gaps")
 
-GAP_FACTOR = 1.5              # an interval this many learned intervals long has a step missing
+GAP_FACTOR = 1.75             # an interval this many learned intervals long has a step missing
+                              # (one lost step doubles it; +-30% timing jitter stays below)
 LEARNING_RATE = 0.1           # how fast the learned interval follows a slowly drifting cadence
+                              # (a running mean over the first 1 / LEARNING_RATE intervals)
 LOG_INTERVAL_SECONDS = 60.0   # at most one missing-steps line per stream per minute
 
 
@@ -29,10 +31,11 @@ class Totals:
 
 class Cadence:
     """One stream's learned interval and missing-step count (StreamInfo.cadence)."""
-    __slots__ = ("interval_seconds", "missing_steps", "unlogged", "logged_at")
+    __slots__ = ("interval_seconds", "intervals", "missing_steps", "unlogged", "logged_at")
 
     def __init__(self, interval_seconds: float):
         self.interval_seconds = interval_seconds
+        self.intervals = 1           # regular intervals learned from
         self.missing_steps = 0
         self.unlogged = 0            # missing steps counted since the last log line
         self.logged_at = None        # monotonic time of the last log line (None: never logged)
@@ -44,8 +47,11 @@ class Cadence:
             return max(int(round(interval_seconds / learned)) - 1, 1)
         if interval_seconds < learned / GAP_FACTOR:
             self.interval_seconds = interval_seconds     # a faster cadence (or a first interval that was a gap)
+            self.intervals = 1
         else:
-            self.interval_seconds = learned + LEARNING_RATE * (interval_seconds - learned)
+            self.intervals += 1
+            rate = max(LEARNING_RATE, 1.0 / self.intervals)
+            self.interval_seconds = learned + rate * (interval_seconds - learned)
         return 0
 
 
