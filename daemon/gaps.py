@@ -106,3 +106,8 @@ def top_streams(tables, limit: int = 10) -> dict[str, int]:
               for info in table.streams.values() if info.cadence is not None and info.cadence.missing_steps]
     counts.sort(reverse=True)
     return {stream_id: count for count, stream_id in counts[:limit]}
+
+
+def learned_interval(info) -> float | None:
+    """The stream's learned interval (s), else its last one; None before its second message."""
+    return info.cadence.interval_seconds if info.cadence is not None else info.last_interval

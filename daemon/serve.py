@@ -205,7 +205,8 @@ class Daemon:
                 continue
             self.announced.add(result.stream_id)
             for message in discovery_messages(prefix, result.stream_id, out.forecast_topic, out.alert_topic,
-                                              out.status_topic, model_name=pipeline.model.manifest.name):
+                                              out.status_topic, unit=pipeline.entry.unit,
+                                              model_name=pipeline.model.manifest.name):
                 self.link.publish(message.topic, message.payload, qos=message.qos, retain=message.retain)
 
     @staticmethod

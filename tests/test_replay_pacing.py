@@ -73,6 +73,10 @@ def test_replay_defaults_into_stock_mosquitto_lose_nothing(served):
     stats = collector.json_on("statecast/stats")[-1]
     assert stats["missing_steps"] == 0 and stats["forecasts_out"] == rows
     assert collector.payloads_on("$SYS/broker/publish/messages/dropped")[-1] == b"0"
+    assert stats["broker_dropped"] == 0                    # the daemon heard the $SYS counter
+    doc = open(os.path.join(os.path.dirname(os.path.dirname(__file__)), "docs", "payloads.md")).read()
+    undocumented = [key for key in stats if f"`{key}`" not in doc]
+    assert undocumented == [], "stats fields missing from docs/payloads.md"
 
 
 def test_forced_loss_shows_in_stats_and_log_within_a_second(served):
