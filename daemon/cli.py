@@ -93,6 +93,12 @@ def _cmd_replay(args) -> int:
     return 0
 
 
+def _cmd_watch(args) -> int:
+    from .watch import watch
+    watch(args.topic or ["statecast/#"], host=args.host, port=args.port, count=args.count, seconds=args.seconds)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .replay import DEFAULT_RATE_HZ, DEFAULT_WINDOW
     parser = argparse.ArgumentParser(prog="statecast", description=__doc__, formatter_class=HELP_FORMAT)
@@ -193,6 +199,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated value columns; one column is sent as \"value\", several by name "
                         "(match the stream's `fields` in the config)")
     p.set_defaults(handler=_cmd_replay)
+
+    p = sub.add_parser("watch", help="print what arrives on MQTT topics (like mosquitto_sub -v)",
+                       formatter_class=HELP_FORMAT)
+    p.add_argument("--topic", action="append", help="topic filter (repeat for several; default: statecast/#)")
+    p.add_argument("--host", default="127.0.0.1", help="broker host")
+    p.add_argument("--port", type=int, default=1883, help="broker port")
+    p.add_argument("--count", type=int, default=0, help="stop after N messages (0: never)")
+    p.add_argument("--seconds", type=float, default=0.0, help="stop after S seconds (0: never)")
+    p.set_defaults(handler=_cmd_watch)
     return parser
 
 
