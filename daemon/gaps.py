@@ -31,7 +31,7 @@ class Totals:
 
 class Cadence:
     """One stream's learned interval and missing-step count (StreamInfo.cadence)."""
-    __slots__ = ("interval_seconds", "intervals", "missing_steps", "unlogged", "logged_at")
+    __slots__ = ("interval_seconds", "intervals", "missing_steps", "unlogged", "logged_at", "last_gap_ts")
 
     def __init__(self, interval_seconds: float):
         self.interval_seconds = interval_seconds
@@ -39,6 +39,7 @@ class Cadence:
         self.missing_steps = 0
         self.unlogged = 0            # missing steps counted since the last log line
         self.logged_at = None        # monotonic time of the last log line (None: never logged)
+        self.last_gap_ts = None      # epoch s of the step after the latest hole
 
     def observe(self, interval_seconds: float) -> int:
         """One new interval (s, > 0) -> how many steps it skipped (0 for a regular one)."""
@@ -79,14 +80,36 @@ def _count(info, cadence: Cadence, missing: int, ts: float, interval: float, now
         Totals.streams_with_gaps += 1
     cadence.missing_steps += missing
     cadence.unlogged += missing
+    cadence.last_gap_ts = ts
     Totals.missing_steps += missing
     if cadence.logged_at is not None and now - cadence.logged_at < LOG_INTERVAL_SECONDS:
+        _held[info.stream_id] = info              # flush_held() reports it when the minute is up
         return
     since = "" if cadence.logged_at is None else f" ({cadence.unlogged} since the last line)"
     log.warning("stream %s: %d step(s) missing before %s (a %.0f s gap; its interval is %.0f s); "
                 "%d missing in total%s", info.stream_id, missing, iso_time(ts), interval,
                 cadence.interval_seconds, cadence.missing_steps, since)
     cadence.logged_at, cadence.unlogged = now, 0
+    _held.pop(info.stream_id, None)
+
+
+_held: dict = {}              # stream id -> StreamInfo with missing steps not logged yet
+
+
+def flush_held(now: float | None = None, force: bool = False) -> None:
+    """Engine loop, every turn (and with force at shutdown): log what the per-minute limit held
+    back, for each stream whose minute is up, so a hole is never left out of the log."""
+    if not _held:
+        return
+    now = time.monotonic() if now is None else now
+    for stream_id, info in list(_held.items()):
+        cadence = info.cadence
+        if not force and now - cadence.logged_at < LOG_INTERVAL_SECONDS:
+            continue
+        log.warning("stream %s: %d more step(s) missing since the last line, the latest before %s; %d missing "
+                    "in total", stream_id, cadence.unlogged, iso_time(cadence.last_gap_ts), cadence.missing_steps)
+        cadence.logged_at, cadence.unlogged = now, 0
+        del _held[stream_id]
 
 
 def iso_time(ts: float) -> str:

@@ -23,6 +23,7 @@ from .broker_watch import BrokerWatch
 from .checkpoint_writer import CheckpointRound
 from .config import Config, load_config
 from .delivery import Delivery, Publish
+from .gaps import flush_held
 from .heap_trim import HeapTrimmer
 from .housekeeping import StatusLine, daemon_stats
 from .inbox import Inbox
@@ -114,6 +115,7 @@ class Daemon:
                 self.heap_trimmer.idle()          # a burst's freed memory back to the kernel
             now = time.monotonic()
             self.broker_watch.poll()
+            flush_held()                           # missing-step counts the per-minute log limit held
             self._collect_checkpoints(wait=False)
             if now >= next_checkpoint and self.checkpoint_round is None:
                 self._begin_checkpoints()
@@ -301,6 +303,7 @@ class Daemon:
             time.sleep(0.01)
             self.delivery.poll()
         self._checkpoint_all()
+        flush_held(force=True)
         self._publish_stats()
         self.link.stop()
         log.info("stopped cleanly (final checkpoint: %s)",

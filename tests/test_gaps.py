@@ -75,6 +75,13 @@ def test_one_log_line_per_stream_per_minute(caplog):
     assert "stream s: 2 step(s) missing" in lines[0]
     assert "8 missing in total (6 since the last line)" in lines[1]
     assert cadence.missing_steps == 8
+    with caplog.at_level(logging.WARNING, logger="statecast.gaps"):
+        gaps.observe_step(info, info.last_ts + 6 * STEP_SECONDS, True, now=70.0)   # held back (5 steps)
+        gaps.flush_held(now=100.0)                                               # minute not up yet
+        assert len(caplog.records) == 2
+        gaps.flush_held(now=121.0)
+    assert caplog.records[-1].getMessage() == ("stream s: 5 more step(s) missing since the last line, the latest "
+                                               "before 1970-01-01T03:00:00Z; 13 missing in total")
 
 
 def test_iso_time():

@@ -5,13 +5,17 @@ clone (a temporary directory with this checkout's .venv and data/ linked in), wi
 only: port 1883 becomes a free port (in the two config files, and as --port for the two
 commands that use the default), so the test cannot collide with a broker already on 1883.
 """
+import json
 import os
 import re
 import subprocess
 
+import numpy as np
+
 import pytest
 
 from broker import free_port, mosquitto_binary
+from statecast.daemon.series_csv import read_series
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROWS = 1000                          # `head -n 1001` in the README
@@ -48,8 +52,17 @@ def test_readme_walkthrough_runs_as_written(tmp_path):
     assert "parity vs Keras" in out and "PASS" in out and "Edge TPU pre-check" in out
     assert f"statecast.toml: OK" in out
     assert re.search(rf"^{ROWS}$", out, re.M), out[-2000:]          # grep -c: one forecast per row
-    stats = [line for line in out.splitlines() if line.startswith("statecast/stats ")]
-    assert stats and '"missing_steps":0' in stats[-1] and f'"forecasts_out":{ROWS}' in stats[-1], stats
+    stats = [json.loads(line.split(" ", 1)[1]) for line in out.splitlines() if line.startswith("statecast/stats ")]
+    assert stats and stats[-1]["forecasts_out"] == ROWS and stats[-1]["last_error"] is None, stats
+    # the history has holes: the daemon counts exactly the hours the CSV lacks
+    series = read_series(str(try_dir / "history.csv"))
+    hours = np.diff(series.timestamps) / 3600.0
+    assert stats[-1]["missing_steps"] == int(sum(round(h) - 1 for h in hours if h > 1)) == 32
+    log = (try_dir / "serve.log").read_text()
+    assert "stream room1: 1 step(s) missing before 2013-07-28T03:00:00Z" in log
+    # seconds later, inside the same minute: held back, then written when the daemon stops
+    assert "stream room1: 31 more step(s) missing since the last line, the latest before 2013-08-13T18:00:00Z" in log
+    assert "disconnected" not in (try_dir / "serve.log").read_text()
     scored = (try_dir / "scored.csv").read_text().splitlines()
     assert len(scored) == ROWS + 1 and scored[0].startswith("timestamp,value,forecast_1")
     assert "\nTraceback" not in done.stderr and "Warning" not in done.stderr, done.stderr[-3000:]

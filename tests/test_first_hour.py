@@ -1,0 +1,127 @@
+"""A new user's first hour (issue 18): help and errors that say what to do, quiet logs, fresh stats."""
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from broker import Mosquitto, free_port
+from daemon_proc import Collector, DaemonProcess, write_config
+from statecast.daemon.cli import build_parser
+from statecast.daemon.routing import RejectionLog
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEVICE_COMMANDS = ("convert", "serve", "score", "replay", "watch")
+
+
+def statecast(*args, **kwargs):
+    return subprocess.run([sys.executable, "-m", "statecast.daemon", *args], capture_output=True, text=True,
+                          timeout=120, **kwargs)
+
+
+def subparsers():
+    return build_parser()._subparsers._group_actions[0].choices
+
+
+@pytest.mark.parametrize("command", DEVICE_COMMANDS)
+def test_every_option_has_help_and_its_default_shown(command):
+    parser = subparsers()[command]
+    text = parser.format_help()
+    for action in parser._actions:
+        if action.dest == "help":
+            continue
+        assert action.help, f"{command} {action.option_strings or action.dest}: no help text"
+        if action.option_strings and action.default not in (None, False) and not action.required:
+            assert f"(default: {action.default})" in " ".join(text.split()), (command, action.dest)
+    if any(a.dest == "time_column" for a in parser._actions):
+        assert "UTC" in text
+
+
+def test_version():
+    done = statecast("--version")
+    assert done.returncode == 0 and done.stdout.strip().startswith("statecast 0.")
+
+
+def test_value_columns_is_the_column_flag_everywhere_old_names_kept():
+    parser = build_parser()
+    for argv in (["convert", "m.keras", "--out", "o", "--value-columns", "a,b"],
+                 ["convert", "m.keras", "--out", "o", "--features", "a,b"]):
+        assert parser.parse_args(argv).features == "a,b"
+    for flag in ("--value-columns", "--fields"):
+        assert parser.parse_args(["replay", "--csv", "c", "--topic", "t", flag, "a,b"]).value_columns == "a,b"
+    assert parser.parse_args(["score", "--model", "m", "--csv", "c", "--out", "o",
+                              "--value-columns", "x"]).value_columns == "x"
+
+
+def test_a_keras_file_as_model_says_convert_it_first(tmp_path):
+    config = write_config(tmp_path / "c.toml", 1883, str(tmp_path / "state"),
+                          model=os.path.join(ROOT, "tests", "fixtures", "lstm.keras"))
+    done = statecast("serve", "--config", config, "--check-config")
+    assert done.returncode == 2
+    assert "convert it first: statecast convert" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_bad_message_warnings_are_rate_limited_per_topic(caplog):
+    clock = [0.0]
+    warnings = RejectionLog(now=lambda: clock[0])
+    with caplog.at_level(logging.WARNING, logger="statecast.routing"):
+        for second in range(0, 60, 10):                        # six bad messages in a minute, one topic
+            clock[0] = float(second)
+            warnings.warn("sensors/a/temperature", "not JSON", "bad_json")
+        warnings.warn("sensors/b/temperature", "not JSON", "bad_json")   # another topic warns at once
+        clock[0] = 61.0
+        warnings.warn("sensors/a/temperature", "not JSON", "bad_json")
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 3, lines
+    assert "sensors/b/temperature" in lines[1]
+    assert "5 more dropped on this topic in the last 61 s" in lines[2]
+
+
+def test_parity_failure_prints_the_report_and_next_steps(tmp_path):
+    from statecast.convert.errors import ConversionError
+    from statecast.convert.pipeline import ConvertOptions, install_verified
+    from statecast.daemon.step_model import StepModel
+    model = os.path.join(ROOT, "models", "default")
+    content = open(os.path.join(model, "model.tflite"), "rb").read()
+    manifest = json.load(open(os.path.join(model, "manifest.json")))
+    manifest["quantization"] = "int8"
+    figures = {"steps": 5000, "max_abs_error": 0.31, "max_abs_error_over_range": 0.004, "rmse_keras": 1.0,
+               "rmse_step": 1.077, "rmse_ratio": 1.077, "tolerance": "rmse_ratio <= 1.05", "pass": False}
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    out = tmp_path / "out"
+    with pytest.raises(ConversionError) as caught:
+        install_verified(str(staging), content, manifest, ConvertOptions("m.keras", "int8", str(out)), StepModel,
+                         lambda artifact: {"parity": dict(figures)})
+    text = str(caught.value)
+    assert text.splitlines()[0] == ("parity check failed (rmse_ratio <= 1.05, got rmse_ratio 1.077); "
+                                    "no artifact written")
+    for figure in ("rmse_keras: 1", "rmse_step: 1.077", "max_abs_error: 0.31", "steps: 5000"):
+        assert figure in text
+    for step in ("--quantize dynamic", "--calibration-csv", "--keep-on-parity-failure"):
+        assert step in text
+    assert not out.exists()
+
+
+def test_reconnect_lines_give_cause_and_delay_and_stats_start_fresh(tmp_path):
+    port = free_port()
+    config = write_config(tmp_path / "c.toml", port, str(tmp_path / "state"))
+    daemon = DaemonProcess(config)                  # no broker yet
+    deadline = time.monotonic() + 20
+    while "next attempt in" not in daemon.log():
+        assert time.monotonic() < deadline, daemon.log()
+        time.sleep(0.1)
+    assert f"cannot connect to broker 127.0.0.1:{port} (Connection refused); next attempt in 1 s" in daemon.log()
+    server = Mosquitto(port=port).start()
+    try:
+        daemon.wait_serving()
+        collector = Collector(port, topics=("statecast/stats",))
+        collector.wait_for(lambda: collector.json_on("statecast/stats"), what="stats")
+        assert collector.json_on("statecast/stats")[-1]["last_error"] is None
+        collector.close()
+    finally:
+        daemon.stop()
+        server.cleanup()
