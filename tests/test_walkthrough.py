@@ -61,7 +61,7 @@ def test_readme_walkthrough_runs_as_written(tmp_path):
     log = (try_dir / "serve.log").read_text()
     assert "stream room1: 1 step(s) missing before 2013-07-28T03:00:00Z" in log
     # seconds later, inside the same minute: held back, then written when the daemon stops
-    assert "stream room1: 31 more step(s) missing since the last line, the latest before 2013-08-13T18:00:00Z" in log
+    assert "stream room1: 31 more step(s) missing since the last line, the latest before 2013-07-29T12:00:00Z" in log
     assert "disconnected" not in (try_dir / "serve.log").read_text()
     scored = (try_dir / "scored.csv").read_text().splitlines()
     assert len(scored) == ROWS + 1 and scored[0].startswith("timestamp,value,forecast_1")
