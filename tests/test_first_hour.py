@@ -17,9 +17,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEVICE_COMMANDS = ("convert", "serve", "score", "replay", "watch")
 
 
-def statecast(*args, **kwargs):
+def statecast(*args, timeout: float = 120):
     return subprocess.run([sys.executable, "-m", "statecast.daemon", *args], capture_output=True, text=True,
-                          timeout=120, **kwargs)
+                          timeout=timeout)
 
 
 def subparsers():
@@ -141,3 +141,17 @@ def test_home_assistant_sensor_unit_comes_from_the_config(broker, tmp_path):
     pub.disconnect()
     collector.close()
     daemon.stop()
+
+
+def test_convert_is_quiet_unless_verbose(tmp_path):
+    """stdout: the report (artifact, parity, one Edge TPU line); stderr: nothing from TensorFlow,
+    the converter or LiteRT."""
+    csv = os.path.join(ROOT, "data", "nab", "data", "realKnownCause", "machine_temperature_system_failure.csv")
+    done = statecast("convert", os.path.join(ROOT, "tests", "fixtures", "lstm.keras"), "--calibration-csv", csv,
+                     "--out", str(tmp_path / "m"), timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    lines = done.stdout.splitlines()
+    assert len(lines) == 3 and lines[0].startswith("wrote ") and "PASS" in lines[1]
+    assert lines[2].startswith("Edge TPU pre-check: not for the Edge TPU as converted (needs --quantize int8; "
+                               "--static-batch N)")
