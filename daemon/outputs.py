@@ -60,11 +60,11 @@ def forecast_message(result: Forecast, model_name: str, targets: tuple[str, ...]
     name = _model_names.get(model_name) or _model_names.setdefault(model_name, json.dumps(model_name))
     path = ",".join(_num_text(v, precision) for v in result.forecast[:, 0].tolist())
     times = forecast_times(result.ts, interval_seconds, len(result.forecast))
-    time_text = iso_time(result.ts)
-    return (f'{{"stream":"{result.stream_id}","ts":{_num_text(result.ts)},'
-            f'"time":{"null" if time_text is None else chr(34) + time_text + chr(34)},'
-            f'"value":{_num_text(result.value[0], precision)},"forecast":[{path}],'
-            f'"forecast_ts":{"null" if times is None else "[" + ",".join(map(repr, times)) + "]"},'
+    times_json = "null" if times is None else "[" + ",".join(map(repr, times)) + "]"
+    moment = iso_time(result.ts)                   # [0-9:TZ.-] only: no escaping needed
+    moment_json = "null" if moment is None else f'"{moment}"'
+    return (f'{{"stream":"{result.stream_id}","ts":{_num_text(result.ts)},"time":{moment_json},'
+            f'"value":{_num_text(result.value[0], precision)},"forecast":[{path}],"forecast_ts":{times_json},'
             f'"anomaly_score":{_num_text(result.anomaly_score, precision)},'
             f'"expected":{_num_text(result.expected, precision)},"model":{name},"step":{int(result.steps)}}}')
 
