@@ -50,11 +50,16 @@ def replay(csv_path: str, topic: str, host: str = "127.0.0.1", port: int = 1883,
                 _sleep_until(started + (series.timestamps[i] - first_ts) / speedup)
             elif rate_hz > 0:
                 _sleep_until(started + i / rate_hz)
-            unacked.append(client.publish(topic, _body(series, i, value_columns), qos=qos))
-            while qos > 0 and len(unacked) > window:
+            info = client.publish(topic, _body(series, i, value_columns), qos=qos)
+            if qos == 0:                 # nothing to wait for; paho writes it when it can
+                continue
+            unacked.append(info)
+            while len(unacked) > window:
                 _wait_acked(unacked.popleft())
-        while qos > 0 and unacked:
+        while unacked:
             _wait_acked(unacked.popleft())
+        if qos == 0 and rows:            # QoS 0: let paho write what it queued before disconnecting
+            info.wait_for_publish(timeout=ACK_TIMEOUT_SECONDS)
     finally:
         client.disconnect()
         client.loop_stop()
