@@ -127,20 +127,24 @@ def test_reconnect_lines_give_cause_and_delay_and_stats_start_fresh(tmp_path):
         server.cleanup()
 
 
-def test_home_assistant_sensor_unit_comes_from_the_config(broker, tmp_path):
+def test_home_assistant_sensor_unit_comes_from_the_config(tmp_path):
     from daemon_proc import publish_all, publisher
-    config = write_config(tmp_path / "c.toml", broker.port, str(tmp_path / "state"), client_id="statecast-ha-unit",
-                          stream_extra='unit = "°C"', extra="[homeassistant]\nenabled = true\n")
-    daemon = DaemonProcess(config)
-    daemon.wait_serving()
-    collector = Collector(broker.port, topics=("homeassistant/sensor/statecast_unit1/#",))
-    pub = publisher(broker.port, client_id="pub-ha-unit")
-    publish_all(pub, [("sensors/unit1/temperature", json.dumps({"value": 20.5, "ts": 1.0e9}))])
-    collector.wait_for(lambda: collector.messages, what="the sensor's discovery config")
-    assert json.loads(collector.messages[0][1])["unit_of_measurement"] == "°C"
-    pub.disconnect()
-    collector.close()
-    daemon.stop()
+    server = Mosquitto().start()         # its own broker: the discovery configs it leaves are retained
+    try:
+        config = write_config(tmp_path / "c.toml", server.port, str(tmp_path / "state"),
+                              stream_extra='unit = "°C"', extra="[homeassistant]\nenabled = true\n")
+        daemon = DaemonProcess(config)
+        daemon.wait_serving()
+        collector = Collector(server.port, topics=("homeassistant/sensor/statecast_unit1/#",))
+        pub = publisher(server.port, client_id="pub-ha-unit")
+        publish_all(pub, [("sensors/unit1/temperature", json.dumps({"value": 20.5, "ts": 1.0e9}))])
+        collector.wait_for(lambda: collector.messages, what="the sensor's discovery config")
+        assert json.loads(collector.messages[0][1])["unit_of_measurement"] == "°C"
+        pub.disconnect()
+        collector.close()
+        daemon.stop()
+    finally:
+        server.cleanup()
 
 
 def test_convert_is_quiet_unless_verbose(tmp_path):
