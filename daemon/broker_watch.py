@@ -50,7 +50,8 @@ class BrokerWatch:
             return
         if value > self.last:
             log.warning("the broker dropped %d message(s) since its last report (%d since this daemon started; "
-                        "all clients, %s): a subscriber's queue is full. Raise mosquitto's max_queued_messages "
-                        "(README: broker settings) or slow the publisher (statecast replay --rate)",
+                        "all clients, %s): a subscriber fell behind by more than its queue holds, or was offline "
+                        "for QoS 0. Raise mosquitto's max_queued_messages (the README walk-through's "
+                        "mosquitto.conf) or slow the publisher (statecast replay --rate)",
                         value - self.last, value - self.first, DROPPED_TOPIC)
         self.last = value
