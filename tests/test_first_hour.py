@@ -159,3 +159,20 @@ def test_convert_is_quiet_unless_verbose(tmp_path):
     assert len(lines) == 3 and lines[0].startswith("wrote ") and "PASS" in lines[1]
     assert lines[2].startswith("Edge TPU pre-check: not for the Edge TPU as converted (needs --quantize int8; "
                                "--static-batch N)")
+
+
+def test_score_reads_other_column_names_with_value_columns(tmp_path):
+    lines = open(os.path.join(ROOT, "data", "nab", "data", "realKnownCause",
+                              "ambient_temperature_system_failure.csv")).read().splitlines()[1:201]
+    source = tmp_path / "room.csv"
+    source.write_text("when,temp\n" + "\n".join(lines) + "\n")
+    out = tmp_path / "scored.csv"
+    model = os.path.join(ROOT, "models", "default")
+    done = statecast("score", "--model", model, "--csv", str(source), "--time-column", "when",
+                     "--value-columns", "temp", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    rows = out.read_text().splitlines()
+    assert len(rows) == 201 and rows[0].startswith("timestamp,temp,forecast_1")
+    wrong = statecast("score", "--model", model, "--csv", str(source), "--time-column", "when",
+                      "--value-columns", "temp,temp", "--out", str(out))
+    assert wrong.returncode == 2 and "--value-columns names 2 column(s) but model" in wrong.stderr
