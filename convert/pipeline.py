@@ -31,6 +31,7 @@ from .errors import ConversionError
 from .keras_reader import load_keras_model, read_model_spec
 from .model_spec import ModelSpec
 from .quantize import SIGNATURE, to_tflite
+from .report import parity_failure_text
 from .step_graph import (INPUT_NAME, OUTPUT_NAME, StepModule, fused_gates_for, state_input_name,
                          state_output_name)
 from .window_reader import is_window_model
@@ -225,8 +226,7 @@ def install_verified(staging: str, content: bytes, manifest: dict, options: Conv
     _write_manifest(final_dir, manifest)
     figures = manifest.get("parity")
     if parity_of is not None and not figures["pass"] and not options.keep_on_parity_failure:
-        raise ConversionError(f"parity check failed ({figures['tolerance']}, got {_headline(figures)}); "
-                              "no artifact written")
+        raise ConversionError(parity_failure_text(manifest, _headline(figures)))
     _move_into_place(final_dir, options.out_dir)
     return manifest
 

@@ -1,7 +1,6 @@
 """Human-readable conversion report (what `statecast convert` prints)."""
 from __future__ import annotations
 
-from .edgetpu_report import format_report
 
 
 def format_conversion(manifest: dict, out_dir: str) -> str:
@@ -29,5 +28,57 @@ def format_conversion(manifest: dict, out_dir: str) -> str:
                      f"{drift['mean_abs_vs_float_first']:.4g}, last {drift['mean_abs_vs_float_last']:.4g}; "
                      f"RMSE first {drift['rmse_first']:.4g}, last {drift['rmse_last']:.4g}")
     if "edgetpu" in manifest:
-        lines.append(format_report(manifest["edgetpu"]))
+        lines.append(edgetpu_line(manifest["edgetpu"], manifest.get("quantization", "")))
     return "\n".join(lines)
+
+
+def parity_lines(manifest: dict) -> list[str]:
+    """The parity report, one figure per line (what a failed gate prints in full)."""
+    figures = manifest.get("parity") or {}
+    shown = [(name, value) for name, value in figures.items() if name not in ("pass", "tolerance")]
+    lines = [f"parity report ({manifest.get('quantization', '?')}, tolerance {figures.get('tolerance', '?')}):"]
+    lines += [f"  {name}: {value:.6g}" if isinstance(value, float) else f"  {name}: {value}" for name, value in shown]
+    drift = manifest.get("drift")
+    if drift:
+        lines.append("  int8 drift: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                                                   for k, v in drift.items()))
+    return lines
+
+
+def next_steps(mode: str) -> list[str]:
+    """What to try after a failed parity gate, most likely to help first."""
+    steps = []
+    if mode == "int8":
+        steps += ["quantize less: --quantize dynamic (int8 weights, float activations: small, CPU only) or "
+                  "--quantize float16 / float32 (exact; not for the Edge TPU)",
+                  "calibrate on more, and more varied, data: --calibration-csv with a longer history that "
+                  "covers the value range the sensor really sees (the states int8 ranges are fitted to)"]
+    else:
+        steps += ["check that the model converts as trained: --quantize float32 should pass with ~1e-6 of range"]
+    steps += ["keep the artifact anyway and judge it yourself: --keep-on-parity-failure "
+              "(the manifest records the failed figures)",
+              "a smaller or retrained model (fewer units or layers) often quantizes better"]
+    return ["next steps:"] + [f"  - {step}" for step in steps]
+
+
+def parity_failure_text(manifest: dict, headline: str) -> str:
+    """The ConversionError text of a failed gate: reason, the whole report, what to do next."""
+    figures = manifest["parity"]
+    return "\n".join([f"parity check failed ({figures['tolerance']}, got {headline}); no artifact written",
+                      *parity_lines(manifest), *next_steps(manifest.get("quantization", ""))])
+
+
+def edgetpu_line(report: dict, mode: str) -> str:
+    """The Edge TPU pre-check as one line: the verdict and, if not, what would make it compatible."""
+    if report["compatible"]:
+        return "Edge TPU pre-check: compatible (full int8, static shapes, supported ops; compile with edgetpu_compiler)"
+    needs = []
+    if report["unsupported_ops"]:
+        needs.append("ops it cannot run: " + ", ".join(report["unsupported_ops"]))
+    if mode != "int8":
+        needs.append("--quantize int8")
+    elif not report["full_int8"]:
+        needs.append("float ops left: " + ", ".join(report["float_ops"]))
+    if not report["static_shapes"]:
+        needs.append("--static-batch N")
+    return f"Edge TPU pre-check: not for the Edge TPU as converted (needs {'; '.join(needs)}); fine on a CPU"

@@ -98,12 +98,25 @@ def sha256_hex(content: bytes) -> str:
     return hashlib.sha256(content).hexdigest()
 
 
+def _not_a_directory(directory: str) -> str:
+    """Why `directory` is not an artifact, saying what to do about a model file given instead."""
+    if os.path.isfile(directory):
+        if directory.endswith((".keras", ".h5")):
+            return (f"{directory}: a Keras model, not a step-model artifact; convert it first: "
+                    f"statecast convert {directory} --out DIR, then use DIR as the model")
+        if directory.endswith(".tflite"):
+            return (f"{directory}: a .tflite file; the model is its directory (model.tflite + manifest.json "
+                    "from statecast convert)")
+        return f"{directory}: is a file; the model is an artifact directory (model.tflite + manifest.json)"
+    return f"{directory}: model directory does not exist"
+
+
 def load_artifact(directory: str) -> tuple[Manifest, bytes]:
     """Read and verify an artifact directory; returns the manifest and the .tflite bytes."""
     manifest_path = os.path.join(directory, MANIFEST_FILE)
     model_path = os.path.join(directory, MODEL_FILE)
     if not os.path.isdir(directory):
-        raise ArtifactError(f"{directory}: model directory does not exist")
+        raise ArtifactError(_not_a_directory(directory))
     try:
         with open(manifest_path, encoding="utf-8") as handle:
             data = json.load(handle)

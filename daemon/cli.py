@@ -11,6 +11,30 @@ class UserError(Exception):
     """Anything a user can fix: printed as one line, exit status 2."""
 
 
+class HELP_FORMAT(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows every option's default, except where there is none to show (None, off, required)."""
+
+    def _get_help_string(self, action):
+        if action.required or action.default in (None, False) or action.default is argparse.SUPPRESS:
+            return action.help
+        return super()._get_help_string(action)
+
+
+TIME_HELP = ("timestamp column: ISO 8601 or epoch seconds; a time without a zone is read as UTC (it also "
+             "drives calendar features)")
+CONVERT_HELP = ("Prints the parity report against the Keras model and a one-line Edge TPU pre-check. A failed "
+                "parity check prints the report and what to try next, and writes nothing unless "
+                "--keep-on-parity-failure.")
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("statecast")
+    except PackageNotFoundError:                  # run from a source tree without installing
+        return "unknown (not installed)"
+
+
 def _split(text: str | None) -> tuple[str, ...] | None:
     return tuple(part.strip() for part in text.split(",") if part.strip()) if text else None
 
@@ -29,13 +53,17 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_convert(args) -> int:
-    from statecast.convert.pipeline import ConvertOptions, convert
-    from statecast.convert.report import format_conversion
-    manifest = convert(ConvertOptions(model_path=args.model, mode=args.quantize, out_dir=args.out,
-                                      calibration_csv=args.calibration_csv, time_column=args.time_column,
-                                      features=_split(args.features), targets=_split(args.targets),
-                                      horizon=args.horizon, name=args.name, static_batch=args.static_batch,
-                                      keep_on_parity_failure=args.keep_on_parity_failure, window=args.window))
+    from statecast.convert.quiet import hush_before_import, quiet
+    if not args.verbose:
+        hush_before_import()
+    with quiet(args.verbose):
+        from statecast.convert.pipeline import ConvertOptions, convert
+        from statecast.convert.report import format_conversion
+        manifest = convert(ConvertOptions(model_path=args.model, mode=args.quantize, out_dir=args.out,
+                                          calibration_csv=args.calibration_csv, time_column=args.time_column,
+                                          features=_split(args.features), targets=_split(args.targets),
+                                          horizon=args.horizon, name=args.name, static_batch=args.static_batch,
+                                          keep_on_parity_failure=args.keep_on_parity_failure, window=args.window))
     print(format_conversion(manifest, args.out))
     return 0
 
@@ -44,7 +72,8 @@ def _cmd_score(args) -> int:
     from .score import score_csv
     from .runtime_setup import open_model, anomaly_factory_for
     model = open_model(args.model, args.runtime)
-    rows = score_csv(model, args.csv, args.out, args.time_column, anomaly_factory=anomaly_factory_for(model))
+    rows = score_csv(model, args.csv, args.out, args.time_column, anomaly_factory=anomaly_factory_for(model),
+                     value_columns=_split(args.value_columns))
     print(f"scored {rows} rows with {model.manifest.name} -> {args.out}")
     return 0
 
@@ -58,13 +87,22 @@ def _cmd_replay(args) -> int:
     from .replay import replay
     sent = replay(args.csv, args.topic, host=args.host, port=args.port, rate_hz=args.rate, speedup=args.speedup,
                   qos=args.qos, limit=args.limit, time_column=args.time_column,
-                  value_columns=_split(args.value_columns) or ("value",), stream_id=args.stream_id)
+                  value_columns=_split(args.value_columns) or ("value",), stream_id=args.stream_id,
+                  window=args.window)
     print(f"published {sent} messages to {args.topic.replace('{stream}', args.stream_id)}")
     return 0
 
 
+def _cmd_watch(args) -> int:
+    from .watch import watch
+    watch(args.topic or ["statecast/#"], host=args.host, port=args.port, count=args.count, seconds=args.seconds)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="statecast", description=__doc__)
+    from .replay import DEFAULT_RATE_HZ, DEFAULT_WINDOW
+    parser = argparse.ArgumentParser(prog="statecast", description=__doc__, formatter_class=HELP_FORMAT)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a streaming forecaster from a CSV (needs TensorFlow)")
@@ -91,48 +129,85 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.set_defaults(handler=_cmd_train)
 
-    p = sub.add_parser("convert", help="Keras model -> quantized TFLite step model (needs TensorFlow)")
-    p.add_argument("model")
-    p.add_argument("--quantize", choices=["float32", "float16", "dynamic", "int8"], default="float32")
-    p.add_argument("--calibration-csv")
-    p.add_argument("--time-column", default="timestamp")
-    p.add_argument("--features", help="comma-separated feature names in model input order")
-    p.add_argument("--targets", help="comma-separated target names")
-    p.add_argument("--horizon", type=int)
-    p.add_argument("--name")
-    p.add_argument("--static-batch", type=int, help="fixed batch size (Edge TPU needs static shapes)")
-    p.add_argument("--keep-on-parity-failure", action="store_true")
+    p = sub.add_parser("convert", help="Keras model -> quantized TFLite step model (needs TensorFlow)",
+                       formatter_class=HELP_FORMAT, description=CONVERT_HELP)
+    p.add_argument("model", help="the Keras model (.keras or legacy .h5), e.g. from `statecast train`")
+    p.add_argument("--quantize", choices=["float32", "float16", "dynamic", "int8"], default="float32",
+                   help="weights and activations: int8 is what the Edge TPU runs and is smallest on a Pi; "
+                        "dynamic and float16 quantize weights only")
+    p.add_argument("--calibration-csv", help="CSV for int8 calibration and the parity check (default: the "
+                                             "training CSV recorded in the model)")
+    p.add_argument("--time-column", default="timestamp", help=TIME_HELP)
+    p.add_argument("--value-columns", "--features", dest="features",
+                   help="feature names in model input order: value columns first, then calendar features "
+                        "(default: recorded by `statecast train`)")
+    p.add_argument("--targets", help="comma-separated target names (default: recorded by train, else the "
+                                     "first value column)")
+    p.add_argument("--horizon", type=int, help="forecast steps (default: from the model)")
+    p.add_argument("--name", help="model name in the manifest and in every forecast (default: the --out "
+                                  "directory's name)")
+    p.add_argument("--static-batch", type=int, help="fixed batch size (the Edge TPU needs static shapes)")
+    p.add_argument("--keep-on-parity-failure", action="store_true",
+                   help="write the artifact even when the parity check against Keras fails")
     p.add_argument("--window", type=int, help="export a window model of W steps (Bidirectional models whose "
                                                "input length is not fixed)")
-    p.add_argument("--out", required=True)
+    p.add_argument("--verbose", action="store_true", help="show TensorFlow's and the converter's own messages")
+    p.add_argument("--out", required=True, help="artifact directory to write (model.tflite + manifest.json)")
     p.set_defaults(handler=_cmd_convert)
 
-    p = sub.add_parser("serve", help="run the daemon")
-    p.add_argument("--config", required=True)
+    p = sub.add_parser("serve", help="run the daemon", formatter_class=HELP_FORMAT)
+    p.add_argument("--config", required=True, help="TOML config (systemd/statecast.example.toml documents "
+                                                   "every key)")
     p.add_argument("--check-config", action="store_true", help="validate the config and models, then exit")
     p.set_defaults(handler=_cmd_serve)
 
-    p = sub.add_parser("score", help="run the daemon's engine over a CSV")
-    p.add_argument("--model", required=True)
-    p.add_argument("--csv", required=True)
-    p.add_argument("--time-column", default="timestamp")
-    p.add_argument("--runtime", default="auto")
-    p.add_argument("--out", required=True)
+    p = sub.add_parser("score", help="run the daemon's engine over a CSV", formatter_class=HELP_FORMAT,
+                       description="One CSV row = one message of one stream. Writes timestamp,<values>,"
+                                   "forecast_1..H,anomaly_score; forecast_k is the prediction made at this "
+                                   "row for the value k rows later; anomaly_score is empty until defined.")
+    p.add_argument("--model", required=True, help="step-model artifact directory (from `statecast convert`)")
+    p.add_argument("--csv", required=True, help="input CSV")
+    p.add_argument("--time-column", default="timestamp", help=TIME_HELP)
+    p.add_argument("--value-columns", help="CSV columns holding the model's value features, in the model's "
+                                           "order (default: the model's own feature names)")
+    p.add_argument("--runtime", default="auto", help="interpreter: auto, ai_edge_litert, tflite_runtime or "
+                                                     "tensorflow")
+    p.add_argument("--out", required=True, help="output CSV")
     p.set_defaults(handler=_cmd_score)
 
-    p = sub.add_parser("replay", help="publish a CSV as a live sensor stream")
-    p.add_argument("--csv", required=True)
+    p = sub.add_parser("replay", help="publish a CSV as a live sensor stream", formatter_class=HELP_FORMAT,
+                       description="Publishes each row as JSON {\"ts\": epoch seconds, \"value\": v} (one named "
+                                   "field per column with several --value-columns). Paced so that a stock "
+                                   "mosquitto (max_queued_messages 1000) does not drop what the daemon has not "
+                                   "read yet: a rate, and at QoS 1/2 at most --window unacknowledged messages.")
+    p.add_argument("--csv", required=True, help="input CSV")
     p.add_argument("--topic", required=True, help="topic to publish on ({stream} is replaced by --stream-id)")
-    p.add_argument("--stream-id", default="replay")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=1883)
-    p.add_argument("--rate", type=float, default=0.0, help="messages per second (0: as fast as possible)")
-    p.add_argument("--speedup", type=float, default=0.0, help="replay at N x real time from the timestamps")
-    p.add_argument("--qos", type=int, choices=[0, 1, 2], default=1)
-    p.add_argument("--limit", type=int, default=0)
-    p.add_argument("--time-column", default="timestamp")
-    p.add_argument("--value-columns", default="value")
+    p.add_argument("--stream-id", default="replay", help="replaces {stream} in --topic")
+    p.add_argument("--host", default="127.0.0.1", help="broker host")
+    p.add_argument("--port", type=int, default=1883, help="broker port")
+    p.add_argument("--rate", type=float, default=DEFAULT_RATE_HZ,
+                   help="messages per second; 0: as fast as the broker acknowledges (can outrun a subscriber: "
+                        "a stock mosquitto then drops)")
+    p.add_argument("--speedup", type=float, default=0.0,
+                   help="instead of --rate: the data's own timing, N x faster (0: off)")
+    p.add_argument("--qos", type=int, choices=[0, 1, 2], default=1, help="MQTT QoS of each message")
+    p.add_argument("--window", type=int, default=DEFAULT_WINDOW,
+                   help="most QoS 1/2 messages not yet acknowledged by the broker")
+    p.add_argument("--limit", type=int, default=0, help="publish only the first N rows (0: all)")
+    p.add_argument("--time-column", default="timestamp", help=TIME_HELP)
+    p.add_argument("--value-columns", "--fields", dest="value_columns", default="value",
+                   help="comma-separated value columns; one column is sent as \"value\", several by name "
+                        "(match the stream's `fields` in the config)")
     p.set_defaults(handler=_cmd_replay)
+
+    p = sub.add_parser("watch", help="print what arrives on MQTT topics (like mosquitto_sub -v)",
+                       formatter_class=HELP_FORMAT)
+    p.add_argument("--topic", action="append", help="topic filter (repeat for several; default: statecast/#)")
+    p.add_argument("--host", default="127.0.0.1", help="broker host")
+    p.add_argument("--port", type=int, default=1883, help="broker port")
+    p.add_argument("--count", type=int, default=0, help="stop after N messages (0: never)")
+    p.add_argument("--seconds", type=float, default=0.0, help="stop after S seconds (0: never)")
+    p.set_defaults(handler=_cmd_watch)
     return parser
 
 
@@ -142,6 +217,8 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from .backends import BackendError
     from .series_csv import SeriesError
     errors: list[type[BaseException]] = [UserError, ArtifactError, BackendError, SeriesError]
+    if "statecast.daemon.replay" in sys.modules:
+        errors.append(sys.modules["statecast.daemon.replay"].ReplayError)
     if "statecast.convert.errors" in sys.modules:
         errors.append(sys.modules["statecast.convert.errors"].ConversionError)
     if "statecast.daemon.config" in sys.modules:

@@ -60,6 +60,7 @@ class StreamConfig:
     horizon: int = 0                              # 0: the model's own horizon
     window_model: str | None = None               # optional window-model artifact directory
     window_stride: int = 1
+    unit: str | None = None                       # the values' unit, e.g. "°C" (Home Assistant's sensor)
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ class OutputConfig:
     stats_interval_seconds: float = 30.0          # 0: no stats
     forecast_qos: int = 0
     alert_qos: int = 1
+    precision: int = 0                            # significant digits of published numbers; 0: full
 
 
 @dataclass(frozen=True)
@@ -199,7 +201,8 @@ def _stream(t: Table) -> StreamConfig:
         topic=topic, model=model, name=name, stream_id_wildcard=index,
         payload=t.get("payload", str, choices=FORMATS), fields=t.get("fields", tuple, check=names_problem),
         qos=t.get("qos", int, lo=0, hi=2), horizon=t.get("horizon", int, lo=0, hi=1000),
-        window_model=t.path("window_model"), window_stride=t.get("window_stride", int, lo=1))
+        window_model=t.path("window_model"), window_stride=t.get("window_stride", int, lo=1),
+        unit=t.get("unit", str, check=nonempty_problem))
 
 
 def _output(t: Table) -> OutputConfig:
@@ -210,7 +213,8 @@ def _output(t: Table) -> OutputConfig:
         status_topic=t.get("status_topic", str, check=topic_name_problem),
         stats_topic=t.get("stats_topic", str, check=topic_name_problem),
         stats_interval_seconds=t.get("stats_interval_seconds", float, lo=1, zero_off=True),
-        forecast_qos=t.get("forecast_qos", int, lo=0, hi=2), alert_qos=t.get("alert_qos", int, lo=0, hi=2))
+        forecast_qos=t.get("forecast_qos", int, lo=0, hi=2), alert_qos=t.get("alert_qos", int, lo=0, hi=2),
+        precision=t.get("precision", int, lo=0, hi=17))
 
 
 def _batching(t: Table) -> BatchingConfig:

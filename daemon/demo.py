@@ -19,6 +19,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from .local_broker import LocalMosquitto
+from .series_csv import parse_timestamp
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CSV = os.path.join(ROOT, "data", "nab", "data", "realKnownCause", "machine_temperature_system_failure.csv")
@@ -35,8 +36,10 @@ def _config(directory: str, port: int, model: str) -> str:
     return path
 
 
-def _watch(port: int, rows_expected: int, done: threading.Event) -> dict:
-    seen = {"forecasts": 0, "alerts": 0, "abs_error": 0.0, "scored": 0, "previous": None, "stats": {}}
+def _watch(port: int, rows_expected: int, done: threading.Event, thresholds: tuple[float, float]) -> dict:
+    seen = {"forecasts": 0, "alerts": 0, "abs_error": 0.0, "scored": 0, "previous": None, "stats": {},
+            "inside": 0, "caught": set()}
+    windows = labelled_windows(CSV)
 
     def on_message(_client, _userdata, message):
         body = json.loads(message.payload)
@@ -47,9 +50,8 @@ def _watch(port: int, rows_expected: int, done: threading.Event) -> dict:
                 done.set()
             return
         if message.topic.startswith("statecast/alert/"):
-            seen["alerts"] += 1
-            print(f"  ALERT {body['event']:5s} stream={body['stream']} ts={time.strftime('%Y-%m-%d %H:%M', time.gmtime(body['ts']))} "
-                  f"value={body['value']:.2f} expected={body['expected']:.2f} score={body['score']:.4f}")
+            seen["alerts"] += body["event"] == "alert"
+            print(alert_line(body, windows, thresholds, seen))
             return
         seen["forecasts"] += 1
         if seen["previous"] is not None:
@@ -82,7 +84,7 @@ def main(rows: int = 0, rate_hz: float = 3000.0) -> int:
                               stderr=subprocess.STDOUT)
     done = threading.Event()
     try:
-        seen = _watch(broker.port, rows, done)
+        seen = _watch(broker.port, rows, done, model_thresholds(model))
         _wait_for_log(os.path.join(work, "daemon.log"), "serving:", daemon)
         started = time.monotonic()
         subprocess.run([sys.executable, "-m", "statecast.daemon", "replay", "--csv", CSV, "--topic",
@@ -92,8 +94,12 @@ def main(rows: int = 0, rate_hz: float = 3000.0) -> int:
         elapsed = time.monotonic() - started
         mae = seen["abs_error"] / max(seen["scored"], 1)
         rejected = seen["stats"].get("rejected", {})
-        print(f"received {seen['forecasts']} forecasts and {seen['alerts']} alert events in {elapsed:.1f} s; "
-              f"mean |next-step error| {mae:.3f}; rejected by the daemon: {rejected or 'none'}")
+        print(f"received {seen['forecasts']} forecasts and {seen['alerts']} alerts in {elapsed:.1f} s; "
+              f"mean |next-step error| {mae:.3f}; rejected by the daemon: {rejected or 'none'}; "
+              f"missing steps: {seen['stats'].get('missing_steps', 0)}")
+        print(f"alerts inside NAB's labelled failure windows: {seen['inside']}, outside: "
+              f"{seen['alerts'] - seen['inside']}; windows caught: {len(seen['caught'])} of "
+              f"{len(labelled_windows(CSV))} (data/nab/windows.json)")
         if rejected.get("duplicate_or_old_timestamp"):
             print("  (the CSV steps back in time once, by 55 minutes: those rows are older than what the stream "
                   "has seen, so they are counted and not stepped twice)")
@@ -105,6 +111,42 @@ def main(rows: int = 0, rate_hz: float = 3000.0) -> int:
     print(f"daemon stopped cleanly (exit {code}); its log: {os.path.join(work, 'daemon.log')}")
     accounted = seen["forecasts"] + sum(seen["stats"].get("rejected", {}).values())
     return 0 if code == 0 and accounted >= rows else 1
+
+
+def labelled_windows(csv_path: str) -> list[tuple[float, float]]:
+    """NAB's labelled anomaly windows of one data file, as (start, end) epoch seconds (UTC)."""
+    with open(os.path.join(ROOT, "data", "nab", "windows.json")) as handle:
+        windows = json.load(handle)
+    key = "/".join(csv_path.split(os.sep)[-2:])
+    return [(parse_timestamp(start), parse_timestamp(end)) for start, end in windows.get(key, [])]
+
+
+def model_thresholds(model_dir: str) -> tuple[float, float]:
+    """(threshold, clear_threshold) the model's tuned anomaly settings give (the daemon's defaults
+    otherwise): shown where an event's payload carries no threshold of its own."""
+    with open(os.path.join(model_dir, "manifest.json")) as handle:
+        settings = json.load(handle).get("anomaly", {}).get("settings", {})
+    return settings.get("threshold", 0.99), settings.get("clear_threshold", 0.9)
+
+
+def alert_line(body: dict, windows: list[tuple[float, float]], thresholds: tuple[float, float], seen: dict) -> str:
+    """One printed line per event: an alert with its threshold and whether it falls inside a
+    labelled window; a clear as a clear (the score is below the clear threshold)."""
+    when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(body["ts"]))
+    if body["event"] == "clear":
+        threshold = body.get("threshold", thresholds[1])
+        lasted = body.get("duration_seconds")
+        return (f"  clear  {when} stream={body['stream']} score={body['score']:.4f} fell below {threshold:g}"
+                + (f" after {lasted / 3600:.1f} h" if lasted is not None else ""))
+    threshold = body.get("threshold", thresholds[0])
+    inside = next((i for i, (start, end) in enumerate(windows) if start <= body["ts"] <= end), None)
+    if inside is not None:
+        seen["inside"] += 1
+        seen["caught"].add(inside)
+    where = f"INSIDE labelled window {inside + 1}" if inside is not None else "outside the labelled windows"
+    direction = f" ({body['direction']})" if body.get("direction") else ""
+    return (f"  ALERT  {when} stream={body['stream']} value={body['value']:.2f} expected={body['expected']:.2f} "
+            f"score={body['score']:.4f} >= {threshold:g}{direction}: {where}")
 
 
 def _wait_for_log(path: str, needle: str, process: subprocess.Popen, timeout_seconds: float = 60.0) -> None:

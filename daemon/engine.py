@@ -14,6 +14,7 @@ import numpy as np
 
 from .scaling import IoScaling
 from .step_model import StepModel
+from .gaps import observe_step
 from .stream_table import StreamInfo, StreamTable
 
 
@@ -118,6 +119,7 @@ class Engine:
                 self.counters.rejected["duplicate_or_old_timestamp"] += 1
                 return None
             gap = ts - info.last_ts
+            observe_step(info, ts, message.ts is not None)       # missing steps (gaps.py)
             if self.settings.max_gap_seconds > 0 and gap > self.settings.max_gap_seconds:
                 self.counters.gap_resets += 1
                 if self.settings.gap_policy == "reset":

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import time
 
+from .gaps import Totals, top_streams
+
 STATUS_INTERVAL_SECONDS = 5.0          # STATUS= refresh (sooner if the stats interval is shorter)
 
 
@@ -26,6 +28,11 @@ def daemon_stats(daemon) -> dict:
         "streams_live": sum(len(p.engine.table) for p in pipelines),
         "evicted": sum(p.engine.table.evicted for p in pipelines),
         "gap_resets": sum(c.gap_resets for c in engines),
+        # steps lost before they reached the engine (timestamp gaps; gaps.py), and what the
+        # broker says it dropped (all clients; broker_watch.py; null: the broker does not say)
+        "missing_steps": Totals.missing_steps,
+        "missing_steps_by_stream": top_streams(p.engine.table for p in pipelines),
+        "broker_dropped": daemon.broker_watch.dropped_since_start,
         "reload_resets": daemon.reload_resets, "reloads": daemon.reloads, "reload_failures": daemon.reload_failures,
         "batches": batches,
         "mean_batch_size": forecasts / batches if batches else 0.0,

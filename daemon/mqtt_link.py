@@ -22,6 +22,7 @@ import logging
 import socket
 import ssl
 import struct
+import sys
 import threading
 import time
 from collections import deque
@@ -331,6 +332,7 @@ class MqttLink:
             return
         self.connects += 1
         self.connected.set()
+        self.last_error = None                  # stats say what is wrong now, not before the reconnect
         raw = client.socket()
         if raw is not None and hasattr(raw, "setsockopt"):
             # paho leaves Nagle on: small forecasts then wait for the previous ACK (p50 at
@@ -346,8 +348,18 @@ class MqttLink:
         client.publish(self.status_topic, "online", qos=1, retain=True)
 
     def _handle_connect_fail(self, _client, _userdata) -> None:
-        self.last_error = f"cannot connect to {self.broker.host}:{self.broker.port}"
-        log.warning("cannot connect to broker %s:%s; retrying with backoff", self.broker.host, self.broker.port)
+        # paho calls this inside its `except OSError:`, so the cause is the exception being handled
+        error = sys.exc_info()[1]
+        cause = (getattr(error, "strerror", None) or str(error) or type(error).__name__) if error else "unknown cause"
+        self.last_error = f"cannot connect to {self.broker.host}:{self.broker.port}: {cause}"
+        log.warning("cannot connect to broker %s:%s (%s); next attempt in %d s", self.broker.host,
+                    self.broker.port, cause, self._next_delay_seconds())
+
+    def _next_delay_seconds(self) -> int:
+        """The wait before paho's next connection attempt (its backoff: min, doubling, up to max)."""
+        current = getattr(self.client, "_reconnect_delay", None)
+        low, high = self.client._reconnect_min_delay, self.client._reconnect_max_delay
+        return low if current is None else min(current * 2, high)
 
     def _handle_subscribe(self, _client, _userdata, mid, reason_codes, _properties) -> None:
         """SUBACK: `subscribed` (what READY=1 waits for) is set only if every filter was granted."""
@@ -366,7 +378,8 @@ class MqttLink:
         self.connected.clear()
         if reason_code != 0:
             self.last_error = f"disconnected: {reason_code}"
-            log.warning("disconnected from broker (%s); reconnecting with backoff", reason_code)
+            log.warning("disconnected from broker %s:%s (%s); reconnecting in %d s", self.broker.host,
+                        self.broker.port, reason_code, self._next_delay_seconds())
 
     def publish(self, topic: str, payload: str | bytes, qos: int = 0, retain: bool = False):
         """Queue a message. Returns paho's MQTTMessageInfo for a QoS > 0 message that paho accepted

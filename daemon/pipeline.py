@@ -9,6 +9,7 @@ from .checkpoint import restore as restore_checkpoint
 from .checkpoint import snapshot
 from .config import Config, ConfigError
 from .engine import Engine, EngineSettings, Message
+from .gaps import learned_interval
 from .journal import Journal, read_journal
 from .outputs import alert_message, forecast_message
 from .routing import Route
@@ -79,11 +80,14 @@ class Pipeline:
     def outputs_for(self, result) -> list[tuple[str, str, int]]:
         """(topic, payload, qos) of everything one step publishes."""
         manifest, out = self.model.manifest, self.output
+        info = self.engine.table.get(result.stream_id)
+        interval = learned_interval(info) if info is not None else None      # for forecast_ts
         messages = [(render_topic(out.forecast_topic, result.stream_id),
-                     forecast_message(result, manifest.name, manifest.targets), out.forecast_qos)]
+                     forecast_message(result, manifest.name, manifest.targets, interval, out.precision),
+                     out.forecast_qos)]
         if result.event is not None:
-            messages.append((render_topic(out.alert_topic, result.stream_id), alert_message(result, manifest.name),
-                             out.alert_qos))
+            messages.append((render_topic(out.alert_topic, result.stream_id),
+                             alert_message(result, manifest.name, out.precision), out.alert_qos))
         return messages
 
     def restore(self) -> int:

@@ -51,6 +51,7 @@ class Router:
         self.max_payload_bytes = max_payload_bytes
         self.shard_index, self.shard_count = shard_index, shard_count
         self.rejected: Counter = Counter()
+        self.warnings = RejectionLog()            # rate-limited warning lines
         self.other_shard = 0
 
     @property
@@ -105,5 +106,31 @@ class Router:
 
     def _reject(self, reason: str, topic: str, detail: str) -> None:
         self.rejected[reason] += 1
-        log.warning("dropped message on %r: %s (%s)", topic[:200], detail, reason)
+        self.warnings.warn(topic, detail, reason)
         return None
+
+
+class RejectionLog:
+    """One warning per topic per WARN_INTERVAL_SECONDS; the next one says how many were held back.
+    A sensor sending garbage ten times a second must not bury the rest of the log. Bounded: the
+    topics' table is cleared when it reaches MAX_TOPICS (they then warn once more at most)."""
+    WARN_INTERVAL_SECONDS = 60.0
+    MAX_TOPICS = 10_000
+
+    def __init__(self, now=time.monotonic):
+        self._now = now
+        self._topics: dict[str, list] = {}          # topic -> [last warning time, held back since]
+
+    def warn(self, topic: str, detail: str, reason: str) -> None:
+        now = self._now()
+        entry = self._topics.get(topic)
+        if entry is not None and now - entry[0] < self.WARN_INTERVAL_SECONDS:
+            entry[1] += 1
+            return
+        held = entry[1] if entry is not None else 0
+        if len(self._topics) >= self.MAX_TOPICS:
+            self._topics.clear()
+        self._topics[topic] = [now, 0]
+        more = (f"; {held} more dropped on this topic in the last {now - entry[0]:.0f} s (counts: stats.rejected)"
+                if held else "")
+        log.warning("dropped message on %r: %s (%s)%s", topic[:200], detail, reason, more)

@@ -10,7 +10,7 @@ import csv
 import math
 
 from .engine import Engine, EngineSettings, Message
-from .series_csv import read_series
+from .series_csv import SeriesError, read_series
 from .step_model import StepModel
 
 STREAM_ID = "csv"
@@ -18,9 +18,14 @@ CHUNK_ROWS = 4096               # rows per engine call: memory stays flat on lon
 
 
 def score_csv(model: StepModel, csv_path: str, out_path: str, time_column: str = "timestamp",
-              engine_settings: EngineSettings = EngineSettings(), anomaly_factory=None) -> int:
-    """Write timestamp,value,forecast_1..H,anomaly_score,alert; returns the number of rows written."""
-    value_columns = model.manifest.value_features
+              engine_settings: EngineSettings = EngineSettings(), anomaly_factory=None,
+              value_columns: tuple[str, ...] | None = None) -> int:
+    """Write timestamp,value,forecast_1..H,anomaly_score,alert; returns the number of rows written.
+    value_columns: the CSV's columns for the model's value features (default: the same names)."""
+    value_columns = value_columns or model.manifest.value_features
+    if len(value_columns) != len(model.manifest.value_features):
+        raise SeriesError(f"--value-columns names {len(value_columns)} column(s) but model {model.manifest.name} "
+                          f"takes {len(model.manifest.value_features)} ({', '.join(model.manifest.value_features)})")
     series = read_series(csv_path, time_column, value_columns)
     engine = Engine(model, engine_settings, anomaly_factory)
     horizon = engine.horizon

@@ -19,9 +19,11 @@ import signal
 import sys
 import time
 
+from .broker_watch import BrokerWatch
 from .checkpoint_writer import CheckpointRound
 from .config import Config, load_config
 from .delivery import Delivery, Publish
+from .gaps import flush_held
 from .heap_trim import HeapTrimmer
 from .housekeeping import StatusLine, daemon_stats
 from .inbox import Inbox
@@ -63,11 +65,15 @@ class Daemon:
                              on_pubrec_held=self._wake)
         self._wake_pending = False
         self.delivery = Delivery(self.link)
+        self.broker_watch = BrokerWatch(self.link)   # the broker's $SYS dropped-message counter
         self.republished = 0
         self.announced: set[str] = set()       # streams whose Home Assistant discovery went out
 
     # --- network thread -----------------------------------------------------------------
     def _on_message(self, message) -> None:
+        if self.broker_watch.handles(message.topic):
+            self.broker_watch.on_message(message.payload)
+            return
         token = (message.mid, message.qos) if self.manual_ack and message.qos > 0 else None
         routed = self.router.route(message.topic, message.payload, token)
         if routed is None:
@@ -108,6 +114,8 @@ class Daemon:
             else:
                 self.heap_trimmer.idle()          # a burst's freed memory back to the kernel
             now = time.monotonic()
+            self.broker_watch.poll()
+            flush_held()                           # missing-step counts the per-minute log limit held
             self._collect_checkpoints(wait=False)
             if now >= next_checkpoint and self.checkpoint_round is None:
                 self._begin_checkpoints()
@@ -199,7 +207,8 @@ class Daemon:
                 continue
             self.announced.add(result.stream_id)
             for message in discovery_messages(prefix, result.stream_id, out.forecast_topic, out.alert_topic,
-                                              out.status_topic, model_name=pipeline.model.manifest.name):
+                                              out.status_topic, unit=pipeline.entry.unit,
+                                              model_name=pipeline.model.manifest.name):
                 self.link.publish(message.topic, message.payload, qos=message.qos, retain=message.retain)
 
     @staticmethod
@@ -294,6 +303,7 @@ class Daemon:
             time.sleep(0.01)
             self.delivery.poll()
         self._checkpoint_all()
+        flush_held(force=True)
         self._publish_stats()
         self.link.stop()
         log.info("stopped cleanly (final checkpoint: %s)",

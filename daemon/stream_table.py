@@ -26,6 +26,7 @@ class StreamInfo:
     scaler: Any = None                           # online input normaliser (models that ask for it)
     anomaly: Any = None                          # StreamAnomaly
     extra: dict | None = None                    # window ring buffers etc. (window engines only)
+    cadence: Any = None                          # gaps.Cadence: learned interval, missing steps
 
 
 class StreamTable:
