@@ -130,21 +130,19 @@ def load_scored(npz_path: str) -> dict[str, np.ndarray]:
 def replay(scored: dict, factory, persistence: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(scores, alerts) per row as `statecast score` computes them: scores NaN where undefined,
     alerts True on rows whose step emitted an "alert" event. A row whose timestamp is not after
-    the last accepted one is not stepped (the engine drops it) and shows that timestamp's score.
+    the last accepted one is not stepped (the engine drops it) and has no score.
     persistence: expected = the last accepted row's value instead of its forecast."""
     values = scored["value"].tolist()
     expected_of = values if persistence else scored["forecast_1"].tolist()
     stamps = scored["stamps"].tolist()
     n = len(values)
     scores, alerts = [np.nan] * n, np.zeros(n, bool)
-    by_stamp = {stamps[0]: np.nan} if n else {}
     scorer, previous = factory(), 0
     for i in range(1, n):
-        if stamps[i] <= stamps[previous]:
-            scores[i] = by_stamp.get(stamps[i], np.nan)
+        if stamps[i] <= stamps[previous]:          # not stepped: score writes empty cells there
             continue
         score, event = scorer.update(values[i], expected_of[previous], stamps[i])
-        scores[i] = by_stamp[stamps[i]] = np.nan if score is None else score
+        scores[i] = np.nan if score is None else score
         if event is not None and is_alert(event):
             alerts[i] = True
         previous = i
