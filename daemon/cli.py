@@ -17,15 +17,17 @@ def _split(text: str | None) -> tuple[str, ...] | None:
 
 def _cmd_train(args) -> int:
     from statecast.convert.train import TrainOptions, train
+    from statecast.convert.train_report import print_training_report
     meta = train(TrainOptions(csv=tuple(args.csv), out=args.out, cell=args.cell, units=args.units, layers=args.layers,
                               window=args.window, horizon=args.horizon, time_column=args.time_column,
                               value_columns=_split(args.value_columns) or ("value",), rows=args.rows,
                               calendar=args.calendar, epochs=args.epochs, seed=args.seed,
                               residual=not args.no_residual, online_normalization=args.online_normalization,
-                              halflife_steps=args.halflife_steps))
-    print(f"trained {meta['cell']} {meta['layers']}x{meta['units']} for {meta['epochs_run']} epochs, "
-          f"best validation loss {meta['val_loss_scaled']:.4f} (scaled units) -> {args.out}")
-    return 0
+                              halflife_steps=args.halflife_steps, holdout_fraction=args.holdout_fraction,
+                              validation_fraction=args.validation_fraction,
+                              shrinkage=args.shrinkage and not args.no_residual,
+                              learning_rate=args.learning_rate, patience=args.patience, progress=True))
+    return print_training_report(meta, args.out, allow_no_skill=args.allow_no_skill, report_dir=args.report_dir)
 
 
 def _cmd_convert(args) -> int:
@@ -81,10 +83,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bilstm: a window model (one forecast per window of the last --window steps)")
     p.add_argument("--units", type=int, default=32)
     p.add_argument("--layers", type=int, default=1)
-    p.add_argument("--window", type=int, default=64)
+    p.add_argument("--window", type=int, help="training window in rows (default: one daily period found "
+                                               "in the data, capped to 32..256; else 64)")
     p.add_argument("--horizon", type=int, default=1)
-    p.add_argument("--calendar", action="store_true", help="add time-of-day and day-of-week features")
-    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--calendar", action=argparse.BooleanOptionalAction, default=None,
+                   help="time-of-day and day-of-week features (default: on for the periods found in the data)")
+    p.add_argument("--epochs", type=int, default=60, help="at most; early stopping on the validation part")
+    p.add_argument("--patience", type=int, default=6, help="epochs without a better validation loss before stopping")
+    p.add_argument("--learning-rate", type=float, default=5e-3,
+                   help="Adam's initial rate; halved after 2 epochs without improvement")
+    p.add_argument("--validation-fraction", type=float, default=0.15,
+                   help="rows before the held-back tail used for early stopping and the shrinkage fit")
+    p.add_argument("--holdout-fraction", type=float, default=0.15,
+                   help="last rows of each series, never trained on: the skill report (0: reuse validation)")
+    p.add_argument("--shrinkage", action=argparse.BooleanOptionalAction, default=True,
+                   help="scale each step's predicted change by a factor in [0,1] fitted on the validation part")
+    p.add_argument("--allow-no-skill", action="store_true",
+                   help="exit 0 even if the model does not beat persistence and seasonal-naive at every step")
+    p.add_argument("--report-dir", help="write training-report.png (forecasts vs baselines, loss curves; "
+                                        "needs the plot extra)")
     p.add_argument("--no-residual", action="store_true",
                    help="forecast levels directly instead of the change from the current value")
     p.add_argument("--seed", type=int, default=0)
