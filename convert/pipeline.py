@@ -249,8 +249,21 @@ def _parity_section(model, step_model: StepModel, float_model: StepModel, data, 
         float_rmse = parity.one_step_rmse(float_out, truth, n_targets)
     figures = parity.parity_figures(keras_out, step_out, truth, mode, float_rmse, n_targets)
     figures["series"] = label
+    if mode == "int8":
+        _apply_int8_gate(figures, step_out, float_out, truth, n_targets)
     section = {"parity": figures,
                "anomaly": _residual_calibration(step_out, truth, n_targets, warmup=min(100, len(truth) // 10))}
     if mode == "int8" and len(data[0]) > parity.DRIFT_WINDOW * 2:
         section["drift"] = parity.drift_figures(step_model, float_model, data[0], data[1], n_targets)
     return section
+
+
+def _apply_int8_gate(figures: dict, int8_out: np.ndarray, float_out: np.ndarray, truth: np.ndarray,
+                     n_targets: int) -> None:
+    """Issue 16: the int8 forecast must stay near the float one and keep its skill (parity.int8_gate);
+    a failure names the steps and figures in the tolerance the conversion error prints."""
+    gate = parity.int8_gate(int8_out, float_out, truth, n_targets)
+    figures["int8_gate"] = gate
+    if not gate["pass"]:
+        figures["pass"] = False
+        figures["tolerance"] = "int8 gate: " + "; ".join(gate["failures"])
