@@ -200,6 +200,7 @@ def convert(options: ConvertOptions) -> dict:
         manifest = build_manifest(spec, options, content, features, targets, horizon, meta)
         parity_of = None if data is None else partial(_parity_section, model, float_model=float_model, data=data,
                                                       mode=options.mode, n_targets=len(targets))
+        parity_of = _with_skill_report(parity_of, meta, features, targets, horizon)
         return install_verified(staging, content, manifest, options, partial(StepModel, backend=backend), parity_of)
 
 
@@ -267,3 +268,19 @@ def _apply_int8_gate(figures: dict, int8_out: np.ndarray, float_out: np.ndarray,
     if not gate["pass"]:
         figures["pass"] = False
         figures["tolerance"] = "int8 gate: " + "; ".join(gate["failures"])
+
+
+def _with_skill_report(parity_of, meta: dict, features, targets, horizon: int):
+    """Issue 16: after parity, the converted model's own skill on train's held-back tail (the rows
+    train never fitted on, from the sidecar), and train's choices, go into the manifest."""
+    if parity_of is None or "splits" not in meta:
+        return parity_of
+
+    def both(artifact) -> dict:
+        section = parity_of(artifact)
+        from .convert_skill import converted_skill
+        section["training"] = {key: meta[key] for key in ("choices", "data_profile", "shrinkage", "window", "rows")
+                               if key in meta}
+        section["skill"] = converted_skill(artifact, meta, features, targets, horizon)
+        return section
+    return both

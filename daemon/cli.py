@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="time-of-day and day-of-week features (default: on for the periods found in the data)")
     p.add_argument("--epochs", type=int, default=60, help="at most; early stopping on the validation part")
     p.add_argument("--patience", type=int, default=6, help="epochs without a better validation loss before stopping")
-    p.add_argument("--learning-rate", type=float, default=5e-3,
+    p.add_argument("--learning-rate", type=float, default=1e-2,
                    help="Adam's initial rate; halved after 2 epochs without improvement")
     p.add_argument("--validation-fraction", type=float, default=0.15,
                    help="rows before the held-back tail used for early stopping and the shrinkage fit")
