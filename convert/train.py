@@ -48,6 +48,7 @@ class TrainOptions:
     shrinkage: bool = False            # fit per-step a in [0, 1] of the predicted change (train_skill)
     lr_schedule: bool = True           # halve the learning rate after 2 epochs without improvement
     progress: bool = False             # one line per epoch on stderr (progress.py)
+    report_dir: str | None = None      # write a PNG of the held-back tail and loss curves (train_plots)
     patience: int = 4
     learning_rate: float = 1e-3
     seed: int = 0
@@ -161,7 +162,8 @@ def _check(options: TrainOptions) -> None:
         raise ConversionError("--shrinkage needs a residual model (it pulls the predicted change towards 0)")
 
 
-def _evaluate(final, prepared, options: TrainOptions, profile: DataProfile, scale, offset, window: int):
+def _evaluate(final, prepared, options: TrainOptions, profile: DataProfile, scale, offset, window: int,
+              history: dict):
     """Shrinkage (if on) and the skill report per series. Returns (model to save, evaluation dict)."""
     window_arg = window if options.cell in WINDOW_CELLS else None
     forecasts = [train_skill.sensor_forecast(final, p, window_arg) for p in prepared]
@@ -176,6 +178,12 @@ def _evaluate(final, prepared, options: TrainOptions, profile: DataProfile, scal
         final = _with_output_scaling(_without_output_scaling(final), scale * factors, offset * factors)
     evaluation["skill"] = [train_skill.tail_report(f, p, options.horizon, lags, reused)
                            for f, p in zip(forecasts, prepared)]
+    if options.report_dir:
+        from .train_plots import write_training_report
+        name = os.path.splitext(os.path.basename(options.out))[0]
+        evaluation["report_png"] = write_training_report(
+            options.report_dir, name, prepared[0].values, forecasts[0], evaluation["skill"][0]["first_row"],
+            options.horizon, lags, history)
     return final, evaluation
 
 
@@ -204,7 +212,7 @@ def train(options: TrainOptions) -> dict:
     window_model = options.cell in WINDOW_CELLS
     history = _fit(model, options, window_training_sets(prepared, offset, scale, window, window_model))
     final, evaluation = _evaluate(_with_output_scaling(model, scale, offset), prepared, options, profile,
-                                  scale, offset, window)
+                                  scale, offset, window, history)
     os.makedirs(os.path.dirname(os.path.abspath(options.out)) or ".", exist_ok=True)
     final.save(options.out)
     meta = {

@@ -23,7 +23,7 @@ def choice_lines(meta: dict) -> list[str]:
     return lines
 
 
-def print_training_report(meta: dict, out: str, allow_no_skill: bool, report_dir: str | None = None) -> int:
+def print_training_report(meta: dict, out: str, allow_no_skill: bool) -> int:
     for line in choice_lines(meta):
         print(line)
     print(f"trained {meta['cell']} {meta['layers']}x{meta['units']} for {meta['epochs_run']} epochs, "
@@ -32,9 +32,8 @@ def print_training_report(meta: dict, out: str, allow_no_skill: bool, report_dir
     for csv, report in zip(meta["csvs"], reports):
         for line in skill.format_report(report, label=os.path.basename(csv)):
             print(line)
-    if report_dir:
-        from .train_plots import write_training_report
-        print(f"report: {write_training_report(meta, out, report_dir)}")
+    if meta.get("report_png"):
+        print(f"report: {meta['report_png']}")
     if reports and not all(r["has_skill"] for r in reports):
         print(f"NO SKILL: the model does not beat persistence / seasonal-naive at every step on the held-back "
               f"tail; {out} was written for inspection. Pass --allow-no-skill to accept it anyway.")

@@ -26,8 +26,9 @@ def _cmd_train(args) -> int:
                               halflife_steps=args.halflife_steps, holdout_fraction=args.holdout_fraction,
                               validation_fraction=args.validation_fraction,
                               shrinkage=args.shrinkage and not args.no_residual,
-                              learning_rate=args.learning_rate, patience=args.patience, progress=True))
-    return print_training_report(meta, args.out, allow_no_skill=args.allow_no_skill, report_dir=args.report_dir)
+                              learning_rate=args.learning_rate, patience=args.patience, progress=True,
+                              report_dir=args.report_dir))
+    return print_training_report(meta, args.out, allow_no_skill=args.allow_no_skill)
 
 
 def _cmd_convert(args) -> int:
@@ -48,6 +49,9 @@ def _cmd_score(args) -> int:
     model = open_model(args.model, args.runtime)
     rows = score_csv(model, args.csv, args.out, args.time_column, anomaly_factory=anomaly_factory_for(model))
     print(f"scored {rows} rows with {model.manifest.name} -> {args.out}")
+    if args.plot:
+        from .score_plot import plot_scored
+        print(f"plot: {plot_scored(args.out, args.plot)}")
     return 0
 
 
@@ -135,6 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time-column", default="timestamp")
     p.add_argument("--runtime", default="auto")
     p.add_argument("--out", required=True)
+    p.add_argument("--plot", metavar="PNG", help="also draw value, forecasts, anomaly score (and alerts) to PNG "
+                                                "(needs the plot extra)")
     p.set_defaults(handler=_cmd_score)
 
     p = sub.add_parser("replay", help="publish a CSV as a live sensor stream")
@@ -159,6 +165,8 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from .backends import BackendError
     from .series_csv import SeriesError
     errors: list[type[BaseException]] = [UserError, ArtifactError, BackendError, SeriesError]
+    if "statecast.daemon.score_plot" in sys.modules:
+        errors.append(sys.modules["statecast.daemon.score_plot"].PlotError)
     if "statecast.convert.errors" in sys.modules:
         errors.append(sys.modules["statecast.convert.errors"].ConversionError)
     if "statecast.daemon.config" in sys.modules:

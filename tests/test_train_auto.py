@@ -31,12 +31,15 @@ def test_weekly_cycle_turns_the_calendar_on_and_beats_seasonal_naive(tmp_path):
     csv, model = tmp_path / "weekly.csv", tmp_path / "m.keras"
     write_csv(csv, *weekly_series(weeks=12, noise=0.5))
     result = subprocess.run([sys.executable, "-m", "statecast.daemon", "train", "--csv", str(csv), "--horizon", "3",
-                             "--units", "16", "--out", str(model)], capture_output=True, text=True, timeout=300)
+                             "--units", "16", "--report-dir", str(tmp_path / "report"), "--out", str(model)],
+                            capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "weekly period: found" in result.stdout and "calendar = ['tod_sin', 'tod_cos', 'dow_sin', 'dow_cos']" \
         in result.stdout
     meta = json.loads((tmp_path / "m.keras.json").read_text())
     assert meta["features"] == ["value", "tod_sin", "tod_cos", "dow_sin", "dow_cos"]
+    png = tmp_path / "report" / "m-training-report.png"
+    assert meta["report_png"] == str(png) and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = meta["skill"][0]
     assert report["tail"].startswith("held-back tail")
     for step in report["steps"]:
