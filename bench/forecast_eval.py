@@ -87,13 +87,43 @@ def streams(sets: list[str], per_set: int) -> list[str]:
     return chosen
 
 
+def _row(key: str, r: dict) -> str:
+    if "error" in r or "error" in r.get("float32", {}):
+        return f"| {key} | {r.get('error') or r['float32']['error']} |"
+    f = r["float32"]["steps"]
+    q = r["int8"]["steps"] if "steps" in r.get("int8", {}) else None
+    first, last = f[0], f[-1]
+    seasons = [k[len("nrmse_"):] for k in first if k.startswith("nrmse_seasonal")]
+    def season(s):
+        return min(s[f"nrmse_{n}"] for n in seasons) if seasons else float("nan")
+    calendar = ",".join(sorted({x[:3] for x in r["features"][1:]})) or "off"
+    vs_persistence = max(s["nrmse_model"] / s["nrmse_persistence"] - 1 for s in f)
+    int8 = (f"{q[0]['nrmse_model']:.3f} / {q[-1]['nrmse_model']:.3f} | "
+            f"{max(a['nrmse_model'] / b['nrmse_model'] - 1 for a, b in zip(q, f)):+.1%}") if q else \
+        f"refused: {r['int8'].get('error', '?')[-80:]} | -"
+    return (f"| {key} | {calendar} | {first['nrmse_model']:.3f} / {last['nrmse_model']:.3f} | {int8} | "
+            f"{first['nrmse_persistence']:.3f} / {last['nrmse_persistence']:.3f} | "
+            f"{season(first):.3f} / {season(last):.3f} | {min(s['skill'] for s in f):+.3f} | {vs_persistence:+.1%} |")
+
+
+def table(results: dict) -> str:
+    lines = ["| stream | calendar | float32 NRMSE step 1 / H | int8 step 1 / H | int8 vs float32 (worst step) | "
+             "persistence 1 / H | seasonal-naive 1 / H | skill vs best baseline (worst step) | "
+             "float32 vs persistence (worst step) |", "|---|---|---|---|---|---|---|---|---|"]
+    return "\n".join(lines + [_row(k, r) for k, r in results.items()])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--horizon", type=int, default=5)
     parser.add_argument("--sets", default="nab,skab,smap,msl")
     parser.add_argument("--per-set", type=int, default=5, help="files per devcorpus set (spread over the list)")
     parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "forecast_eval.json"))
+    parser.add_argument("--table", action="store_true", help="print the markdown table of --out and exit")
     args = parser.parse_args()
+    if args.table:
+        print(table(json.load(open(args.out))))
+        return
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     results = json.load(open(args.out)) if os.path.exists(args.out) else {}
     for csv in streams(args.sets.split(","), args.per_set):
