@@ -44,7 +44,7 @@ def head_csv(csv: str, rows: int, work: str) -> str:
     return path
 
 
-def evaluate(csv: str, horizon: int, work: str) -> dict:
+def evaluate(csv: str, horizon: int, work: str, train_args: tuple[str, ...] = ()) -> dict:
     from statecast.convert.convert_skill import season_lags
     from statecast.convert.parity import run_step_model
     from statecast.convert.skill import horizon_errors
@@ -57,7 +57,7 @@ def evaluate(csv: str, horizon: int, work: str) -> dict:
     split = int(series.values.shape[0] * TRAIN_FRACTION)
     keras_path = os.path.join(work, "m.keras")
     trained = cli("train", "--csv", csv, "--rows", f":{split}", "--horizon", str(horizon), "--allow-no-skill",
-                  "--out", keras_path)
+                  "--out", keras_path, *train_args)
     if trained.returncode:
         return {"error": "train: " + trained.stderr.strip().splitlines()[-1]}
     meta = json.load(open(keras_path + ".json"))
@@ -113,6 +113,29 @@ def table(results: dict) -> str:
     return "\n".join(lines + [_row(k, r) for k, r in results.items()])
 
 
+def shipped(first_row: int = 15000) -> str:
+    """Shipped models on machine_temperature rows first_row.. (unseen by machine_temperature-*;
+    default* trained on every NAB development file, so in-sample for them)."""
+    from statecast.convert.parity import run_step_model
+    from statecast.convert.skill import horizon_errors
+    from statecast.daemon.backends import select_backend
+    from statecast.daemon.features import assemble_inputs
+    from statecast.daemon.series_csv import read_series
+    from statecast.daemon.step_model import StepModel
+
+    series = read_series(os.path.join(SETS["nab"], "machine_temperature_system_failure.csv"))
+    lines = ["| model | rows | NRMSE model | persistence | skill | RMSE model | RMSE persistence |", "|---|---|---|---|---|---|---|"]
+    for name in ("machine_temperature-float32", "machine_temperature-int8", "default", "default-int8"):
+        model = StepModel(os.path.join(ROOT, "models", name), backend=select_backend("auto"))
+        x = assemble_inputs(series.timestamps, series.values, model.manifest.features, series.columns)
+        forecast = run_step_model(model, x.astype(np.float32))
+        step = horizon_errors(forecast, series.values, first_row, series.values.shape[0], 1, {})
+        s, spread = step["steps"][0], series.values[first_row:, 0].std()
+        lines.append(f"| {name} | {first_row}.. | {s['nrmse_model']:.4f} | {s['nrmse_persistence']:.4f} | "
+                     f"{s['skill']:+.3f} | {s['nrmse_model'] * spread:.4f} | {s['nrmse_persistence'] * spread:.4f} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--horizon", type=int, default=5)
@@ -120,9 +143,14 @@ def main() -> None:
     parser.add_argument("--per-set", type=int, default=5, help="files per devcorpus set (spread over the list)")
     parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "forecast_eval.json"))
     parser.add_argument("--table", action="store_true", help="print the markdown table of --out and exit")
+    parser.add_argument("--train-args", default="", help="extra train flags (a variant of the defaults)")
+    parser.add_argument("--shipped", action="store_true", help="shipped models on machine_temperature rows 15000..")
     args = parser.parse_args()
     if args.table:
         print(table(json.load(open(args.out))))
+        return
+    if args.shipped:
+        print(shipped())
         return
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     results = json.load(open(args.out)) if os.path.exists(args.out) else {}
@@ -131,7 +159,7 @@ def main() -> None:
         if key in results:
             continue
         with tempfile.TemporaryDirectory() as work:
-            results[key] = evaluate(csv, args.horizon, work)
+            results[key] = evaluate(csv, args.horizon, work, tuple(args.train_args.split()))
         with open(args.out, "w") as handle:
             json.dump(results, handle, indent=1)
         print(key, json.dumps({k: v for k, v in results[key].items() if k not in ("float32", "int8")}), flush=True)

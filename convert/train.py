@@ -99,17 +99,17 @@ def build_window_model(options: TrainOptions, n_features: int, n_targets: int):
 
 
 def _profile(series_list, options: TrainOptions) -> tuple[DataProfile, list[dict]]:
-    """Profile each series' training part; periods count only where every series has them."""
+    """Profile each series' training part; a period counts only where every series has it."""
     profiles = []
     for series in series_list:
         rows = int((series.values.shape[0] - options.horizon) * (1 - options.holdout_fraction
                                                                    - options.validation_fraction))
         profiles.append(profile_series(series.timestamps[:rows], series.values[:rows, 0]))
     first = profiles[0]
-    periods = tuple(p for p in first.periods if all(any(q.name == p.name and q.found for q in other.periods)
-                                                    for other in profiles)) if len(profiles) > 1 else first.periods
-    profile = DataProfile(first.rows, first.interval_seconds, first.gaps, first.largest_gap_seconds,
-                          tuple(p for p in first.periods if p in periods or not p.found))
+    periods = tuple(p if not p.found or all(q.found for other in profiles for q in other.periods if q.name == p.name)
+                    else dataclasses.replace(p, found=False, reason=f"not in every series ({p.reason})")
+                    for p in first.periods)
+    profile = dataclasses.replace(first, periods=periods)
     return profile, [{"choice": "data", "reason": line} for line in describe(profile)]
 
 
