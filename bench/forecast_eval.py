@@ -87,6 +87,11 @@ def streams(sets: list[str], per_set: int) -> list[str]:
     return chosen
 
 
+def _ratio(a: float, b: float) -> float:
+    """a / b, where a flat truth (b = 0) counts as equal if a is 0 too."""
+    return a / b if b > 0 else (1.0 if a == 0 else float("inf"))
+
+
 def _row(key: str, r: dict) -> str:
     if "error" in r or "error" in r.get("float32", {}):
         return f"| {key} | {r.get('error') or r['float32']['error']} |"
@@ -97,9 +102,9 @@ def _row(key: str, r: dict) -> str:
     def season(s):
         return min(s[f"nrmse_{n}"] for n in seasons) if seasons else float("nan")
     calendar = ",".join(sorted({x[:3] for x in r["features"][1:]})) or "off"
-    vs_persistence = max(s["nrmse_model"] / s["nrmse_persistence"] - 1 for s in f)
+    vs_persistence = max(_ratio(s["nrmse_model"], s["nrmse_persistence"]) - 1 for s in f)
     int8 = (f"{q[0]['nrmse_model']:.3f} / {q[-1]['nrmse_model']:.3f} | "
-            f"{max(a['nrmse_model'] / b['nrmse_model'] - 1 for a, b in zip(q, f)):+.1%}") if q else \
+            f"{max(_ratio(a['nrmse_model'], b['nrmse_model']) - 1 for a, b in zip(q, f)):+.1%}") if q else \
         f"refused: {r['int8'].get('error', '?')[-80:]} | -"
     return (f"| {key} | {calendar} | {first['nrmse_model']:.3f} / {last['nrmse_model']:.3f} | {int8} | "
             f"{first['nrmse_persistence']:.3f} / {last['nrmse_persistence']:.3f} | "

@@ -24,7 +24,7 @@ def _pyplot():
 
 def _tail_panel(axis, values, forecast, start, step, n_targets, season_lags, horizon):
     """Forecasts made `step` rows before each target time, aligned to the target time."""
-    rows = values.shape[0]
+    rows = forecast.shape[0] + step                   # forecasts exist for origins < rows - H
     targets = np.arange(max(start + step, rows - MAX_POINTS), rows)                  # target rows
     origins = targets - step
     axis.plot(targets, values[targets, 0], color="black", lw=1.2, label="actual")
