@@ -83,8 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "(one model for streams it has never seen)")
     p.add_argument("--halflife-steps", type=float, default=1000.0,
                    help="half-life of the running statistics, in messages")
-    p.add_argument("--cell", choices=["lstm", "gru", "rnn", "bilstm"], default="lstm",
-                   help="bilstm: a window model (one forecast per window of the last --window steps)")
+    p.add_argument("--cell", choices=["lstm", "gru", "rnn", "bilstm"], default="gru",
+                   help="gru (default: its int8 step model keeps the float model's skill where an LSTM's "
+                        "did not, docs/forecasting.md); bilstm: a window model (one forecast per window "
+                        "of the last --window steps)")
     p.add_argument("--units", type=int, default=32)
     p.add_argument("--layers", type=int, default=1)
     p.add_argument("--window", type=int, help="training window in rows (default: one daily period found "
