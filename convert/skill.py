@@ -65,7 +65,9 @@ def skill_line(report: dict, label: str = "model") -> str:
     per_step = ", ".join(f"{s['skill']:+.3f}" for s in steps)
     verdict = "beats every baseline at every step" if report["has_skill"] else \
         "NO SKILL at step " + ",".join(str(s["step"]) for s in steps if s["skill"] <= 0)
-    return (f"{label} skill vs best baseline on {report['origins']} held-back rows, steps 1..{len(steps)}: "
+    rows = "validation rows (reused, no held-back tail)" if report.get("tail", "").startswith("validation") \
+        else "held-back rows"
+    return (f"{label} skill vs best baseline on {report['origins']} {rows}, steps 1..{len(steps)}: "
             f"{per_step} ({verdict})")
 
 

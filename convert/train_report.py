@@ -35,7 +35,11 @@ def print_training_report(meta: dict, out: str, allow_no_skill: bool) -> int:
     if meta.get("report_png"):
         print(f"report: {meta['report_png']}")
     if reports and not all(r["has_skill"] for r in reports):
+        if allow_no_skill:
+            print(f"NO SKILL: the model does not beat persistence / seasonal-naive at every step on the held-back "
+                  f"rows; {out} kept because of --allow-no-skill.")
+            return 0
         print(f"NO SKILL: the model does not beat persistence / seasonal-naive at every step on the held-back "
-              f"tail; {out} was written for inspection. Pass --allow-no-skill to accept it anyway.")
-        return 0 if allow_no_skill else NO_SKILL_EXIT
+              f"rows; {out} was written for inspection. Pass --allow-no-skill to accept it anyway.")
+        return NO_SKILL_EXIT
     return 0

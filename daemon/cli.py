@@ -26,7 +26,8 @@ def _cmd_train(args) -> int:
                               halflife_steps=args.halflife_steps, holdout_fraction=args.holdout_fraction,
                               validation_fraction=args.validation_fraction,
                               shrinkage=args.shrinkage and not args.no_residual,
-                              learning_rate=args.learning_rate, patience=args.patience, progress=True,
+                              learning_rate=args.learning_rate, lr_schedule=args.lr_schedule, patience=args.patience,
+                              progress=True,
                               report_dir=args.report_dir))
     return print_training_report(meta, args.out, allow_no_skill=args.allow_no_skill)
 
@@ -98,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patience", type=int, default=6, help="epochs without a better validation loss before stopping")
     p.add_argument("--learning-rate", type=float, default=1e-2,
                    help="Adam's initial rate; halved after 2 epochs without improvement")
+    p.add_argument("--lr-schedule", action=argparse.BooleanOptionalAction, default=True,
+                   help="halve the learning rate after 2 epochs without a better validation loss")
     p.add_argument("--validation-fraction", type=float, default=0.15,
                    help="rows before the held-back tail used for early stopping and the shrinkage fit")
     p.add_argument("--holdout-fraction", type=float, default=0.15,
