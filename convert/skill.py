@@ -73,7 +73,7 @@ def skill_line(report: dict, label: str = "model") -> str:
 
 def format_report(report: dict, label: str = "model") -> list[str]:
     names = [k[len("nrmse_"):] for k in report["steps"][0] if k.startswith("nrmse_")]
-    lines = [f"{label} skill report on held-back rows {report['first_row']}..{report['last_row']} "
+    lines = [f"{label} skill report on rows {report['first_row']}..{report['last_row']} "
              f"({report.get('tail', 'tail')}); NRMSE (MAE) per step ahead:"]
     for s in report["steps"]:
         cells = "  ".join(f"{n} {s['nrmse_' + n]:.4f} ({s['mae_' + n]:.4g})" for n in names)
