@@ -92,6 +92,13 @@ def _ratio(a: float, b: float) -> float:
     return a / b if b > 0 else (1.0 if a == 0 else float("inf"))
 
 
+def _refusal(error: str) -> str:
+    """The gate that refused a conversion, short enough for a table cell."""
+    if "int8 gate" in error:
+        return "refused by the int8 gate"
+    return "refused: " + error.split("parity check failed (")[-1].split(")")[0]
+
+
 def _row(key: str, r: dict) -> str:
     if "error" in r or "error" in r.get("float32", {}):
         return f"| {key} | {r.get('error') or r['float32']['error']} |"
@@ -105,7 +112,7 @@ def _row(key: str, r: dict) -> str:
     vs_persistence = max(_ratio(s["nrmse_model"], s["nrmse_persistence"]) - 1 for s in f)
     int8 = (f"{q[0]['nrmse_model']:.3f} / {q[-1]['nrmse_model']:.3f} | "
             f"{max(_ratio(a['nrmse_model'], b['nrmse_model']) - 1 for a, b in zip(q, f)):+.1%}") if q else \
-        f"refused: {r['int8'].get('error', '?')[-80:]} | -"
+        f"{_refusal(r['int8'].get('error', '?'))} | -"
     return (f"| {key} | {calendar} | {first['nrmse_model']:.3f} / {last['nrmse_model']:.3f} | {int8} | "
             f"{first['nrmse_persistence']:.3f} / {last['nrmse_persistence']:.3f} | "
             f"{season(first):.3f} / {season(last):.3f} | {min(s['skill'] for s in f):+.3f} | {vs_persistence:+.1%} |")
