@@ -201,6 +201,7 @@ def convert(options: ConvertOptions) -> dict:
         manifest = build_manifest(spec, options, content, features, targets, horizon, meta)
         parity_of = None if data is None else partial(_parity_section, model, float_model=float_model, data=data,
                                                       mode=options.mode, n_targets=len(targets))
+        parity_of = _with_skill_report(parity_of, meta, features, targets, horizon)
         return install_verified(staging, content, manifest, options, partial(StepModel, backend=backend), parity_of)
 
 
@@ -249,8 +250,37 @@ def _parity_section(model, step_model: StepModel, float_model: StepModel, data, 
         float_rmse = parity.one_step_rmse(float_out, truth, n_targets)
     figures = parity.parity_figures(keras_out, step_out, truth, mode, float_rmse, n_targets)
     figures["series"] = label
+    if mode == "int8":
+        _apply_int8_gate(figures, step_out, float_out, truth, n_targets)
     section = {"parity": figures,
                "anomaly": _residual_calibration(step_out, truth, n_targets, warmup=min(100, len(truth) // 10))}
     if mode == "int8" and len(data[0]) > parity.DRIFT_WINDOW * 2:
         section["drift"] = parity.drift_figures(step_model, float_model, data[0], data[1], n_targets)
     return section
+
+
+def _apply_int8_gate(figures: dict, int8_out: np.ndarray, float_out: np.ndarray, truth: np.ndarray,
+                     n_targets: int) -> None:
+    """Issue 16: the int8 forecast must stay near the float one and keep its skill (parity.int8_gate);
+    a failure names the steps and figures in the tolerance the conversion error prints."""
+    gate = parity.int8_gate(int8_out, float_out, truth, n_targets)
+    figures["int8_gate"] = gate
+    if not gate["pass"]:
+        figures["pass"] = False
+        figures["tolerance"] = "int8 gate: " + "; ".join(gate["failures"])
+
+
+def _with_skill_report(parity_of, meta: dict, features, targets, horizon: int):
+    """Issue 16: after parity, the converted model's own skill on train's held-back tail (the rows
+    train never fitted on, from the sidecar), and train's choices, go into the manifest."""
+    if parity_of is None or "splits" not in meta:
+        return parity_of
+
+    def both(artifact) -> dict:
+        section = parity_of(artifact)
+        from .convert_skill import converted_skill
+        section["training"] = {key: meta[key] for key in ("choices", "data_profile", "shrinkage", "window", "rows")
+                               if key in meta}
+        section["skill"] = converted_skill(artifact, meta, features, targets, horizon)
+        return section
+    return both

@@ -22,6 +22,10 @@ def format_conversion(manifest: dict, out_dir: str) -> str:
                      + f"; tolerance {parity['tolerance']})")
     else:
         lines.append("parity: not measured (no calibration CSV and no training metadata)")
+    if manifest.get("skill"):                     # issue 16: the converted model on train's held-back tail
+        lines.append(manifest["skill"]["line"])
+        if manifest["skill"].get("train_line"):
+            lines.append(manifest["skill"]["train_line"])
     drift = manifest.get("drift")
     if drift:
         lines.append(f"int8 drift over {drift['steps']:,} steps: |int8 - float| first {drift['window']} steps "

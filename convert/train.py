@@ -7,6 +7,7 @@ in sensor units and the converter moves both into the manifest.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass
@@ -14,11 +15,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from statecast.daemon.artifact import CALENDAR_FEATURES
-from statecast.daemon.features import assemble_inputs
 from statecast.daemon.scaling import OnlineScaler
-from statecast.daemon.series_csv import SeriesError, read_series
 
+from . import train_skill
+from .data_profile import DataProfile, choose_window, describe, profile_series
 from .errors import ConversionError
+from .train_data import load, prepare, window_training_sets
 
 CELLS = ("lstm", "gru", "rnn", "bilstm")
 WINDOW_CELLS = ("bilstm",)    # window models (issue 8): one forecast per window of the last W steps
@@ -31,16 +33,24 @@ class TrainOptions:
     cell: str = "lstm"
     units: int = 32
     layers: int = 1
-    window: int = 64
+    window: int | None = 64            # None: chosen from the data (one daily period, capped)
     horizon: int = 1
     time_column: str = "timestamp"
     value_columns: tuple[str, ...] = ("value",)
     rows: str | None = None
-    calendar: bool = False
+    calendar: bool | None = False      # None: on where a daily or weekly rhythm is found
     epochs: int = 30
     batch_size: int = 64
     validation_fraction: float = 0.2
+    # The last rows of every series, never trained or validated on: the skill report's rows.
+    # 0 reuses the validation part (and the report says so).
+    holdout_fraction: float = 0.0
+    shrinkage: bool = False            # fit per-step a in [0, 1] of the predicted change (train_skill)
+    lr_schedule: bool = True           # halve the learning rate after 2 epochs without improvement
+    progress: bool = False             # one line per epoch on stderr (progress.py)
+    report_dir: str | None = None      # write a PNG of the held-back tail and loss curves (train_plots)
     patience: int = 4
+    learning_rate: float = 1e-3
     seed: int = 0
     gru_reset_after: bool = True
     rnn_activation: str = "tanh"
@@ -51,18 +61,6 @@ class TrainOptions:
     # Per-stream running normalisation on the device (one model for streams it has never seen).
     online_normalization: bool = False
     halflife_steps: float = 1000.0
-
-
-def make_windows(x: np.ndarray, y: np.ndarray, window: int, stride: int):
-    """(rows, F), (rows, O) -> (n, window, F), (n, window, O), windows starting every `stride` rows."""
-    starts = np.arange(0, x.shape[0] - window + 1, stride)
-    return np.stack([x[s:s + window] for s in starts]), np.stack([y[s:s + window] for s in starts])
-
-
-def future_targets(values: np.ndarray, horizon: int) -> np.ndarray:
-    """(rows, T) -> (rows - horizon, horizon * T): row t holds values t+1..t+horizon, step-major."""
-    rows = values.shape[0] - horizon
-    return np.concatenate([values[k + 1:k + 1 + rows] for k in range(horizon)], axis=1)
 
 
 def build_model(options: TrainOptions, n_features: int, n_targets: int):
@@ -83,36 +81,6 @@ def build_model(options: TrainOptions, n_features: int, n_targets: int):
     return keras.Model(inputs, h, name=f"statecast_{options.cell}")
 
 
-def _prepare(csv: str, options: TrainOptions, features: tuple[str, ...]):
-    """One CSV -> (inputs (rows, F), targets (rows, H*T)) before the model's own scaling."""
-    try:
-        series = read_series(csv, options.time_column, options.value_columns, options.rows)
-    except SeriesError as error:
-        raise ConversionError(str(error)) from None
-    if series.values.shape[0] < options.window * 4:
-        raise ConversionError(f"{csv}: {series.values.shape[0]} rows is too few for window {options.window}")
-    x = assemble_inputs(series.timestamps, series.values, features, series.columns).astype(np.float32)
-    values = series.values.astype(np.float64)                            # (rows, T)
-    y = future_targets(values, options.horizon)                          # (rows - H, H*T)
-    base = np.zeros_like(y)
-    if options.residual:
-        base = np.tile(values[: y.shape[0]], options.horizon)
-    if options.online_normalization:                                     # exactly what the device computes
-        scaler = OnlineScaler(values.shape[1], options.halflife_steps)
-        z, centres, scales = (np.asarray(c) for c in zip(*(scaler.observe(row) for row in values.tolist())))
-        x[:, : values.shape[1]] = z
-        if not options.residual:
-            base = np.tile(centres[: y.shape[0]], options.horizon)
-        y = (y - base) / np.tile(scales[: y.shape[0]], options.horizon)
-        # Like the inputs, targets are bounded at +-clip scales: a stream that starts flat has a
-        # floor-sized scale, and its first change would otherwise be a target of thousands that
-        # dominates the squared loss of every other series.
-        y = np.clip(y, -OnlineScaler.DEFAULT_CLIP, OnlineScaler.DEFAULT_CLIP)
-    else:
-        y = y - base
-    return x[: y.shape[0]], y.astype(np.float32)
-
-
 def build_window_model(options: TrainOptions, n_features: int, n_targets: int):
     """Bidirectional LSTM over a fixed window of the last W steps -> the next H values, made at
     the window's last step (a window model: `statecast convert` exports it unrolled over W)."""
@@ -128,60 +96,141 @@ def build_window_model(options: TrainOptions, n_features: int, n_targets: int):
     return keras.Model(inputs, h, name="statecast_bilstm")
 
 
-def train(options: TrainOptions) -> dict:
+
+
+def _profile(series_list, options: TrainOptions) -> tuple[DataProfile, list[dict]]:
+    """Profile each series' training part; a period counts only where every series has it."""
+    profiles = []
+    for series in series_list:
+        rows = int((series.values.shape[0] - options.horizon) * (1 - options.holdout_fraction
+                                                                   - options.validation_fraction))
+        profiles.append(profile_series(series.timestamps[:rows], series.values[:rows, 0]))
+    first = profiles[0]
+    periods = tuple(p if not p.found or all(q.found for other in profiles for q in other.periods if q.name == p.name)
+                    else dataclasses.replace(p, found=False, reason=f"not in every series ({p.reason})")
+                    for p in first.periods)
+    profile = dataclasses.replace(first, periods=periods)
+    return profile, [{"choice": "data", "reason": line} for line in describe(profile)]
+
+
+def _decide(options: TrainOptions, profile: DataProfile, choices: list[dict]) -> tuple[tuple[str, ...], int]:
+    if options.calendar is None:
+        calendar = profile.calendar_features()
+        reason = ("from the periods found: " + ", ".join(p.name for p in profile.found())) if calendar else \
+            "no daily or weekly period found"
+    else:
+        calendar = CALENDAR_FEATURES if options.calendar else ()
+        reason = "--calendar given" if options.calendar else "--no-calendar given (or the Python default)"
+    choices.append({"choice": "calendar", "value": list(calendar), "reason": reason})
+    window, reason = choose_window(profile) if options.window is None else (options.window, "--window given")
+    choices.append({"choice": "window", "value": window, "reason": reason})
+    return tuple(options.value_columns) + tuple(calendar), window
+
+
+def _fit(model, options: TrainOptions, sets) -> dict:
+    import keras
+
+    x_train, y_train, x_val, y_val = sets
+    callbacks = [keras.callbacks.EarlyStopping(patience=options.patience, restore_best_weights=True)]
+    if options.lr_schedule:
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(factor=0.5, patience=2, min_lr=1e-5))
+    if options.progress:
+        from .progress import progress_callback
+        callbacks.append(progress_callback(options.epochs))
+    model.compile(optimizer=keras.optimizers.Adam(options.learning_rate), loss="mse")
+    history = model.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=options.epochs,
+                        batch_size=options.batch_size, verbose=0, shuffle=True, callbacks=callbacks)
+    return history.history
+
+
+def _with_output_scaling(model, scale: np.ndarray, offset: np.ndarray):
+    """Fold the target scaling into the model as an output Rescaling layer (sensor units out)."""
+    import keras
+
+    outputs = keras.layers.Rescaling(scale=scale.tolist(), offset=offset.tolist(), name="output_scaling")(model.output)
+    return keras.Model(model.input, outputs, name=model.name)
+
+
+def _check(options: TrainOptions) -> None:
     if options.cell not in CELLS:
         raise ConversionError(f"--cell {options.cell}: expected one of {', '.join(CELLS)}")
     if not 1 <= options.layers <= 3:
         raise ConversionError(f"--layers {options.layers}: expected 1 to 3")
     if options.cell in WINDOW_CELLS and options.online_normalization:
         raise ConversionError(f"--cell {options.cell}: window models use fixed input scaling (no online normalisation)")
+    if options.shrinkage and not options.residual:
+        raise ConversionError("--shrinkage needs a residual model (it pulls the predicted change towards 0)")
+
+
+def _evaluate(final, prepared, options: TrainOptions, profile: DataProfile, scale, offset, window: int,
+              history: dict):
+    """Shrinkage (if on) and the skill report per series. Returns (model to save, evaluation dict)."""
+    window_arg = window if options.cell in WINDOW_CELLS else None
+    forecasts = [train_skill.sensor_forecast(final, p, window_arg) for p in prepared]
+    lags, reused = profile.season_lags(), options.holdout_fraction <= 0
+    evaluation: dict = {}
+    if options.shrinkage:
+        factors = train_skill.fit_shrinkage(forecasts, prepared, options.horizon)       # (H*T,)
+        unshrunk = [train_skill.tail_report(f, p, options.horizon, lags, reused) for f, p in zip(forecasts, prepared)]
+        evaluation["shrinkage"] = {"factors": [round(float(a), 4) for a in factors],
+                                   "skill_min_without": [r["skill_min"] for r in unshrunk]}
+        forecasts = [train_skill.shrink(f, p, factors, options.horizon) for f, p in zip(forecasts, prepared)]
+        final = _with_output_scaling(_without_output_scaling(final), scale * factors, offset * factors)
+    evaluation["skill"] = [train_skill.tail_report(f, p, options.horizon, lags, reused)
+                           for f, p in zip(forecasts, prepared)]
+    if options.report_dir:
+        from .train_plots import write_training_report
+        name = os.path.splitext(os.path.basename(options.out))[0]
+        evaluation["report_png"] = write_training_report(
+            options.report_dir, name, prepared[0].values, forecasts[0], evaluation["skill"][0]["first_row"],
+            options.horizon, lags, history)
+    return final, evaluation
+
+
+def _without_output_scaling(final):
+    import keras
+
+    return keras.Model(final.input, final.get_layer("output_scaling").input, name=final.name)
+
+
+def train(options: TrainOptions) -> dict:
+    _check(options)
     csvs = (options.csv,) if isinstance(options.csv, str) else tuple(options.csv)
-    features = tuple(options.value_columns) + (CALENDAR_FEATURES if options.calendar else ())
-    prepared = [_prepare(csv, options, features) for csv in csvs]
+    series_list = [load(csv, options) for csv in csvs]
+    profile, choices = _profile(series_list, options)
+    features, window = _decide(options, profile, choices)
+    prepared = [prepare(s, csv, options, features, window) for s, csv in zip(series_list, csvs)]
     import keras
 
     keras.utils.set_random_seed(options.seed)
-    # Time-ordered split per series: the last part of every series validates.
-    splits = [int(x.shape[0] * (1 - options.validation_fraction)) for x, _ in prepared]
-    y_train_all = np.concatenate([y[:k] for (_, y), k in zip(prepared, splits)])
+    y_train_all = np.concatenate([p.y[:p.val_start] for p in prepared])
     offset, scale = y_train_all.mean(axis=0), y_train_all.std(axis=0) + 1e-6
-    model = build_model(options, len(features), len(options.value_columns))
+    model = build_model(dataclasses.replace(options, window=window), len(features),
+                        len(options.value_columns))
     if not options.online_normalization:
-        model.get_layer("input_scaling").adapt(np.concatenate([x[:k] for (x, _), k in zip(prepared, splits)])[None])
+        model.get_layer("input_scaling").adapt(np.concatenate([p.x[:p.val_start] for p in prepared])[None])
     window_model = options.cell in WINDOW_CELLS
-    # A window model learns one target per window (its last step's), so it gets every window.
-    stride = 1 if window_model else max(1, options.window // 8)
-    val_stride = max(1, options.window // 8) if window_model else options.window
-    train_parts, val_parts = [], []
-    for (x, y), k in zip(prepared, splits):
-        y_scaled = (y - offset) / scale                                  # train in scaled target units
-        train_parts.append(make_windows(x[:k], y_scaled[:k], options.window, stride))
-        val_parts.append(make_windows(x[k:], y_scaled[k:], options.window, val_stride))
-    x_train, y_train = (np.concatenate(p) for p in zip(*train_parts))
-    x_val, y_val = (np.concatenate(p) for p in zip(*val_parts))
-    if window_model:
-        y_train, y_val = y_train[:, -1], y_val[:, -1]                  # (n, H*T)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
-    history = model.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=options.epochs,
-                        batch_size=options.batch_size, verbose=0, shuffle=True,
-                        callbacks=[keras.callbacks.EarlyStopping(patience=options.patience,
-                                                                 restore_best_weights=True)])
-    # Fold the target scaling into the model as an output Rescaling layer (sensor units out).
-    outputs = keras.layers.Rescaling(scale=scale.tolist(), offset=offset.tolist(), name="output_scaling")(model.output)
-    final = keras.Model(model.input, outputs, name=model.name)
+    history = _fit(model, options, window_training_sets(prepared, offset, scale, window, window_model))
+    final, evaluation = _evaluate(_with_output_scaling(model, scale, offset), prepared, options, profile,
+                                  scale, offset, window, history)
     os.makedirs(os.path.dirname(os.path.abspath(options.out)) or ".", exist_ok=True)
     final.save(options.out)
     meta = {
         "csv": os.path.abspath(csvs[0]), "csvs": [os.path.abspath(c) for c in csvs],
         "time_column": options.time_column,
         "value_columns": list(options.value_columns), "features": list(features),
-        "targets": list(options.value_columns), "horizon": options.horizon, "window": options.window,
+        "targets": list(options.value_columns), "horizon": options.horizon, "window": window,
         "output_residual": options.residual,
         "rows": options.rows, "cell": options.cell, "units": options.units, "layers": options.layers,
         **({"window_task": "forecast", "window_output": "per_window", "merge_mode": options.merge_mode}
            if window_model else {}),
-        "epochs_run": len(history.history["loss"]),
-        "val_loss_scaled": float(min(history.history["val_loss"])),
+        "epochs_run": len(history["loss"]),
+        "val_loss_scaled": float(min(history["val_loss"])),
+        "history": {k: [round(float(v), 6) for v in vs] for k, vs in history.items()},
+        "data_profile": profile.to_json(), "choices": choices,
+        "splits": [{"val_start": p.val_start, "test_start": p.test_start, "rows": int(p.values.shape[0])}
+                   for p in prepared],
+        **evaluation,
     }
     if options.online_normalization:
         meta["input_scaling"] = {"mode": "online", "halflife_steps": options.halflife_steps,

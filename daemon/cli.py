@@ -41,15 +41,19 @@ def _split(text: str | None) -> tuple[str, ...] | None:
 
 def _cmd_train(args) -> int:
     from statecast.convert.train import TrainOptions, train
+    from statecast.convert.train_report import print_training_report
     meta = train(TrainOptions(csv=tuple(args.csv), out=args.out, cell=args.cell, units=args.units, layers=args.layers,
                               window=args.window, horizon=args.horizon, time_column=args.time_column,
                               value_columns=_split(args.value_columns) or ("value",), rows=args.rows,
                               calendar=args.calendar, epochs=args.epochs, seed=args.seed,
                               residual=not args.no_residual, online_normalization=args.online_normalization,
-                              halflife_steps=args.halflife_steps))
-    print(f"trained {meta['cell']} {meta['layers']}x{meta['units']} for {meta['epochs_run']} epochs, "
-          f"best validation loss {meta['val_loss_scaled']:.4f} (scaled units) -> {args.out}")
-    return 0
+                              halflife_steps=args.halflife_steps, holdout_fraction=args.holdout_fraction,
+                              validation_fraction=args.validation_fraction,
+                              shrinkage=args.shrinkage and not args.no_residual,
+                              learning_rate=args.learning_rate, lr_schedule=args.lr_schedule, patience=args.patience,
+                              progress=True,
+                              report_dir=args.report_dir))
+    return print_training_report(meta, args.out, allow_no_skill=args.allow_no_skill)
 
 
 def _cmd_convert(args) -> int:
@@ -75,6 +79,9 @@ def _cmd_score(args) -> int:
     rows = score_csv(model, args.csv, args.out, args.time_column, anomaly_factory=anomaly_factory_for(model),
                      value_columns=_split(args.value_columns))
     print(f"scored {rows} rows with {model.manifest.name} -> {args.out}")
+    if args.plot:
+        from .score_plot import plot_scored
+        print(f"plot: {plot_scored(args.out, args.plot)}")
     return 0
 
 
@@ -115,14 +122,33 @@ def build_parser() -> argparse.ArgumentParser:
                         "(one model for streams it has never seen)")
     p.add_argument("--halflife-steps", type=float, default=1000.0,
                    help="half-life of the running statistics, in messages")
-    p.add_argument("--cell", choices=["lstm", "gru", "rnn", "bilstm"], default="lstm",
-                   help="bilstm: a window model (one forecast per window of the last --window steps)")
+    p.add_argument("--cell", choices=["lstm", "gru", "rnn", "bilstm"], default="gru",
+                   help="gru (default: its int8 step model keeps the float model's skill where an LSTM's "
+                        "did not, docs/forecasting.md); bilstm: a window model (one forecast per window "
+                        "of the last --window steps)")
     p.add_argument("--units", type=int, default=32)
     p.add_argument("--layers", type=int, default=1)
-    p.add_argument("--window", type=int, default=64)
+    p.add_argument("--window", type=int, help="training window in rows (default: one daily period found "
+                                               "in the data, capped to 32..256; else 64)")
     p.add_argument("--horizon", type=int, default=1)
-    p.add_argument("--calendar", action="store_true", help="add time-of-day and day-of-week features")
-    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--calendar", action=argparse.BooleanOptionalAction, default=None,
+                   help="time-of-day and day-of-week features (default: on for the periods found in the data)")
+    p.add_argument("--epochs", type=int, default=60, help="at most; early stopping on the validation part")
+    p.add_argument("--patience", type=int, default=6, help="epochs without a better validation loss before stopping")
+    p.add_argument("--learning-rate", type=float, default=1e-2,
+                   help="Adam's initial rate; halved after 2 epochs without improvement")
+    p.add_argument("--lr-schedule", action=argparse.BooleanOptionalAction, default=True,
+                   help="halve the learning rate after 2 epochs without a better validation loss")
+    p.add_argument("--validation-fraction", type=float, default=0.15,
+                   help="rows before the held-back tail used for early stopping and the shrinkage fit")
+    p.add_argument("--holdout-fraction", type=float, default=0.15,
+                   help="last rows of each series, never trained on: the skill report (0: reuse validation)")
+    p.add_argument("--shrinkage", action=argparse.BooleanOptionalAction, default=True,
+                   help="scale each step's predicted change by a factor in [0,1] fitted on the validation part")
+    p.add_argument("--allow-no-skill", action="store_true",
+                   help="exit 0 even if the model does not beat persistence and seasonal-naive at every step")
+    p.add_argument("--report-dir", help="write training-report.png (forecasts vs baselines, loss curves; "
+                                        "needs the plot extra)")
     p.add_argument("--no-residual", action="store_true",
                    help="forecast levels directly instead of the change from the current value")
     p.add_argument("--seed", type=int, default=0)
@@ -163,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("score", help="run the daemon's engine over a CSV", formatter_class=HELP_FORMAT,
                        description="One CSV row = one message of one stream. Writes timestamp,<values>,"
-                                   "forecast_1..H,anomaly_score; forecast_k is the prediction made at this "
+                                   "forecast_1..H,anomaly_score,alert; forecast_k is the prediction made at this "
                                    "row for the value k rows later; anomaly_score is empty until defined.")
     p.add_argument("--model", required=True, help="step-model artifact directory (from `statecast convert`)")
     p.add_argument("--csv", required=True, help="input CSV")
@@ -173,6 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runtime", default="auto", help="interpreter: auto, ai_edge_litert, tflite_runtime or "
                                                      "tensorflow")
     p.add_argument("--out", required=True, help="output CSV")
+    p.add_argument("--plot", metavar="PNG", help="also draw value, forecasts, anomaly score (and alerts) to PNG "
+                                                "(needs the plot extra)")
     p.set_defaults(handler=_cmd_score)
 
     p = sub.add_parser("replay", help="publish a CSV as a live sensor stream", formatter_class=HELP_FORMAT,
@@ -219,6 +247,8 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     errors: list[type[BaseException]] = [UserError, ArtifactError, BackendError, SeriesError]
     if "statecast.daemon.replay" in sys.modules:
         errors.append(sys.modules["statecast.daemon.replay"].ReplayError)
+    if "statecast.daemon.score_plot" in sys.modules:
+        errors.append(sys.modules["statecast.daemon.score_plot"].PlotError)
     if "statecast.convert.errors" in sys.modules:
         errors.append(sys.modules["statecast.convert.errors"].ConversionError)
     if "statecast.daemon.config" in sys.modules:

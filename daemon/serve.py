@@ -101,6 +101,8 @@ class Daemon:
             return self._shutdown()
         log.info("serving: %s", ", ".join(f"{p.entry.topic} -> {p.model.manifest.name} ({p.model.backend.name})"
                                           for p in self.pipelines.values()))
+        for name, raw in {p.model.manifest.name: p.model.manifest.raw for p in self.pipelines.values()}.items():
+            log.info("model %s: %s", name, (raw.get("skill") or {}).get("line") or "no skill report in its manifest")
         self.notifier.ready(f"serving {len(self.pipelines)} stream filter(s), "
                             f"{sum(len(p.engine.table) for p in self.pipelines.values())} streams restored, "
                             f"ready in {time.monotonic() - started:.1f}s")

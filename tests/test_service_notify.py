@@ -147,7 +147,7 @@ def test_watchdog_cadence_status_and_stop(tmp_path, broker, notify_socket, daemo
     stopping_at = notify.wait_for("STOPPING=1", timeout=5)
     assert stopping_at >= sent_stop
     assert not [t for t in notify.times_of("WATCHDOG=1") if t > stopping_at + 0.05]
-    table = StreamTable([(64,), (64,), (64,), (64,)], 100)
+    table = StreamTable(_model_state_shapes(), 100)
     count, source = restore(str(tmp_path / "state" / "temperature.ckpt"), table, _model_sha())
     assert count == 1 and table.get("wd").steps == 100, source
     pub.disconnect()
@@ -156,6 +156,11 @@ def test_watchdog_cadence_status_and_stop(tmp_path, broker, notify_socket, daemo
 def _model_sha():
     from daemon_proc import DEFAULT_MODEL
     return json.load(open(os.path.join(DEFAULT_MODEL, "manifest.json")))["sha256"]
+
+
+def _model_state_shapes():
+    from daemon_proc import DEFAULT_MODEL
+    return [tuple(pair["shape"]) for pair in json.load(open(os.path.join(DEFAULT_MODEL, "manifest.json")))["state"]]
 
 
 def test_sighup_sends_reloading_then_ready_on_one_connection(tmp_path, broker, notify_socket, daemons):

@@ -17,7 +17,8 @@ def cli(*args):
 def test_train_direct_multistep_with_calendar_features_then_convert_and_score(tmp_path):
     model = tmp_path / "m.keras"
     out = cli("train", "--csv", MACHINE_TEMPERATURE, "--rows", ":3000", "--cell", "gru", "--units", "8",
-              "--layers", "2", "--window", "32", "--horizon", "3", "--calendar", "--epochs", "2", "--out", str(model))
+              "--layers", "2", "--window", "32", "--horizon", "3", "--calendar", "--epochs", "2", "--allow-no-skill",
+              "--out", str(model))
     assert "trained gru 2x8" in out
     meta = json.loads((tmp_path / "m.keras.json").read_text())
     assert meta["features"] == ["value", "tod_sin", "tod_cos", "dow_sin", "dow_cos"] and meta["horizon"] == 3
