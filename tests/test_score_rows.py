@@ -1,0 +1,23 @@
+"""`statecast score` writes one row per input row, each with what serve would publish for it."""
+import csv
+from pathlib import Path
+
+from statecast.daemon.runtime_setup import anomaly_factory_for, open_model
+from statecast.daemon.score import score_csv
+
+ROOT = Path(__file__).resolve().parent.parent
+MACHINE_TEMPERATURE = ROOT / "data" / "nab" / "data" / "realKnownCause" / "machine_temperature_system_failure.csv"
+
+
+def test_a_repeated_timestamp_gets_empty_cells_like_serve_publishes_nothing(tmp_path):
+    lines = MACHINE_TEMPERATURE.read_text().splitlines()[:301]
+    lines.insert(201, lines[200].split(",")[0] + ",99.0")      # data row 199's timestamp again as row 200
+    series = tmp_path / "repeated.csv"
+    series.write_text("\n".join(lines) + "\n")
+    model = open_model(str(ROOT / "models" / "default"))
+    out = tmp_path / "scored.csv"
+    assert score_csv(model, str(series), str(out), anomaly_factory=anomaly_factory_for(model)) == 301
+    rows = list(csv.DictReader(open(out)))
+    assert len(rows) == 301 and rows[200]["value"] == "99.0" and rows[199]["timestamp"] == rows[200]["timestamp"]
+    assert rows[200]["forecast_1"] == "" and rows[200]["anomaly_score"] == "" and rows[200]["alert"] == ""
+    assert rows[199]["forecast_1"] != "" and rows[201]["forecast_1"] != "" and rows[201]["anomaly_score"] != ""
