@@ -10,17 +10,27 @@
 #    on the example config, the device-side tests, the same scores, `statecast bench`
 # 5. cross-architecture parity (tests/pi/parity.py): exits non-zero when a bound is broken
 #
-# Knobs: PI_SCORE_ROWS (rows of machine_temperature scored, default 4000), STATECAST_KILLS (kill -9
-# rounds in test_reliability_kill, default here 4), PI_CACHE (default /var/cache/statecast-pi),
-# PI_KEEP=1 keeps the output directory.
+# Knobs: PI_SCORE_ROWS (rows of machine_temperature scored, default 2500), STATECAST_KILLS,
+# STATECAST_KILL_ROWS, STATECAST_WAIT_SCALE (test_reliability_kill: kill -9 rounds 4, rows per
+# stream 120, waits x5 here), PI_CACHE (default /var/cache/statecast-pi), PI_KEEP=1 keeps the
+# output directory.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-export PI_SCORE_ROWS=${PI_SCORE_ROWS:-4000} STATECAST_KILLS=${STATECAST_KILLS:-4}
+export PI_SCORE_ROWS=${PI_SCORE_ROWS:-2500} STATECAST_KILLS=${STATECAST_KILLS:-4}
+export STATECAST_KILL_ROWS=${STATECAST_KILL_ROWS:-120} STATECAST_WAIT_SCALE=${STATECAST_WAIT_SCALE:-5}
 PI_CACHE=${PI_CACHE:-/var/cache/statecast-pi}
 PY=${PY:-.venv/bin/python}
 # Device-side tests that need no TensorFlow (checked: none imports tensorflow, keras or convert).
 PI_TESTS="tests/test_serve.py tests/test_checkpoint.py tests/test_exactly_once.py tests/test_reliability_kill.py
   tests/test_payload.py tests/test_security.py tests/test_pi_guard.py"
+# Deselected here, and why: both assert that a float model's forecast is bit-identical whichever
+# batch the daemon stepped it in. Under qemu the builtin optimised float kernels run (no XNNPACK)
+# and give a stream's row different last bits in a batch than alone (measured: 7.6e-6 units at
+# ~85, one float32 ulp; x86 XNNPACK: 0). tests/test_pi_guard.py::test_a_streams_result_does_not_
+# depend_on_its_batch states that bound for the optimized kernels and exactness for the reference
+# kernels, on both architectures.
+PI_DESELECT="--deselect tests/test_serve.py::test_interleaved_streams_match_score_with_and_without_batching[256]
+  --deselect tests/test_reliability_kill.py::test_kill9_with_qos0_inputs_state_continues_from_the_journal"
 started=$(date +%s)
 step() { printf '\n== pi job [%ds] %s\n' "$(($(date +%s) - started))" "$*"; }
 
@@ -52,7 +62,7 @@ mkdir -p "$out/arm" && mv "$out/arm.example.toml" "$out/arm/example.toml"
 inside statecast serve --check-config --config /out/example.toml
 
 step "aarch64: device-side tests"
-inside python -m pytest -q -p no:cacheprovider $PI_TESTS
+inside python -m pytest -q -p no:cacheprovider $PI_DESELECT $PI_TESTS
 
 step "aarch64: scores ($PI_SCORE_ROWS rows per model)"
 inside python tests/pi/score_models.py /out/scores 2>&1 | grep -v '^INFO: '

@@ -24,10 +24,10 @@ ln -sfn /src/convert "$root/opt/shim/statecast/convert"
 printf '/opt/shim\nimport statecast\n' > "$site/statecast-src.pth"
 printf '#!/bin/sh\nexec /opt/venv/bin/python -m statecast.daemon "$@"\n' > "$root/opt/venv/bin/statecast"
 chmod +x "$root/opt/venv/bin/statecast"
-# Only PI_* knobs and STATECAST_KILLS cross into the rootfs; PYTHONDONTWRITEBYTECODE keeps
+# Only PI_* and the kill test's STATECAST_* knobs cross into the rootfs; PYTHONDONTWRITEBYTECODE keeps
 # aarch64-run .pyc files out of the worktree.
 env_in=(PATH=/opt/venv/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 PYTHONDONTWRITEBYTECODE=1
-        TMPDIR=/tmp STATECAST_EMULATED=qemu-aarch64 $(env | grep -E '^(PI_|STATECAST_KILLS=)' || true))
+        TMPDIR=/tmp STATECAST_EMULATED=qemu-aarch64 $(env | grep -E '^(PI_|STATECAST_(KILLS|KILL_ROWS|WAIT_SCALE)=)' || true))
 exec unshare --mount --propagation private /bin/sh -ec '
   root=$1 repo=$2 out=$3; shift 3
   mount --bind "$repo" "$root/src"
