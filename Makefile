@@ -70,3 +70,12 @@ check-pi-deps: venv
 	$(BIN)/pip download -q --only-binary=:all: --platform $(PI_PLATFORM) --python-version 3.11 \
 	  --implementation cp --abi cp311 -d "$$d/wheels" -r "$$d/requirements.txt" && \
 	ls "$$d/wheels"
+
+# --- issue 17: the device side on a Raspberry Pi's userland (Debian 12 arm64 under qemu-user) ------
+# Builds/reuses the cached arm64 rootfs (/var/cache/statecast-pi), runs the device-side tests,
+# `statecast score` on every shipped model and `statecast bench` inside it, and checks the scores
+# against this host's (tests/pi/parity.py). Needs root; says in one line and fails if the machine
+# cannot run it. See docs/raspberry-pi.md.
+.PHONY: test-pi
+test-pi: venv
+	tests/pi/job.sh

@@ -236,7 +236,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", type=int, default=0, help="stop after N messages (0: never)")
     p.add_argument("--seconds", type=float, default=0.0, help="stop after S seconds (0: never)")
     p.set_defaults(handler=_cmd_watch)
+    _add_bench(sub)
     return parser
+
+
+# --- `statecast bench` (issue 17): one self-contained block -----------------------------------
+def _cmd_bench(args) -> int:
+    from .device_bench import BenchOptions, run_bench
+    for line in run_bench(BenchOptions(model=args.model, runtime=args.runtime, kernels=args.kernels,
+                                       num_threads=args.num_threads, max_batch=args.max_batch,
+                                       streams=args.streams, seconds=args.seconds)):
+        print(line, flush=True)
+    return 0
+
+
+def _add_bench(sub) -> None:
+    from .backends.kernels import KERNEL_CHOICES
+    p = sub.add_parser("bench", help="measure step latency, streams/s and memory per stream on this board")
+    p.add_argument("--model", required=True, help="step model directory")
+    p.add_argument("--runtime", default="auto")
+    p.add_argument("--kernels", choices=KERNEL_CHOICES, default="auto",
+                   help="auto: reference kernels for int8 models (same numbers on every CPU), optimized for float")
+    p.add_argument("--num-threads", type=int, default=1)
+    p.add_argument("--max-batch", type=int, default=256, help="as [batching] max_batch")
+    p.add_argument("--streams", type=int, default=10_000, help="streams in the engine table")
+    p.add_argument("--seconds", type=float, default=2.0, help="time budget per latency figure")
+    p.set_defaults(handler=_cmd_bench)
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -257,6 +282,11 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .platform_check import current_userland_problem
+    problem = current_userland_problem()
+    if problem:                       # 32-bit ARM: no runtime wheels exist, stop before any import
+        print(f"statecast: error: {problem}", file=sys.stderr)
+        return 2
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

@@ -18,6 +18,7 @@ else:                                         # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 from .backends import AUTO_ORDER
+from .backends.kernels import KERNEL_CHOICES
 from .config_checks import (ConfigError, Table, check_streams, client_id_problem, credentials, defaults_of,
                             edgetpu_device_problem, filter_problem, inner_filter, log_level_problem,
                             names_problem, nonempty_problem, parse_shard, render, shard_problem,
@@ -134,6 +135,7 @@ class RuntimeConfig:
     num_threads: int = 1
     delegate: str | None = None                   # None | "edgetpu"
     edgetpu_device: str | None = None             # "usb", "pci", "usb:0", ":0"
+    kernels: str = "auto"                         # backends.kernels.KERNEL_CHOICES (int8: reference by default)
 
 
 @dataclass(frozen=True)
@@ -290,7 +292,8 @@ def _runtime(t: Table) -> RuntimeConfig:
     if device is not None and delegate != "edgetpu":
         raise t.error("edgetpu_device", f'is set but {t.key("delegate")} is not "edgetpu"')
     return RuntimeConfig(backend=t.get("backend", str, choices=("auto",) + AUTO_ORDER), delegate=delegate,
-                         num_threads=t.get("num_threads", int, lo=1, hi=64), edgetpu_device=device)
+                         num_threads=t.get("num_threads", int, lo=1, hi=64), edgetpu_device=device,
+                         kernels=t.get("kernels", str, choices=KERNEL_CHOICES))
 
 
 def _cluster(t: Table) -> ClusterConfig:

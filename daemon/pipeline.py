@@ -27,7 +27,8 @@ class Pipeline:
         self.entry = entry
         self.route = Route(entry.name, entry.topic, entry.stream_id_wildcard, entry.payload, tuple(entry.fields))
         self.model = open_model(entry.model, config.runtime.backend, config.runtime.num_threads,
-                                config.runtime.delegate, config.runtime.edgetpu_device, config.batching.max_batch)
+                                config.runtime.delegate, config.runtime.edgetpu_device, config.batching.max_batch,
+                                kernels=config.runtime.kernels)
         if len(entry.fields) != len(self.model.manifest.value_features):
             raise ConfigError(f"{config.source}: streams '{entry.name}'.fields: {len(entry.fields)} fields but model "
                               f"{self.model.manifest.name} takes {len(self.model.manifest.value_features)} values "

@@ -10,10 +10,11 @@ from .step_model import StepModel
 
 
 def open_model(directory: str, backend_name: str = "auto", num_threads: int = 1, delegate: str | None = None,
-               edgetpu_device: str | None = None, max_batch: int = 1024) -> StepModel:
+               edgetpu_device: str | None = None, max_batch: int = 1024, kernels: str = "auto") -> StepModel:
     backend = select_backend(backend_name)
     delegates = [load_edgetpu_delegate(backend, edgetpu_device)] if delegate == "edgetpu" else []
-    model = StepModel(directory, backend=backend, max_batch=max_batch, num_threads=num_threads, delegates=delegates)
+    model = StepModel(directory, backend=backend, max_batch=max_batch, num_threads=num_threads, delegates=delegates,
+                      kernels=kernels)
     if model.manifest.kind != "step":
         raise ArtifactError(f"{directory}: a {model.manifest.kind} model, not a step model "
                             "(configure a window model as the stream's window_model)")

@@ -11,12 +11,13 @@ import sys
 import numpy as np
 
 from .artifact import ArtifactError, load_artifact
-from .backends import Backend, select_backend
+from .backends import Backend, BackendError, select_backend
+from .backends.kernels import op_resolver_kwargs, resolve_kernels
 
 
 class StepModel:
     def __init__(self, directory: str, backend: Backend | None = None, max_batch: int = 1024,
-                 num_threads: int = 1, delegates: list | None = None):
+                 num_threads: int = 1, delegates: list | None = None, kernels: str = "auto"):
         self.manifest, self._content = load_artifact(directory)
         self.directory = directory
         self.backend = backend or select_backend("auto")
@@ -25,6 +26,12 @@ class StepModel:
         self.max_batch = int(self.static_batch or max_batch)
         self._num_threads = num_threads
         self._delegates = delegates or []
+        # "reference" or "optimized": see backends/kernels.py for why int8 defaults to reference.
+        self.kernels = resolve_kernels(kernels, self.manifest.quantization, bool(self._delegates))
+        try:
+            self._resolver_kwargs = op_resolver_kwargs(self.backend.interpreter_class, self.kernels)
+        except RuntimeError as error:
+            raise BackendError(f"{directory}: {error}") from None
         self._buckets: dict[int, tuple] = {}             # bucket -> (interpreter, input and output indices)
         self._by_batch: dict[int, tuple] = {}            # batch size -> (bucket, *that bucket's entry)
         _, probe, _, probe_outputs = self._interpreter_for(1)
@@ -34,7 +41,7 @@ class StepModel:
 
     # --- interpreters -------------------------------------------------------------------
     def _make_interpreter(self, batch: int):
-        kwargs = {"model_content": self._content, "num_threads": self._num_threads}
+        kwargs = {"model_content": self._content, "num_threads": self._num_threads, **self._resolver_kwargs}
         if self._delegates:
             kwargs["experimental_delegates"] = self._delegates
         interpreter = self.backend.interpreter_class(**kwargs)
@@ -127,6 +134,12 @@ class StepModel:
         interpreter = self.backend.interpreter_class(**kwargs)
         interpreter.allocate_tensors()
         return interpreter
+
+    def loaded_ops(self) -> list[str]:
+        """Op names as the running interpreter executes them: a "DELEGATE" node is part of the
+        graph XNNPACK (or a configured delegate) took over (for `statecast bench`)."""
+        _, interpreter, _, _ = self._interpreter_for(1)
+        return [op["op_name"] for op in interpreter._get_ops_details()]
 
     def ops(self) -> list[str]:
         """Op names of the model graph (for reports and tests)."""

@@ -79,6 +79,16 @@ if ((print_broker_config)); then
     exit 0
 fi
 
+# --- 32-bit userland: no LiteRT or tflite-runtime wheels exist for it; stop before installing
+# anything (STATECAST_MACHINE / STATECAST_LONG_BIT override uname -m / getconf LONG_BIT, for tests)
+machine="${STATECAST_MACHINE:-$(uname -m)}"
+long_bit="${STATECAST_LONG_BIT:-$(getconf LONG_BIT)}"
+if [[ "$long_bit" != 64 || "$machine" =~ ^(armv6l|armv7l|armv8l|armhf|arm)$ ]]; then
+    die "64-bit Raspberry Pi OS (or another aarch64 Linux) is required: this is $machine with a" \
+        "$long_bit-bit userland, and no LiteRT or tflite-runtime wheels exist for 32-bit ARM;" \
+        "check with \`getconf LONG_BIT\` (must print 64) and \`uname -m\` (aarch64)"
+fi
+
 [[ $EUID -eq 0 ]] || die "run as root (sudo $0 $*)"
 script_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source_dir="$(cd "${source_dir:-$script_dir/..}" && pwd)"

@@ -25,7 +25,8 @@ from statecast.daemon.step_model import StepModel
 from statecast.daemon.stream_table import StreamTable
 
 STREAMS = [f"k{i}" for i in range(6)]
-ROWS = 400
+ROWS = int(os.environ.get("STATECAST_KILL_ROWS", "400"))      # smaller under emulation (tests/pi/job.sh)
+WAIT_SCALE = float(os.environ.get("STATECAST_WAIT_SCALE", "1"))  # qemu runs the daemon 10-50x slower
 KILLS = int(os.environ.get("STATECAST_KILLS", "20"))
 RATE_HZ = 120.0
 
@@ -74,7 +75,7 @@ def run(kills: int, tmp_path, broker, record_property, forecast_qos: int):
         return {(m["stream"], m["ts"]) for s in STREAMS for m in collector.json_on(f"statecast/forecast/{s}")}
     expected_keys = {(s, ts) for s in STREAMS for ts, _ in data[s]}
     try:
-        collector.wait_for(lambda: len(keys()) >= total, timeout=60, what="a forecast for every input")
+        collector.wait_for(lambda: len(keys()) >= total, timeout=60 * WAIT_SCALE, what="a forecast for every input")
     except AssertionError:
         missing = sorted(expected_keys - keys())
         raise AssertionError(f"{len(missing)} inputs without a forecast, e.g. {missing[:5]}") from None
@@ -148,14 +149,14 @@ def test_kill9_with_qos0_inputs_state_continues_from_the_journal(tmp_path, broke
     daemon = DaemonProcess(path)
     daemon.wait_serving()
     send(range(half))
-    collector.wait_for(lambda: forecasts() >= half * len(streams), timeout=30, what="the first half's forecasts")
+    collector.wait_for(lambda: forecasts() >= half * len(streams), timeout=30 * WAIT_SCALE, what="the first half's forecasts")
     daemon.process.send_signal(signal.SIGKILL)
     daemon.process.wait()
     assert not os.path.exists(tmp_path / "state" / "temperature.ckpt"), "a checkpoint would make this test moot"
     daemon = DaemonProcess(path)
     daemon.wait_serving()
     send(range(half, ROWS))
-    collector.wait_for(lambda: forecasts() >= ROWS * len(streams), timeout=30, what="the second half's forecasts")
+    collector.wait_for(lambda: forecasts() >= ROWS * len(streams), timeout=30 * WAIT_SCALE, what="the second half's forecasts")
     assert daemon.stop() == 0
     collector.close()
     pub.disconnect()
