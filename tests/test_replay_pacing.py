@@ -82,6 +82,9 @@ def test_replay_defaults_into_stock_mosquitto_lose_nothing(served):
 def test_forced_loss_shows_in_stats_and_log_within_a_second(served):
     server, daemon, collector = served("max_queued_messages 10\n")
     head = 300
+    # broker_dropped counts from the first $SYS report the daemon hears: wait for it before the loss
+    collector.wait_for(lambda: any(s.get("broker_dropped") is not None for s in collector.json_on("statecast/stats")),
+                       timeout=10, what="the daemon's first $SYS dropped report")
     daemon.process.send_signal(signal.SIGSTOP)      # a daemon too slow for its publisher
     run_replay(server.port, "--rate", "0", "--limit", str(head))
     daemon.process.send_signal(signal.SIGCONT)
