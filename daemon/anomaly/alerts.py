@@ -17,8 +17,9 @@ from __future__ import annotations
 import math
 
 # Where the alert's floats live in the stream's flat statistics array (offsets from ALERT_AT).
-EPISODE_START, LAST_ALERT_TS, TOKENS, TOKENS_TS = range(4)
-ALERT_FLOATS = 4
+# EPISODE_START is the time of the last alert too (an episode starts with its alert).
+EPISODE_START, TOKENS, TOKENS_TS = range(3)
+ALERT_FLOATS = 3
 FORECAST_SIGNAL = -1          # signal index of the forecast residual itself
 NO_ALERT = -1                 # last_alert_step in a saved state: no alert yet
 
@@ -32,7 +33,7 @@ def time_allows(settings, stats, at: int, ts: float | None) -> bool:
     """Cooldown and hourly cap (message time); takes a token when an alert may go out."""
     if ts is None or not math.isfinite(ts):
         return True
-    last = stats[at + LAST_ALERT_TS]
+    last = stats[at + EPISODE_START]                # the last alert's time
     if settings.cooldown_seconds > 0.0 and math.isfinite(last) and ts - last < settings.cooldown_seconds:
         return False
     cap = settings.max_alerts_per_hour

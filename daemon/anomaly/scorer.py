@@ -183,7 +183,6 @@ class StreamAnomaly:
                 self.anomalous, self.last_alert_step, event = True, step, "alert"
                 self.episode_signal, self.episode_direction = source, direction
                 self.stats[ALERT_AT + alerts.EPISODE_START] = math.nan if ts is None else ts
-                self.stats[ALERT_AT + alerts.LAST_ALERT_TS] = math.nan if ts is None else ts
                 return score, event
         if held and not breaks and s.refractory_steps > 0:
             return min(score, s.clear_threshold), event
@@ -232,9 +231,9 @@ class StreamAnomaly:
             slot = self.offsets.blocks_at + (pushed // s.block_steps - 1) % s.blocks
             stats[slot], stats[slot + s.blocks] = stats[BLOCK_SUM], stats[BLOCK_SUM_SQ]
             stats[BLOCK_SUM] = stats[BLOCK_SUM_SQ] = 0.0
-            self.sum_window()
+            self._sum_window()
 
-    def sum_window(self) -> None:
+    def _sum_window(self) -> None:
         # Exactly rounded sums of the K block sums: no error carried from one block to the next.
         at, k = self.offsets.blocks_at, self.settings.blocks
         self.stats[WINDOW_SUM] = math.fsum(self.stats[at:at + k])
