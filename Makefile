@@ -29,7 +29,7 @@ test-slow: venv mosquitto
 	$(BIN)/python -m pytest -q -m slow
 
 demo: venv mosquitto
-	$(BIN)/python -m statecast.daemon.demo
+	$(BIN)/python -m statecast.daemon.tools.demo
 
 clean:
 	rm -rf $(VENV) .pytest_cache
@@ -55,7 +55,7 @@ $(TFLITE_STAMP): pyproject.toml
 	touch $(TFLITE_STAMP)
 
 test-tflite-runtime: $(TFLITE_STAMP) mosquitto
-	$(TFLITE_VENV)/bin/python -c 'import numpy; from statecast.daemon.backends import select_backend; \
+	$(TFLITE_VENV)/bin/python -c 'import numpy; from statecast.daemon.model.backends import select_backend; \
 	  name = select_backend().name; assert name == "tflite_runtime" and numpy.__version__ < "2", (name, numpy.__version__); \
 	  print("runtime", name, "numpy", numpy.__version__)'
 	STATECAST_RUNTIME=tflite_runtime $(TFLITE_VENV)/bin/python -m pytest -q -p no:cacheprovider $(TFLITE_TESTS)

@@ -33,14 +33,14 @@ DEFAULT_WORK_DIR = Path("/tmp/statecast-anomaly")
 
 @lru_cache(maxsize=8)
 def _model(model_dir: str):
-    from statecast.daemon.runtime_setup import open_model
+    from statecast.daemon.service.runtime_setup import open_model
     return open_model(model_dir)
 
 
 def resolved_settings(model_dir, settings: dict | None = None) -> dict:
     """The settings a scorer runs with: the built-in defaults, then the model manifest's
     anomaly.settings, then `settings` (keys of the daemon's AnomalySettings)."""
-    from statecast.daemon.runtime_setup import manifest_anomaly_settings
+    from statecast.daemon.service.runtime_setup import manifest_anomaly_settings
     base = dataclasses.asdict(manifest_anomaly_settings(_model(str(model_dir))))
     unknown = sorted(set(settings or {}) - set(base))
     if unknown:
@@ -52,7 +52,7 @@ def scorer_factory(model_dir, settings: dict | None = None):
     """Zero-argument factory of per-stream scorers for this model and settings dict (over the
     manifest's settings). The lead's new daemon/anomaly/ API changes only this function."""
     from statecast.daemon.anomaly import AnomalySettings
-    from statecast.daemon.runtime_setup import anomaly_factory_for
+    from statecast.daemon.service.runtime_setup import anomaly_factory_for
     model = _model(str(model_dir))
     return anomaly_factory_for(model, AnomalySettings(**resolved_settings(model_dir, settings)))
 
@@ -91,7 +91,7 @@ def parse_scored(csv_path, npz_path) -> None:
     """A `statecast score` CSV -> npz of value, forecast_1, anomaly_score (NaN where empty) and
     stamps (epoch seconds, the engine's own parser)."""
     import csv
-    from statecast.daemon.series_csv import parse_timestamp
+    from statecast.daemon.tools.series_csv import parse_timestamp
     with open(csv_path, newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
 

@@ -56,7 +56,7 @@ def cpu_model() -> str:
 
 
 def mosquitto_version() -> str:
-    from statecast.daemon.local_broker import mosquitto_binary
+    from statecast.daemon.tools.local_broker import mosquitto_binary
     binary = mosquitto_binary()
     if binary is None:
         return "not installed"

@@ -27,7 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_common import MODELS, cpu_seconds, machine, median, print_summary, write_result  # noqa: E402
 from bench_mqtt import DaemonOptions, DaemonSUT, EchoSUT, Load, StatsWatcher, with_retries  # noqa: E402
 
-from statecast.daemon.local_broker import LocalMosquitto  # noqa: E402
+from statecast.daemon.tools.local_broker import LocalMosquitto  # noqa: E402
 
 DEFAULT_MODEL = os.path.join(MODELS, "machine_temperature-float32")
 PUBLISHERS = 2

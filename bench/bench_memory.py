@@ -31,7 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_common import MODELS, machine, mapped_files, proc_status, write_result  # noqa: E402
 from bench_mqtt import DaemonOptions, DaemonSUT, Load, with_retries, write_daemon_config  # noqa: E402
 
-from statecast.daemon.local_broker import LocalMosquitto  # noqa: E402
+from statecast.daemon.tools.local_broker import LocalMosquitto  # noqa: E402
 
 # STATECAST_BENCH_MODEL measures another artifact (e.g. models/default); the probe subprocess inherits it
 MODEL = os.path.abspath(os.environ.get("STATECAST_BENCH_MODEL", os.path.join(MODELS, "machine_temperature-float32")))
@@ -191,11 +191,11 @@ def probe(streams: int, checkpoint: bool) -> dict:
 
     import numpy as np
 
-    from statecast.daemon import checkpoint as ckpt
     from statecast.daemon.anomaly import BLOCK_SUM, BLOCK_SUM_SQ, StreamAnomaly
     from statecast.daemon.config import load_config
-    from statecast.daemon.engine import Message
-    from statecast.daemon.serve import Daemon
+    from statecast.daemon.engine.step_engine import Message
+    from statecast.daemon.service.serve import Daemon
+    from statecast.daemon.state import checkpoint as ckpt
 
     directory = tempfile.mkdtemp(prefix="statecast-probe-")
     config = load_config(write_daemon_config(directory, 1883, DaemonOptions(

@@ -73,7 +73,7 @@ def window_spec(model):
 
 
 def scaled_series(spec) -> np.ndarray:
-    from statecast.daemon.series_csv import read_series
+    from statecast.daemon.tools.series_csv import read_series
     values = read_series(CSV, "timestamp", ("value",)).values.astype(np.float32)   # (rows, 1)
     return (values - spec.input_mean) / spec.input_std
 

@@ -25,8 +25,8 @@ STREAMS = 1000
 
 def step_alternatives(mode: str, block_seconds: float) -> dict:
     """name -> callable returning seconds per stream-step (one timed block)."""
-    from statecast.daemon.step_model import StepModel
-    from statecast.daemon.stream_table import StreamTable
+    from statecast.daemon.model.step_model import StepModel
+    from statecast.daemon.state.stream_table import StreamTable
 
     directory = bench_models.step_artifact(mode)
     model = StepModel(directory, max_batch=1024)

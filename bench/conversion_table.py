@@ -23,9 +23,9 @@ import numpy as np
 
 from statecast.convert import parity
 from statecast.convert.pipeline import ConvertOptions, convert, read_sidecar
-from statecast.daemon.features import assemble_inputs
-from statecast.daemon.series_csv import read_series
-from statecast.daemon.step_model import StepModel
+from statecast.daemon.model.features import assemble_inputs
+from statecast.daemon.model.step_model import StepModel
+from statecast.daemon.tools.series_csv import read_series
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CSV = os.path.join(ROOT, "data/nab/data/realKnownCause/machine_temperature_system_failure.csv")
@@ -156,7 +156,7 @@ def write_doc(rows: list[dict], path: str, command: str) -> None:
         + ("; `shipped` is the 2 x 64 LSTM re-trained exactly as `models/build.sh` does (rows 0-15,000)."
            if any(r["cell"] == "shipped" for r in rows) else "."), "",
         f"Machine: `{platform.processor() or platform.machine()}`, {os.cpu_count()} logical CPUs, "
-        f"runtime `{r0['runtime']}` via `statecast.daemon.step_model.StepModel`, 1 interpreter thread; "
+        f"runtime `{r0['runtime']}` via `statecast.daemon.model.step_model.StepModel`, 1 interpreter thread; "
         f"load average at the end of the run {os.getloadavg()[0]:.2f} (timings on a shared machine).", "",
         "Columns:", "",
         "- **bytes**: size of `model.tflite`.",

@@ -48,10 +48,10 @@ def evaluate(csv: str, horizon: int, work: str, train_args: tuple[str, ...] = ()
     from statecast.convert.convert_skill import season_lags
     from statecast.convert.parity import run_step_model
     from statecast.convert.skill import horizon_errors
-    from statecast.daemon.backends import select_backend
-    from statecast.daemon.features import assemble_inputs
-    from statecast.daemon.series_csv import read_series
-    from statecast.daemon.step_model import StepModel
+    from statecast.daemon.model.backends import select_backend
+    from statecast.daemon.model.features import assemble_inputs
+    from statecast.daemon.model.step_model import StepModel
+    from statecast.daemon.tools.series_csv import read_series
 
     series = read_series(csv)
     split = int(series.values.shape[0] * TRAIN_FRACTION)
@@ -130,10 +130,10 @@ def shipped(first_row: int = 15000) -> str:
     default* trained on every NAB development file, so in-sample for them)."""
     from statecast.convert.parity import run_step_model
     from statecast.convert.skill import horizon_errors
-    from statecast.daemon.backends import select_backend
-    from statecast.daemon.features import assemble_inputs
-    from statecast.daemon.series_csv import read_series
-    from statecast.daemon.step_model import StepModel
+    from statecast.daemon.model.backends import select_backend
+    from statecast.daemon.model.features import assemble_inputs
+    from statecast.daemon.model.step_model import StepModel
+    from statecast.daemon.tools.series_csv import read_series
 
     series = read_series(os.path.join(SETS["nab"], "machine_temperature_system_failure.csv"))
     lines = ["| model | rows | NRMSE model | persistence | skill | RMSE model | RMSE persistence |", "|---|---|---|---|---|---|---|"]

@@ -18,7 +18,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_common import MODELS, calls_for, interleaved, machine, median, paired_ratio, timed_block  # noqa: E402
 
-from statecast.daemon.step_model import StepModel  # noqa: E402
+from statecast.daemon.model.step_model import StepModel  # noqa: E402
 
 SHIPPED = ("default-int8", "machine_temperature-int8", "default", "machine_temperature-float32")
 BATCHES = (1, 256)

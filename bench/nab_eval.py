@@ -9,7 +9,7 @@ of a stream) count as 0.
     python bench/nab_eval.py [--model models/default] [--model models/default-int8]
                              [--work-dir /tmp/statecast-nab] [--write-docs docs/nab.md]
 
-`--in-process` calls statecast.daemon.score.score_csv instead of the CLI (same function the CLI
+`--in-process` calls statecast.daemon.tools.score.score_csv instead of the CLI (same function the CLI
 runs; used by the tests and for quick tuning runs).
 """
 from __future__ import annotations
@@ -54,9 +54,9 @@ def score_file_cli(model_dir, csv_path, out_path) -> None:
 
 
 def score_file_in_process(model_dir, csv_path, out_path) -> None:
-    """The same function the CLI runs (statecast.daemon.score.score_csv), without a new process."""
-    from statecast.daemon.runtime_setup import anomaly_factory_for, open_model
-    from statecast.daemon.score import score_csv
+    """The same function the CLI runs (statecast.daemon.tools.score.score_csv), without a new process."""
+    from statecast.daemon.service.runtime_setup import anomaly_factory_for, open_model
+    from statecast.daemon.tools.score import score_csv
     model = open_model(str(model_dir))
     score_csv(model, str(csv_path), str(out_path), anomaly_factory=anomaly_factory_for(model))
 
@@ -90,7 +90,7 @@ def replay_anomaly(scored: dict, anomaly_factory) -> tuple[np.ndarray, list]:
     (scores, events) per row, exactly as `statecast score` computes them (a row whose timestamp
     is not after the last accepted one is not stepped and shows that timestamp's result).
     Lets the anomaly settings be tuned without re-running the model."""
-    from statecast.daemon.series_csv import parse_timestamp
+    from statecast.daemon.tools.series_csv import parse_timestamp
     values, forecasts = scored["value"], scored["forecast_1"]
     stamps = [parse_timestamp(t) for t in scored["timestamp"]]
     anomaly = anomaly_factory()

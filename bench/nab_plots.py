@@ -45,8 +45,8 @@ def decades(score) -> np.ndarray:
 def replay(model_dir, scored: dict) -> tuple[np.ndarray, list[int]]:
     """(scores, alert row indices) of the model's default anomaly settings, replayed from value and
     forecast; raises if the replayed scores differ from the ones `statecast score` wrote."""
-    from statecast.daemon.runtime_setup import anomaly_factory_for
-    from statecast.daemon.step_model import StepModel
+    from statecast.daemon.model.step_model import StepModel
+    from statecast.daemon.service.runtime_setup import anomaly_factory_for
     scores, events = nab_eval.replay_anomaly(scored, anomaly_factory_for(StepModel(str(model_dir))))
     written = scored["anomaly_score"]
     if not np.allclose(np.nan_to_num(scores, nan=-1), np.nan_to_num(written, nan=-1), rtol=0, atol=1e-12):
@@ -115,8 +115,8 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"run bench/nab_eval.py first; missing {missing[0]} (and {len(missing) - 1} more)")
     windows = nab_scorer.load_windows(args.nab_dir)
     threshold = nab_scorer.score_corpus(nab_eval.nab_results(outputs), windows, "standard")["threshold"]
-    from statecast.daemon.runtime_setup import manifest_anomaly_settings
-    from statecast.daemon.step_model import StepModel
+    from statecast.daemon.model.step_model import StepModel
+    from statecast.daemon.service.runtime_setup import manifest_anomaly_settings
     thresholds = {"alert": manifest_anomaly_settings(StepModel(args.model)).threshold, "nab": threshold}
     os.makedirs(args.out, exist_ok=True)
     for key, path in outputs.items():

@@ -62,7 +62,7 @@ class Feed:
     """Rounds of one message per stream, timestamps advancing 300 s per round."""
 
     def __init__(self, streams: int):
-        from statecast.daemon.engine import Message
+        from statecast.daemon.engine.step_engine import Message
         self.Message, self.ids, self.round = Message, [f"s{i}" for i in range(streams)], 0
         self.values = np.random.default_rng(0).normal(70.0, 5.0, 4096).tolist()
 
@@ -84,10 +84,10 @@ def engine_round(engine, streams: int, stagger: bool):
 
 
 def cost(repeats: int, block_seconds: float) -> dict:
-    from statecast.daemon.engine import Engine
-    from statecast.daemon.step_model import StepModel
-    from statecast.daemon.window_engine import WindowEngine
-    from statecast.daemon.window_model import WindowModel
+    from statecast.daemon.engine.step_engine import Engine
+    from statecast.daemon.engine.window_engine import WindowEngine
+    from statecast.daemon.model.step_model import StepModel
+    from statecast.daemon.model.window_model import WindowModel
 
     causal = StepModel(os.path.join(MODELS, "machine_temperature-float32"))
     window = WindowModel(window_artifact())
@@ -144,8 +144,8 @@ def _file_models(key: str, path, work: str) -> tuple[str, str]:
 
 
 def _scores(engine, path) -> tuple[list[str], np.ndarray]:
-    from statecast.daemon.engine import Message
-    from statecast.daemon.series_csv import read_series
+    from statecast.daemon.engine.step_engine import Message
+    from statecast.daemon.tools.series_csv import read_series
     series = read_series(str(path))
     messages = [Message("f", (float(v),), float(ts), float(ts)) for v, ts in zip(series.values[:, 0], series.timestamps)]
     by_ts = {}
@@ -159,11 +159,11 @@ def _scores(engine, path) -> tuple[list[str], np.ndarray]:
 def nab(work: str) -> dict:
     import nab_eval
     import nab_scorer
-    from statecast.daemon.engine import Engine
-    from statecast.daemon.runtime_setup import anomaly_factory_for
-    from statecast.daemon.step_model import StepModel
-    from statecast.daemon.window_engine import WindowEngine
-    from statecast.daemon.window_model import WindowModel
+    from statecast.daemon.engine.step_engine import Engine
+    from statecast.daemon.engine.window_engine import WindowEngine
+    from statecast.daemon.model.step_model import StepModel
+    from statecast.daemon.model.window_model import WindowModel
+    from statecast.daemon.service.runtime_setup import anomaly_factory_for
 
     files = nab_eval.development_files()
     results = {"causal LSTM (16)": {}, "BiLSTM window (16, W=32)": {}}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from statecast.daemon.step_model import StepModel
+from statecast.daemon.model.step_model import StepModel
 
 
 def visited_states(model: StepModel, x_scaled: np.ndarray, lanes: int = 8, samples: int = 1024,

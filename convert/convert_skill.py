@@ -6,8 +6,8 @@ import os
 
 import numpy as np
 
-from statecast.daemon.features import assemble_inputs
-from statecast.daemon.series_csv import SeriesError, read_series
+from statecast.daemon.model.features import assemble_inputs
+from statecast.daemon.tools.series_csv import SeriesError, read_series
 
 from . import parity, skill
 from .errors import ConversionError

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from statecast.daemon.scaling import IoScaling
-from statecast.daemon.step_model import StepModel, run_sequence
+from statecast.daemon.model.scaling import IoScaling
+from statecast.daemon.model.step_model import StepModel, run_sequence
 
 # Max |step - keras| as a fraction of the output range, per mode. float32 differs from Keras only
 # by op order / fused kernels (~1e-7 relative); float16 and int8-weight (dynamic) rounding of the

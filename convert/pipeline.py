@@ -17,12 +17,12 @@ from typing import Any, Callable
 
 import numpy as np
 
-from statecast.daemon.artifact import CALENDAR_FEATURES, MANIFEST_FILE, MODEL_FILE, sha256_hex
-from statecast.daemon.backends import select_backend
-from statecast.daemon.features import assemble_inputs
-from statecast.daemon.series_csv import SeriesError, read_series
-from statecast.daemon.scaling import IoScaling
-from statecast.daemon.step_model import StepModel
+from statecast.daemon.model.artifact import CALENDAR_FEATURES, MANIFEST_FILE, MODEL_FILE, sha256_hex
+from statecast.daemon.model.backends import select_backend
+from statecast.daemon.model.features import assemble_inputs
+from statecast.daemon.model.scaling import IoScaling
+from statecast.daemon.model.step_model import StepModel
+from statecast.daemon.tools.series_csv import SeriesError, read_series
 
 from . import parity
 from .calibration import visited_states

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from statecast.daemon.artifact import CALENDAR_FEATURES
-from statecast.daemon.scaling import OnlineScaler
+from statecast.daemon.model.artifact import CALENDAR_FEATURES
+from statecast.daemon.model.scaling import OnlineScaler
 
 from . import train_skill
 from .data_profile import DataProfile, choose_window, describe, profile_series

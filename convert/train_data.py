@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from statecast.daemon.features import assemble_inputs
-from statecast.daemon.scaling import OnlineScaler
-from statecast.daemon.series_csv import Series, SeriesError, read_series
+from statecast.daemon.model.features import assemble_inputs
+from statecast.daemon.model.scaling import OnlineScaler
+from statecast.daemon.tools.series_csv import Series, SeriesError, read_series
 
 from .errors import ConversionError
 

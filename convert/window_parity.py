@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from statecast.daemon.scaling import IoScaling
-from statecast.daemon.window_model import WindowModel
+from statecast.daemon.model.scaling import IoScaling
+from statecast.daemon.model.window_model import WindowModel
 
 from .parity import INT8_RMSE_RATIO, RANGE_TOLERANCE
 

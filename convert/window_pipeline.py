@@ -15,9 +15,9 @@ from functools import partial
 
 import numpy as np
 
-from statecast.daemon.artifact import sha256_hex
-from statecast.daemon.backends import select_backend
-from statecast.daemon.window_model import WindowModel
+from statecast.daemon.model.artifact import sha256_hex
+from statecast.daemon.model.backends import select_backend
+from statecast.daemon.model.window_model import WindowModel
 
 from . import window_parity
 from .errors import ConversionError

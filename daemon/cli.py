@@ -73,25 +73,25 @@ def _cmd_convert(args) -> int:
 
 
 def _cmd_score(args) -> int:
-    from .score import score_csv
-    from .runtime_setup import open_model, anomaly_factory_for
+    from statecast.daemon.service.runtime_setup import open_model, anomaly_factory_for
+    from statecast.daemon.tools.score import score_csv
     model = open_model(args.model, args.runtime)
     rows = score_csv(model, args.csv, args.out, args.time_column, anomaly_factory=anomaly_factory_for(model),
                      value_columns=_split(args.value_columns))
     print(f"scored {rows} rows with {model.manifest.name} -> {args.out}")
     if args.plot:
-        from .score_plot import plot_scored
+        from statecast.daemon.tools.score_plot import plot_scored
         print(f"plot: {plot_scored(args.out, args.plot)}")
     return 0
 
 
 def _cmd_serve(args) -> int:
-    from .serve import serve
+    from statecast.daemon.service.serve import serve
     return serve(args.config, check_only=args.check_config)
 
 
 def _cmd_replay(args) -> int:
-    from .replay import replay
+    from statecast.daemon.tools.replay import replay
     sent = replay(args.csv, args.topic, host=args.host, port=args.port, rate_hz=args.rate, speedup=args.speedup,
                   qos=args.qos, limit=args.limit, time_column=args.time_column,
                   value_columns=_split(args.value_columns) or ("value",), stream_id=args.stream_id,
@@ -101,13 +101,13 @@ def _cmd_replay(args) -> int:
 
 
 def _cmd_watch(args) -> int:
-    from .watch import watch
+    from statecast.daemon.tools.watch import watch
     watch(args.topic or ["statecast/#"], host=args.host, port=args.port, count=args.count, seconds=args.seconds)
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .replay import DEFAULT_RATE_HZ, DEFAULT_WINDOW
+    from statecast.daemon.tools.replay import DEFAULT_RATE_HZ, DEFAULT_WINDOW
     parser = argparse.ArgumentParser(prog="statecast", description=__doc__, formatter_class=HELP_FORMAT)
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -242,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # --- `statecast bench` (issue 17): one self-contained block -----------------------------------
 def _cmd_bench(args) -> int:
-    from .device_bench import BenchOptions, run_bench
+    from statecast.daemon.tools.device_bench import BenchOptions, run_bench
     for line in run_bench(BenchOptions(model=args.model, runtime=args.runtime, kernels=args.kernels,
                                        num_threads=args.num_threads, max_batch=args.max_batch,
                                        streams=args.streams, seconds=args.seconds)):
@@ -251,7 +251,7 @@ def _cmd_bench(args) -> int:
 
 
 def _add_bench(sub) -> None:
-    from .backends.kernels import KERNEL_CHOICES
+    from statecast.daemon.model.backends.kernels import KERNEL_CHOICES
     p = sub.add_parser("bench", help="measure step latency, streams/s and memory per stream on this board")
     p.add_argument("--model", required=True, help="step model directory")
     p.add_argument("--runtime", default="auto")
@@ -266,14 +266,14 @@ def _add_bench(sub) -> None:
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Exception types that carry a one-line, user-facing reason."""
-    from .artifact import ArtifactError
-    from .backends import BackendError
-    from .series_csv import SeriesError
+    from statecast.daemon.model.artifact import ArtifactError
+    from statecast.daemon.model.backends import BackendError
+    from statecast.daemon.tools.series_csv import SeriesError
     errors: list[type[BaseException]] = [UserError, ArtifactError, BackendError, SeriesError]
-    if "statecast.daemon.replay" in sys.modules:
-        errors.append(sys.modules["statecast.daemon.replay"].ReplayError)
-    if "statecast.daemon.score_plot" in sys.modules:
-        errors.append(sys.modules["statecast.daemon.score_plot"].PlotError)
+    if "statecast.daemon.tools.replay" in sys.modules:
+        errors.append(sys.modules["statecast.daemon.tools.replay"].ReplayError)
+    if "statecast.daemon.tools.score_plot" in sys.modules:
+        errors.append(sys.modules["statecast.daemon.tools.score_plot"].PlotError)
     if "statecast.convert.errors" in sys.modules:
         errors.append(sys.modules["statecast.convert.errors"].ConversionError)
     if "statecast.daemon.config" in sys.modules:
@@ -282,7 +282,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .platform_check import current_userland_problem
+    from statecast.daemon.service.platform_check import current_userland_problem
     problem = current_userland_problem()
     if problem:                       # 32-bit ARM: no runtime wheels exist, stop before any import
         print(f"statecast: error: {problem}", file=sys.stderr)

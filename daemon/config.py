@@ -17,13 +17,13 @@ if sys.version_info >= (3, 11):
 else:                                         # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-from .backends import AUTO_ORDER
-from .backends.kernels import KERNEL_CHOICES
+from statecast.daemon.model.backends import AUTO_ORDER
+from statecast.daemon.model.backends.kernels import KERNEL_CHOICES
 from .config_checks import (ConfigError, Table, check_streams, client_id_problem, credentials, defaults_of,
                             edgetpu_device_problem, filter_problem, inner_filter, log_level_problem,
                             names_problem, nonempty_problem, parse_shard, render, shard_problem,
                             stream_name_problem, template_problem, tls_files, topic_name_problem)
-from .payload import FORMATS
+from statecast.daemon.mqtt.payload import FORMATS
 
 
 @dataclass(frozen=True)
@@ -274,7 +274,7 @@ def _anomaly(t: Table) -> AnomalyConfig:
 
 
 def _signals_problem(names: tuple) -> str | None:
-    from .anomaly.signals import SIGNALS
+    from statecast.daemon.anomaly.signals import SIGNALS
     unknown = [name for name in names if not isinstance(name, str) or name not in SIGNALS]
     if unknown:
         return f"unknown signal(s) {render(unknown)}; known: {', '.join(SIGNALS)}"

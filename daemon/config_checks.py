@@ -14,7 +14,7 @@ import os
 import re
 from typing import Any, Callable
 
-from .topics import TopicError, stream_id_from_topic, validate_filter, validate_template
+from statecast.daemon.mqtt.topics import TopicError, stream_id_from_topic, validate_filter, validate_template
 
 REQUIRED = dataclasses.MISSING
 _FROM_TABLE = object()                      # "use the default registered for this key"

@@ -10,9 +10,9 @@ import math
 import numpy as np
 import pytest
 
-from statecast.daemon import checkpoint
 from statecast.daemon.anomaly import STATE_VERSION, AnomalySettings, StreamAnomaly
-from statecast.daemon.stream_table import StreamTable
+from statecast.daemon.state import checkpoint
+from statecast.daemon.state.stream_table import StreamTable
 
 
 def run(anomaly: StreamAnomaly, residuals) -> tuple[list, list]:
@@ -324,8 +324,8 @@ def test_daily_profile_needs_the_timestamp_and_round_trips():
 def test_default_model_carries_its_tuned_settings_and_no_unit_prior():
     from pathlib import Path
 
-    from statecast.daemon.runtime_setup import anomaly_factory_for, manifest_anomaly_settings
-    from statecast.daemon.step_model import StepModel
+    from statecast.daemon.model.step_model import StepModel
+    from statecast.daemon.service.runtime_setup import anomaly_factory_for, manifest_anomaly_settings
     root = Path(__file__).resolve().parent.parent
     model = StepModel(str(root / "models" / "default"))
     tuned = json.loads((root / "models" / "default-anomaly.json").read_text())

@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from statecast.daemon import checkpoint
 from statecast.daemon.anomaly import AnomalySettings, StreamAnomaly
-from statecast.daemon.engine import Engine, Message
-from statecast.daemon.runtime_setup import anomaly_factory_for, open_model
-from statecast.daemon.stream_table import StreamTable
-from statecast.daemon.takeover import restore_shard
+from statecast.daemon.engine.step_engine import Engine, Message
+from statecast.daemon.service.runtime_setup import anomaly_factory_for, open_model
+from statecast.daemon.state import checkpoint
+from statecast.daemon.state.stream_table import StreamTable
+from statecast.daemon.state.takeover import restore_shard
 
 ROOT = Path(__file__).resolve().parent.parent
 STREAMS = 40
@@ -161,8 +161,8 @@ def test_a_crash_while_checkpoint_files_are_written_loses_no_step(tmp_path):
     next successful checkpoint deletes the leftover .pending."""
     from daemon_proc import write_config
     from statecast.daemon.config import load_config
-    from statecast.daemon.journal import PENDING
-    from statecast.daemon.pipeline import Pipeline
+    from statecast.daemon.service.stream_pipeline import Pipeline
+    from statecast.daemon.state.journal import PENDING
 
     def pipeline_in(directory):
         config = load_config(write_config(tmp_path / f"{directory}.toml", 1883, str(tmp_path / directory)))

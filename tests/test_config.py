@@ -11,8 +11,8 @@ import pytest
 
 from statecast.daemon.config import (AnomalyConfig, BatchingConfig, BrokerConfig, ConfigError, HomeAssistantConfig,
                                      LoggingConfig, OutputConfig, RuntimeConfig, load_config, parse_config)
-from statecast.daemon.pipeline import anomaly_settings
-from statecast.daemon.runtime_setup import manifest_anomaly_settings, open_model
+from statecast.daemon.service.runtime_setup import manifest_anomaly_settings, open_model
+from statecast.daemon.service.stream_pipeline import anomaly_settings
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLE = os.path.join(ROOT, "systemd", "statecast.example.toml")

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from statecast.daemon import checkpoint
-from statecast.daemon.engine import Engine, EngineSettings, Message
-from statecast.daemon.series_csv import read_series
-from statecast.daemon.step_model import StepModel
+from statecast.daemon.engine.step_engine import Engine, EngineSettings, Message
+from statecast.daemon.model.step_model import StepModel
+from statecast.daemon.state import checkpoint
+from statecast.daemon.tools.series_csv import read_series
 
 MODEL_DIR = os.path.join(ROOT, "models", "machine_temperature-float32")
 SERIES = read_series(os.path.join(ROOT, "data", "nab", "data", "realKnownCause", "machine_temperature_system_failure.csv"))

@@ -11,7 +11,7 @@ import pytest
 from broker import Mosquitto, free_port
 from daemon_proc import Collector, DaemonProcess, write_config
 from statecast.daemon.cli import build_parser
-from statecast.daemon.routing import RejectionLog
+from statecast.daemon.mqtt.routing import RejectionLog
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEVICE_COMMANDS = ("convert", "serve", "score", "replay", "watch")
@@ -83,7 +83,7 @@ def test_bad_message_warnings_are_rate_limited_per_topic(caplog):
 def test_parity_failure_prints_the_report_and_next_steps(tmp_path):
     from statecast.convert.errors import ConversionError
     from statecast.convert.pipeline import ConvertOptions, install_verified
-    from statecast.daemon.step_model import StepModel
+    from statecast.daemon.model.step_model import StepModel
     model = os.path.join(ROOT, "models", "default")
     content = open(os.path.join(model, "model.tflite"), "rb").read()
     manifest = json.load(open(os.path.join(model, "manifest.json")))

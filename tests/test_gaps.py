@@ -1,12 +1,12 @@
-"""Missing-step detection (daemon/gaps.py) through the real engine, and its log rate limit."""
+"""Missing-step detection (daemon/engine/gaps.py) through the real engine, and its log rate limit."""
 import logging
 
 import numpy as np
 
 from daemon_proc import DEFAULT_MODEL
-from statecast.daemon import gaps
-from statecast.daemon.engine import Engine, Message
-from statecast.daemon.step_model import StepModel
+from statecast.daemon.engine import gaps
+from statecast.daemon.engine.step_engine import Engine, Message
+from statecast.daemon.model.step_model import StepModel
 
 STEP_SECONDS = 300.0
 

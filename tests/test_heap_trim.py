@@ -1,7 +1,7 @@
 """heap_trim: an idle engine loop hands a burst's freed heap pages back to the kernel."""
 import pytest
 
-from statecast.daemon.heap_trim import HeapTrimmer
+from statecast.daemon.service.heap_trim import HeapTrimmer
 
 FREED_MB = 64
 

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from statecast.daemon import homeassistant as ha
-from statecast.daemon.topics import TopicError, sanitize_stream_id
+from statecast.daemon.mqtt import homeassistant as ha
+from statecast.daemon.mqtt.topics import TopicError, sanitize_stream_id
 
 FORECAST = "statecast/forecast/{stream}"
 ALERT = "statecast/alert/{stream}"

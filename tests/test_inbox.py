@@ -1,8 +1,8 @@
-"""The network thread -> engine loop hand-over (daemon/inbox.py): nothing lost, order kept, bounded."""
+"""The network thread -> engine loop hand-over (daemon/mqtt/inbox.py): nothing lost, order kept, bounded."""
 import threading
 import time
 
-from statecast.daemon.inbox import Inbox
+from statecast.daemon.mqtt.inbox import Inbox
 
 
 def test_every_item_arrives_once_in_order_across_threads():

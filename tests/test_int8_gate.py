@@ -13,10 +13,10 @@ from conftest import MACHINE_TEMPERATURE
 from statecast.convert import parity
 from statecast.convert.pipeline import ConvertOptions, convert
 from statecast.convert.train import TrainOptions, train
-from statecast.daemon.backends import select_backend
-from statecast.daemon.features import assemble_inputs
-from statecast.daemon.series_csv import read_series
-from statecast.daemon.step_model import StepModel
+from statecast.daemon.model.backends import select_backend
+from statecast.daemon.model.features import assemble_inputs
+from statecast.daemon.model.step_model import StepModel
+from statecast.daemon.tools.series_csv import read_series
 from test_train_auto import weekly_series, write_csv
 
 PARITY_ROWS = 5000       # what convert's parity section runs

@@ -6,7 +6,7 @@ import numpy as np
 from conftest import FIXTURES
 from statecast.convert import parity
 from statecast.convert.pipeline import ConvertOptions, convert
-from statecast.daemon.step_model import StepModel
+from statecast.daemon.model.step_model import StepModel
 
 
 def test_tf_keras_h5_matches_keras2_reference(tmp_path):

@@ -56,8 +56,8 @@ def test_scoring_runs_for_every_profile(files, scored):
 
 def test_replay_reproduces_what_score_wrote(scored):
     """The tuning shortcut (anomaly settings replayed from value and forecast) is the engine's path."""
-    from statecast.daemon.runtime_setup import anomaly_factory_for
-    from statecast.daemon.step_model import StepModel
+    from statecast.daemon.model.step_model import StepModel
+    from statecast.daemon.service.runtime_setup import anomaly_factory_for
     factory = anomaly_factory_for(StepModel(str(MODEL)))
     for path in scored.values():
         data = nab_eval.read_scored(path)

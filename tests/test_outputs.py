@@ -1,4 +1,4 @@
-"""Published JSON (daemon/outputs.py, documented in docs/payloads.md): times, rounding, alert details."""
+"""Published JSON (daemon/mqtt/outputs.py, documented in docs/payloads.md): times, rounding, alert details."""
 import json
 import os
 import re
@@ -6,8 +6,8 @@ import re
 import numpy as np
 from hypothesis import given, settings, strategies as st
 
-from statecast.daemon.engine import Forecast
-from statecast.daemon.outputs import alert_message, forecast_message, forecast_message_general
+from statecast.daemon.engine.step_engine import Forecast
+from statecast.daemon.mqtt.outputs import alert_message, forecast_message, forecast_message_general
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TS = 1386018000.0                                            # 2013-12-02T21:00:00Z

@@ -15,8 +15,8 @@ from conftest import FIXTURES, MACHINE_TEMPERATURE
 from statecast.convert import parity
 from statecast.convert.keras_reader import load_keras_model
 from statecast.convert.pipeline import ConvertOptions, convert
-from statecast.daemon.series_csv import read_series
-from statecast.daemon.step_model import StepModel
+from statecast.daemon.model.step_model import StepModel
+from statecast.daemon.tools.series_csv import read_series
 
 CELLS = ["lstm", "gru", "gru_classic", "rnn_tanh", "rnn_relu"]
 MODES = ["float32", "float16", "dynamic", "int8"]
@@ -110,7 +110,7 @@ def test_fused_gates_compute_what_per_gate_ops_compute(cell, series):
     from statecast.convert.keras_reader import read_model_spec
     from statecast.convert.quantize import to_tflite
     from statecast.convert.step_graph import StepModule
-    from statecast.daemon.backends import select_backend
+    from statecast.daemon.model.backends import select_backend
     spec = read_model_spec(load_keras_model(os.path.join(FIXTURES, f"{cell}.keras")))
     interpreter_class = select_backend("auto").interpreter_class
     runs = {}
@@ -154,7 +154,7 @@ def test_int8_does_not_drift_over_a_long_stream(artifact, series):
 def test_static_batch_int8_export_passes_the_edgetpu_precheck_and_serves_any_batch(tmp_path):
     """An Edge TPU export needs full int8 and static shapes: --static-batch N gives both, and the
     runtime pads or splits batches to N."""
-    from statecast.daemon.engine import Engine, Message
+    from statecast.daemon.engine.step_engine import Engine, Message
     out = str(tmp_path / "edgetpu")
     manifest = convert(ConvertOptions(model_path=os.path.join(FIXTURES, "gru.keras"), mode="int8", out_dir=out,
                                       calibration_csv=MACHINE_TEMPERATURE, static_batch=4))

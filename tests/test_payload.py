@@ -8,7 +8,7 @@ import time
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from statecast.daemon.payload import MAX_JSON_DEPTH, PayloadError, Reading, decode_payload
+from statecast.daemon.mqtt.payload import MAX_JSON_DEPTH, PayloadError, Reading, decode_payload
 
 VALUE = ("value",)
 REASONS = {"bad_json", "missing_field", "non_numeric", "non_finite", "oversize", "empty", "not_utf8",
@@ -327,8 +327,8 @@ def test_forecast_message_fast_path_matches_the_general_encoder(stream, ts, valu
                                                                 model, steps):
     import numpy as np
 
-    from statecast.daemon.engine import Forecast
-    from statecast.daemon.outputs import forecast_message, forecast_message_general
+    from statecast.daemon.engine.step_engine import Forecast
+    from statecast.daemon.mqtt.outputs import forecast_message, forecast_message_general
     result = Forecast(stream, ts, (value,), np.asarray(forecast, np.float32).reshape(-1, 1), score, expected,
                       None, steps)
     fast = forecast_message(result, model, ("value",))
@@ -341,7 +341,7 @@ def test_forecast_message_fast_path_matches_the_general_encoder(stream, ts, valu
 def test_payload_and_csv_read_a_timestamp_the_same_way(ts_text, tmp_path):
     """serve (payload `ts`) and score (CSV timestamp column) share one parser: numeric strings, a
     trailing 'Z', offsets and naive (UTC) times give the same instant in both."""
-    from statecast.daemon.series_csv import read_series
+    from statecast.daemon.tools.series_csv import read_series
     reading = decode_payload(json.dumps({"value": 1.0, "ts": ts_text}).encode(), "json", ("value",))
     path = tmp_path / "one.csv"
     path.write_text(f"timestamp,value\n{ts_text},1.0\n")

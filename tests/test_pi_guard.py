@@ -9,10 +9,11 @@ import sys
 
 import pytest
 
-from statecast.daemon import cli, platform_check
-from statecast.daemon.backends.kernels import resolve_kernels
+from statecast.daemon import cli
 from statecast.daemon.config import ConfigError, parse_config
-from statecast.daemon.step_model import StepModel
+from statecast.daemon.model.backends.kernels import resolve_kernels
+from statecast.daemon.model.step_model import StepModel
+from statecast.daemon.service import platform_check
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "pi"))

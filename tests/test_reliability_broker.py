@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 from broker import Mosquitto
 from daemon_proc import Collector, DaemonProcess, publish_all, publisher, write_config
-from statecast.daemon.mqtt_link import MqttLink
+from statecast.daemon.mqtt.mqtt_link import MqttLink
 
 
 def persistent_broker(tmp_path, port=None):

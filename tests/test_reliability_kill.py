@@ -16,13 +16,13 @@ import pytest
 
 from conftest import MACHINE_TEMPERATURE
 from daemon_proc import DEFAULT_MODEL, Collector, DaemonProcess, publisher, write_config
-from statecast.daemon import checkpoint
 from statecast.daemon.anomaly import AnomalySettings
-from statecast.daemon.engine import Engine, Message
-from statecast.daemon.runtime_setup import anomaly_factory_for
-from statecast.daemon.series_csv import read_series
-from statecast.daemon.step_model import StepModel
-from statecast.daemon.stream_table import StreamTable
+from statecast.daemon.engine.step_engine import Engine, Message
+from statecast.daemon.model.step_model import StepModel
+from statecast.daemon.service.runtime_setup import anomaly_factory_for
+from statecast.daemon.state import checkpoint
+from statecast.daemon.state.stream_table import StreamTable
+from statecast.daemon.tools.series_csv import read_series
 
 STREAMS = [f"k{i}" for i in range(6)]
 ROWS = int(os.environ.get("STATECAST_KILL_ROWS", "400"))      # smaller under emulation (tests/pi/job.sh)

@@ -18,7 +18,7 @@ import pytest
 from broker import Mosquitto
 from conftest import MACHINE_TEMPERATURE
 from daemon_proc import Collector, DaemonProcess, publish_all, publisher, write_config
-from statecast.daemon.series_csv import read_series
+from statecast.daemon.tools.series_csv import read_series
 
 SERIES = read_series(MACHINE_TEMPERATURE)
 STREAM = "m1"

@@ -8,8 +8,8 @@ from conftest import ROOT
 
 PROBE = r"""
 import sys, numpy as np
-from statecast.daemon.step_model import StepModel, run_sequence
-from statecast.daemon.engine import Engine, Message
+from statecast.daemon.engine.step_engine import Engine, Message
+from statecast.daemon.model.step_model import StepModel, run_sequence
 for directory in sys.argv[1:]:
     model = StepModel(directory)
     assert model.backend.name == "ai_edge_litert", model.backend.name

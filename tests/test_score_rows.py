@@ -2,8 +2,8 @@
 import csv
 from pathlib import Path
 
-from statecast.daemon.runtime_setup import anomaly_factory_for, open_model
-from statecast.daemon.score import score_csv
+from statecast.daemon.service.runtime_setup import anomaly_factory_for, open_model
+from statecast.daemon.tools.score import score_csv
 
 ROOT = Path(__file__).resolve().parent.parent
 MACHINE_TEMPERATURE = ROOT / "data" / "nab" / "data" / "realKnownCause" / "machine_temperature_system_failure.csv"

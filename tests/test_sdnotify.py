@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from statecast.daemon.sdnotify import STATUS_MAX_CHARS, Notifier, WatchdogPacer
+from statecast.daemon.service.sdnotify import STATUS_MAX_CHARS, Notifier, WatchdogPacer
 
 
 class Manager:

@@ -17,8 +17,8 @@ import pytest
 from broker import Mosquitto, free_port
 from daemon_proc import Collector, DaemonProcess, publisher, write_config
 from service_support import RUNTIME, NotifyListener, SubackGate, runtime_section
-from statecast.daemon.checkpoint import restore
-from statecast.daemon.stream_table import StreamTable
+from statecast.daemon.state.checkpoint import restore
+from statecast.daemon.state.stream_table import StreamTable
 
 WATCHDOG_USEC = 400_000                  # -> a WATCHDOG=1 every 0.2 s
 PING_SECONDS = WATCHDOG_USEC / 2 / 1e6

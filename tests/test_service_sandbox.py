@@ -25,12 +25,12 @@ from conftest import MACHINE_TEMPERATURE, ROOT
 from daemon_proc import DEFAULT_MODEL, Collector, publish_all, publisher, write_config
 from service_support import NotifyListener, runtime_section
 from statecast.daemon.anomaly import AnomalySettings
-from statecast.daemon.checkpoint import restore
-from statecast.daemon.engine import Engine, Message
-from statecast.daemon.runtime_setup import anomaly_factory_for
-from statecast.daemon.series_csv import read_series
-from statecast.daemon.step_model import StepModel
-from statecast.daemon.stream_table import StreamTable
+from statecast.daemon.engine.step_engine import Engine, Message
+from statecast.daemon.model.step_model import StepModel
+from statecast.daemon.service.runtime_setup import anomaly_factory_for
+from statecast.daemon.state.checkpoint import restore
+from statecast.daemon.state.stream_table import StreamTable
+from statecast.daemon.tools.series_csv import read_series
 
 UNIT = os.path.join(ROOT, "systemd", "statecast.service")
 LAUNCH = os.path.join(ROOT, "tests", "sandbox_launch.py")
@@ -170,8 +170,8 @@ for _ in range(100):
 stop.set(); [t.join() for t in threads]
 out["threads_started"] = started
 import numpy as np
-from statecast.daemon.step_model import StepModel
-from statecast.daemon.engine import Engine, Message
+from statecast.daemon.engine.step_engine import Engine, Message
+from statecast.daemon.model.step_model import StepModel
 out["models"] = {}
 for directory in sys.argv[3:]:
     model = StepModel(directory)
@@ -196,7 +196,7 @@ def test_systemd_run_with_the_units_own_options(tmp_path):
         key, sep, value = line.strip().partition("=")
         if sep and not line.startswith("#") and key not in skip:
             properties += ["-p", f"{key}={value}"]
-    code = ("import numpy, sys; from statecast.daemon.step_model import StepModel; "
+    code = ("import numpy, sys; from statecast.daemon.model.step_model import StepModel; "
             "[print(StepModel(d).backend.name) for d in sys.argv[1:]]")
     result = subprocess.run(["systemd-run", "--wait", "--pipe", "--quiet", *properties, "-p", f"BindReadOnlyPaths={ROOT}",
                              sys.executable, "-c", code, DEFAULT_MODEL, INT8_MODEL],

@@ -13,11 +13,11 @@ from conftest import MACHINE_TEMPERATURE
 from daemon_proc import DEFAULT_MODEL, Collector, DaemonProcess, publish_all, publisher, write_config
 from service_support import NotifyListener, runtime_section
 from statecast.daemon.anomaly import AnomalySettings
-from statecast.daemon.engine import Engine, Message
-from statecast.daemon.routing import shard_of
-from statecast.daemon.runtime_setup import anomaly_factory_for
-from statecast.daemon.series_csv import read_series
-from statecast.daemon.step_model import StepModel
+from statecast.daemon.engine.step_engine import Engine, Message
+from statecast.daemon.model.step_model import StepModel
+from statecast.daemon.mqtt.routing import shard_of
+from statecast.daemon.service.runtime_setup import anomaly_factory_for
+from statecast.daemon.tools.series_csv import read_series
 
 SERIES = read_series(MACHINE_TEMPERATURE)
 STREAMS = [f"unit{k}" for k in range(10)]

@@ -6,7 +6,7 @@ import re
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from statecast.daemon.topics import (TopicError, render_topic, sanitize_stream_id, stream_id_from_topic,
+from statecast.daemon.mqtt.topics import (TopicError, render_topic, sanitize_stream_id, stream_id_from_topic,
                                      validate_filter, validate_template)
 
 SAFE = re.compile(r"[A-Za-z0-9._-]+")
@@ -185,7 +185,7 @@ def test_plus_captures_exactly_the_level(levels):
 def test_router_cache_keeps_first_matching_route_and_stays_bounded():
     """The per-route topic cache answers as the uncached match does: a topic matching two filters
     belongs to the first, also when it is seen again; and the cache is cleared at its bound."""
-    from statecast.daemon.routing import Route, Router
+    from statecast.daemon.mqtt.routing import Route, Router
 
     broad = Route("broad", "plant/+/#", 0, "json", ("value",))
     narrow = Route("narrow", "plant/+/temperature", 0, "json", ("value",))

@@ -20,7 +20,7 @@ def test_score_plot_writes_a_png(tmp_path):
 
 
 def test_score_plot_draws_alerts_and_refuses_a_csv_that_is_not_scored(tmp_path):
-    from statecast.daemon.score_plot import PlotError, plot_scored
+    from statecast.daemon.tools.score_plot import PlotError, plot_scored
     scored = tmp_path / "scored.csv"
     with open(scored, "w", newline="") as handle:
         writer = csv.writer(handle)

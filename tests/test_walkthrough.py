@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from broker import free_port, mosquitto_binary
-from statecast.daemon.series_csv import read_series
+from statecast.daemon.tools.series_csv import read_series
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROWS = 1000                          # `head -n 1001` in the README

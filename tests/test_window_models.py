@@ -22,11 +22,11 @@ from statecast.convert.pipeline import ConvertOptions, convert
 from statecast.convert.train import TrainOptions, train
 from statecast.convert.window_reader import read_window_spec
 from statecast.daemon.anomaly import AnomalySettings, StreamAnomaly
-from statecast.daemon.checkpoint import restore, save
-from statecast.daemon.engine import EngineSettings, Message
-from statecast.daemon.series_csv import read_series
-from statecast.daemon.window_engine import WindowEngine, window_message
-from statecast.daemon.window_model import WindowModel
+from statecast.daemon.engine.step_engine import EngineSettings, Message
+from statecast.daemon.engine.window_engine import WindowEngine, window_message
+from statecast.daemon.model.window_model import WindowModel
+from statecast.daemon.state.checkpoint import restore, save
+from statecast.daemon.tools.series_csv import read_series
 
 WINDOW = 16
 MERGE_MODES = ["concat", "sum", "ave", "mul"]

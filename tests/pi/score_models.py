@@ -24,8 +24,8 @@ MODELS = ("default", "default-int8", "machine_temperature-float32", "machine_tem
 
 
 def score_model(model_dir: str, kernels: str, series, out_path: str) -> int:
-    from statecast.daemon.engine import Engine, EngineSettings, Message
-    from statecast.daemon.runtime_setup import anomaly_factory_for, open_model
+    from statecast.daemon.engine.step_engine import Engine, EngineSettings, Message
+    from statecast.daemon.service.runtime_setup import anomaly_factory_for, open_model
     model = open_model(model_dir, kernels=kernels)
     engine = Engine(model, EngineSettings(), anomaly_factory_for(model))
     with open(out_path, "w", newline="", encoding="utf-8") as handle:
@@ -47,7 +47,7 @@ def main(argv=None) -> int:
     parser.add_argument("--csv", default=DEFAULT_CSV)
     parser.add_argument("--models", default=",".join(MODELS))
     args = parser.parse_args(argv)
-    from statecast.daemon.series_csv import read_series
+    from statecast.daemon.tools.series_csv import read_series
     os.makedirs(args.out, exist_ok=True)
     series = read_series(args.csv, "timestamp", ("value",), rows=f":{args.rows}")
     for name in args.models.split(","):

@@ -5,19 +5,19 @@ import dataclasses
 import logging
 import os
 
-from .checkpoint import restore as restore_checkpoint
-from .checkpoint import snapshot
-from .config import Config, ConfigError
-from .engine import Engine, EngineSettings, Message
-from .gaps import learned_interval
-from .journal import Journal, read_journal
-from .outputs import alert_message, forecast_message
-from .routing import Route
+from statecast.daemon.config import Config, ConfigError
+from statecast.daemon.engine.gaps import learned_interval
+from statecast.daemon.engine.step_engine import Engine, EngineSettings, Message
+from statecast.daemon.engine.window_engine import WindowEngine, window_message
+from statecast.daemon.model.window_model import open_window_model
+from statecast.daemon.mqtt.outputs import alert_message, forecast_message
+from statecast.daemon.mqtt.routing import Route
+from statecast.daemon.mqtt.topics import render_topic
+from statecast.daemon.state.checkpoint import restore as restore_checkpoint
+from statecast.daemon.state.checkpoint import snapshot
+from statecast.daemon.state.journal import Journal, read_journal
+from statecast.daemon.state.takeover import checkpoint_name, owned, restore_shard
 from .runtime_setup import anomaly_factory_for, manifest_anomaly_settings, open_model
-from .takeover import checkpoint_name, owned, restore_shard
-from .topics import render_topic
-from .window_engine import WindowEngine, window_message
-from .window_model import open_window_model
 
 log = logging.getLogger("statecast.serve")
 
@@ -95,7 +95,7 @@ class Pipeline:
         """Add this shard's streams from every checkpoint of this entry (streams already live stay)."""
         restore_fn = None
         if self.engine.anomaly_factory is not None:
-            from .anomaly import StreamAnomaly
+            from statecast.daemon.anomaly import StreamAnomaly
             settings = self.engine.anomaly_factory().settings
             restore_fn = lambda data: StreamAnomaly.from_state(settings, data)    # noqa: E731
         count, sources = restore_shard(self.engine.table, self.state_directory, self.entry.name,

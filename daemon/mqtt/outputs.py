@@ -12,8 +12,8 @@ import json
 import math
 import re
 
-from .engine import Forecast
-from .gaps import iso_time as _iso
+from statecast.daemon.engine.gaps import iso_time as _iso
+from statecast.daemon.engine.step_engine import Forecast
 
 TIME_DECIMALS = 3                     # forecast_ts in milliseconds: the learned interval is an average
 

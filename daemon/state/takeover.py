@@ -15,8 +15,8 @@ import logging
 import os
 import re
 
+from statecast.daemon.mqtt.routing import shard_of
 from .checkpoint import restore
-from .routing import shard_of
 from .stream_table import StreamTable
 
 log = logging.getLogger("statecast.takeover")

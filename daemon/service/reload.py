@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import logging
 
-from .config import load_config
-from .pipeline import Pipeline
-from .takeover import drop_other_shards
+from statecast.daemon.config import load_config
+from statecast.daemon.state.takeover import drop_other_shards
+from .stream_pipeline import Pipeline
 
 log = logging.getLogger("statecast.reload")
 

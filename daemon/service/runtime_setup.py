@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import dataclasses
 
-from .artifact import ArtifactError
-from .backends import select_backend
-from .backends.edgetpu import load_edgetpu_delegate
-from .step_model import StepModel
+from statecast.daemon.model.artifact import ArtifactError
+from statecast.daemon.model.backends import select_backend
+from statecast.daemon.model.backends.edgetpu import load_edgetpu_delegate
+from statecast.daemon.model.step_model import StepModel
 
 
 def open_model(directory: str, backend_name: str = "auto", num_threads: int = 1, delegate: str | None = None,
@@ -24,7 +24,7 @@ def open_model(directory: str, backend_name: str = "auto", num_threads: int = 1,
 def manifest_anomaly_settings(model: StepModel):
     """The model's own tuned AnomalySettings (manifest "anomaly": {"settings": {...}}), over the
     built-in defaults; the built-in defaults when the manifest has none."""
-    from .anomaly import AnomalySettings
+    from statecast.daemon.anomaly import AnomalySettings
     tuned = model.manifest.raw.get("anomaly", {}).get("settings", {})
     known = {f.name for f in dataclasses.fields(AnomalySettings)}
     unknown = sorted(set(tuned) - known)
@@ -43,7 +43,7 @@ def anomaly_factory_for(model: StepModel, settings=None):
     A model with online normalisation serves streams in any units, so its calibration residual
     std (in the calibration series' units) is no prior for them: the scale starts from each
     stream's own residuals instead."""
-    from .anomaly import PRIOR_WEIGHT_STEPS, StreamAnomaly
+    from statecast.daemon.anomaly import PRIOR_WEIGHT_STEPS, StreamAnomaly
     settings = settings or manifest_anomaly_settings(model)
     calibration = model.manifest.raw.get("anomaly", {})
     prior = float((calibration.get("residual_std") or [1.0])[0]) or 1.0

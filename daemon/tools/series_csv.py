@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .timestamps import parse_timestamp
+from statecast.daemon.timestamps import parse_timestamp
 
 
 class SeriesError(Exception):

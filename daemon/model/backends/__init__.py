@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 BACKEND_MODULES = {
-    "ai_edge_litert": "statecast.daemon.backends.litert",
-    "tflite_runtime": "statecast.daemon.backends.tflite_runtime",
-    "tensorflow": "statecast.daemon.backends.tf_lite",
+    "ai_edge_litert": "statecast.daemon.model.backends.litert",
+    "tflite_runtime": "statecast.daemon.model.backends.tflite_runtime",
+    "tensorflow": "statecast.daemon.model.backends.tf_lite",
 }
 AUTO_ORDER = ("ai_edge_litert", "tflite_runtime", "tensorflow")
 

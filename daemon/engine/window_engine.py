@@ -22,10 +22,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .engine import Engine, EngineSettings, Message
-from .features import calendar_features
-from .stream_table import StreamInfo, StreamTable
-from .window_model import WindowModel
+from statecast.daemon.model.features import calendar_features
+from statecast.daemon.model.window_model import WindowModel
+from statecast.daemon.state.stream_table import StreamInfo, StreamTable
+from .step_engine import Engine, EngineSettings, Message
 
 RING_COUNT, RING_TS, RAN_AT = "ring_count", "ring_ts", "ran_at"
 

@@ -12,10 +12,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .scaling import IoScaling
-from .step_model import StepModel
+from statecast.daemon.model.scaling import IoScaling
+from statecast.daemon.model.step_model import StepModel
+from statecast.daemon.state.stream_table import StreamInfo, StreamTable
 from .gaps import observe_step
-from .stream_table import StreamInfo, StreamTable
 
 
 @dataclass(frozen=True)

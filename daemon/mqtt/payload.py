@@ -12,7 +12,7 @@ import re
 import time
 from dataclasses import dataclass
 
-from .timestamps import parse_timestamp
+from statecast.daemon.timestamps import parse_timestamp
 
 FORMATS = ("auto", "json", "senml", "number")
 MAX_JSON_DEPTH = 8

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 
-from .gaps import Totals, top_streams
+from statecast.daemon.engine.gaps import Totals, top_streams
 
 STATUS_INTERVAL_SECONDS = 5.0          # STATUS= refresh (sooner if the stats interval is shorter)
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import csv
 import math
 
-from .engine import Engine, EngineSettings, Message
+from statecast.daemon.engine.step_engine import Engine, EngineSettings, Message
+from statecast.daemon.model.step_model import StepModel
 from .series_csv import SeriesError, read_series
-from .step_model import StepModel
 
 STREAM_ID = "csv"
 CHUNK_ROWS = 4096               # rows per engine call: memory stays flat on long files

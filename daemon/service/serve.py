@@ -19,19 +19,19 @@ import signal
 import sys
 import time
 
-from .broker_watch import BrokerWatch
-from .checkpoint_writer import CheckpointRound
-from .config import Config, load_config
-from .delivery import Delivery, Publish
-from .gaps import flush_held
+from statecast.daemon.config import Config, load_config
+from statecast.daemon.engine.gaps import flush_held
+from statecast.daemon.mqtt.broker_watch import BrokerWatch
+from statecast.daemon.mqtt.delivery import Delivery, Publish
+from statecast.daemon.mqtt.inbox import Inbox
+from statecast.daemon.mqtt.mqtt_link import MqttLink
+from statecast.daemon.mqtt.routing import Router
+from statecast.daemon.state.checkpoint_writer import CheckpointRound
+from statecast.daemon.state.takeover import owned
 from .heap_trim import HeapTrimmer
 from .housekeeping import StatusLine, daemon_stats
-from .inbox import Inbox
-from .mqtt_link import MqttLink
-from .pipeline import Pipeline
-from .routing import Router
 from .sdnotify import Notifier, WatchdogPacer
-from .takeover import owned
+from .stream_pipeline import Pipeline
 
 log = logging.getLogger("statecast.serve")
 IDLE_WAIT_SECONDS = 0.2                # longest the loop blocks on an empty queue
@@ -202,7 +202,7 @@ class Daemon:
 
     def _announce(self, pipeline, results) -> None:
         """Home Assistant discovery (retained) the first time this process sees a stream."""
-        from .homeassistant import discovery_messages
+        from statecast.daemon.mqtt.homeassistant import discovery_messages
         out, prefix = self.config.output, self.config.homeassistant.discovery_prefix
         for result in results:
             if result.stream_id in self.announced:

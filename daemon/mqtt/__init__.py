@@ -1,0 +1,1 @@
+"""The network side: MQTT link, topics, payloads in and out, delivery acknowledgements."""

@@ -1,0 +1,1 @@
+"""The daemon process: `statecast serve`, one pipeline per [[streams]] entry, housekeeping."""

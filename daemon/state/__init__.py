@@ -1,0 +1,1 @@
+"""Per-stream state and its durability: the state table, checkpoints, the journal, takeover."""
