@@ -193,7 +193,7 @@ def probe(streams: int, checkpoint: bool) -> dict:
 
     from statecast.daemon.anomaly import BLOCK_SUM, BLOCK_SUM_SQ, StreamAnomaly
     from statecast.daemon.config import load_config
-    from statecast.daemon.engine.step_engine import Message
+    from statecast.daemon.messages import Message
     from statecast.daemon.service.serve import Daemon
     from statecast.daemon.state import checkpoint as ckpt
 

@@ -62,7 +62,7 @@ class Feed:
     """Rounds of one message per stream, timestamps advancing 300 s per round."""
 
     def __init__(self, streams: int):
-        from statecast.daemon.engine.step_engine import Message
+        from statecast.daemon.messages import Message
         self.Message, self.ids, self.round = Message, [f"s{i}" for i in range(streams)], 0
         self.values = np.random.default_rng(0).normal(70.0, 5.0, 4096).tolist()
 
@@ -144,7 +144,7 @@ def _file_models(key: str, path, work: str) -> tuple[str, str]:
 
 
 def _scores(engine, path) -> tuple[list[str], np.ndarray]:
-    from statecast.daemon.engine.step_engine import Message
+    from statecast.daemon.messages import Message
     from statecast.daemon.tools.series_csv import read_series
     series = read_series(str(path))
     messages = [Message("f", (float(v),), float(ts), float(ts)) for v, ts in zip(series.values[:, 0], series.timestamps)]

@@ -5,7 +5,8 @@ import numpy as np
 
 from daemon_proc import DEFAULT_MODEL
 from statecast.daemon.engine import gaps
-from statecast.daemon.engine.step_engine import Engine, Message
+from statecast.daemon.messages import Message
+from statecast.daemon.engine.step_engine import Engine
 from statecast.daemon.model.step_model import StepModel
 
 STEP_SECONDS = 300.0

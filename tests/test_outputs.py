@@ -6,7 +6,7 @@ import re
 import numpy as np
 from hypothesis import given, settings, strategies as st
 
-from statecast.daemon.engine.step_engine import Forecast
+from statecast.daemon.messages import Forecast
 from statecast.daemon.mqtt.outputs import alert_message, forecast_message, forecast_message_general
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -154,7 +154,8 @@ def test_int8_does_not_drift_over_a_long_stream(artifact, series):
 def test_static_batch_int8_export_passes_the_edgetpu_precheck_and_serves_any_batch(tmp_path):
     """An Edge TPU export needs full int8 and static shapes: --static-batch N gives both, and the
     runtime pads or splits batches to N."""
-    from statecast.daemon.engine.step_engine import Engine, Message
+    from statecast.daemon.messages import Message
+    from statecast.daemon.engine.step_engine import Engine
     out = str(tmp_path / "edgetpu")
     manifest = convert(ConvertOptions(model_path=os.path.join(FIXTURES, "gru.keras"), mode="int8", out_dir=out,
                                       calibration_csv=MACHINE_TEMPERATURE, static_batch=4))

@@ -327,7 +327,7 @@ def test_forecast_message_fast_path_matches_the_general_encoder(stream, ts, valu
                                                                 model, steps):
     import numpy as np
 
-    from statecast.daemon.engine.step_engine import Forecast
+    from statecast.daemon.messages import Forecast
     from statecast.daemon.mqtt.outputs import forecast_message, forecast_message_general
     result = Forecast(stream, ts, (value,), np.asarray(forecast, np.float32).reshape(-1, 1), score, expected,
                       None, steps)

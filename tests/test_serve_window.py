@@ -9,7 +9,8 @@ from conftest import MACHINE_TEMPERATURE
 from daemon_proc import Collector, DaemonProcess, publish_all, publisher, write_config
 from statecast.convert.pipeline import ConvertOptions, convert
 from statecast.convert.train import TrainOptions, train
-from statecast.daemon.engine.step_engine import EngineSettings, Message
+from statecast.daemon.messages import Message
+from statecast.daemon.engine.step_engine import EngineSettings
 from statecast.daemon.engine.window_engine import WindowEngine
 from statecast.daemon.model.window_model import WindowModel
 from statecast.daemon.tools.series_csv import read_series

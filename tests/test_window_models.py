@@ -22,7 +22,8 @@ from statecast.convert.pipeline import ConvertOptions, convert
 from statecast.convert.train import TrainOptions, train
 from statecast.convert.window_reader import read_window_spec
 from statecast.daemon.anomaly import AnomalySettings, StreamAnomaly
-from statecast.daemon.engine.step_engine import EngineSettings, Message
+from statecast.daemon.messages import Message
+from statecast.daemon.engine.step_engine import EngineSettings
 from statecast.daemon.engine.window_engine import WindowEngine, window_message
 from statecast.daemon.model.window_model import WindowModel
 from statecast.daemon.state.checkpoint import restore, save

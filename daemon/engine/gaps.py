@@ -11,9 +11,9 @@ a publisher that outran its broker all show up here, on the step that follows th
 from __future__ import annotations
 
 import logging
-import math
 import time
-from datetime import datetime, timedelta
+
+from statecast.daemon.timestamps import iso_time
 
 log = logging.getLogger("statecast.gaps")
 
@@ -111,29 +111,6 @@ def flush_held(now: float | None = None, force: bool = False) -> None:
                     "in total", stream_id, cadence.unlogged, iso_time(cadence.last_gap_ts), cadence.missing_steps)
         cadence.logged_at, cadence.unlogged = now, 0
         del _held[stream_id]
-
-
-def iso_time(ts: float) -> str:
-    """Epoch seconds -> ISO 8601 UTC, e.g. 2013-12-02T21:15:00Z (milliseconds only when present).
-    Every published message carries one: the date part is cached per day, which makes this ~5x
-    cheaper than datetime.strftime (it was a quarter of a forecast message's encoding time)."""
-    whole = math.floor(ts)
-    ms = int(round((ts - whole) * 1000))
-    if ms == 1000:
-        whole, ms = whole + 1, 0
-    day, second = divmod(int(whole), 86400)
-    date = _dates.get(day)
-    if date is None:
-        if len(_dates) >= 1024:
-            _dates.clear()
-        date = _dates[day] = (_EPOCH + timedelta(days=day)).strftime("%Y-%m-%d")
-    hour, rest = divmod(second, 3600)
-    text = f"{date}T{hour:02d}:{rest // 60:02d}:{rest % 60:02d}"
-    return f"{text}.{ms:03d}Z" if ms else text + "Z"
-
-
-_EPOCH = datetime(1970, 1, 1)
-_dates: dict[int, str] = {}
 
 
 def top_streams(tables, limit: int = 10) -> dict[str, int]:

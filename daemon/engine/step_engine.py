@@ -12,34 +12,11 @@ from typing import Any, Callable
 
 import numpy as np
 
+from statecast.daemon.messages import Forecast, Message
 from statecast.daemon.model.scaling import IoScaling
 from statecast.daemon.model.step_model import StepModel
 from statecast.daemon.state.stream_table import StreamInfo, StreamTable
 from .gaps import observe_step
-
-
-@dataclass(frozen=True)
-class Message:
-    """One validated reading for one stream (all a network callback may hand over)."""
-    stream_id: str
-    values: tuple[float, ...]       # the model's value features, in manifest order
-    ts: float | None                # payload timestamp (epoch s), else the receive time is used
-    received: float                 # wall-clock receive time (epoch s)
-    token: Any = None               # opaque (e.g. MQTT ack handle), passed through to the result
-
-
-@dataclass
-class Forecast:
-    stream_id: str
-    ts: float
-    value: tuple[float, ...]
-    forecast: np.ndarray            # (horizon, targets) sensor units, next step first
-    anomaly_score: float | None
-    expected: float | None          # what the previous step forecast for this value
-    event: str | None               # "alert" | "clear" | None
-    steps: int
-    token: Any = None
-    detail: dict | None = None      # alert/clear details: threshold, direction, signal, episode_start, duration_seconds
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,8 @@ import numpy as np
 from statecast.daemon.model.features import calendar_features
 from statecast.daemon.model.window_model import WindowModel
 from statecast.daemon.state.stream_table import StreamInfo, StreamTable
-from .step_engine import Engine, EngineSettings, Message
+from statecast.daemon.messages import Message
+from .step_engine import Engine, EngineSettings
 
 RING_COUNT, RING_TS, RAN_AT = "ring_count", "ring_ts", "ran_at"
 

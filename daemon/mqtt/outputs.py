@@ -12,8 +12,8 @@ import json
 import math
 import re
 
-from statecast.daemon.engine.gaps import iso_time as _iso
-from statecast.daemon.engine.step_engine import Forecast
+from statecast.daemon.messages import Forecast
+from statecast.daemon.timestamps import iso_time as _iso
 
 TIME_DECIMALS = 3                     # forecast_ts in milliseconds: the learned interval is an average
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from paho.mqtt.client import topic_matches_sub
 
-from statecast.daemon.engine.step_engine import Message
+from statecast.daemon.messages import Message
 from .payload import PayloadError, decode_payload
 from .topics import sanitize_stream_id, stream_id_from_topic
 

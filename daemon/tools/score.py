@@ -9,7 +9,8 @@ from __future__ import annotations
 import csv
 import math
 
-from statecast.daemon.engine.step_engine import Engine, EngineSettings, Message
+from statecast.daemon.messages import Message
+from statecast.daemon.engine.step_engine import Engine, EngineSettings
 from statecast.daemon.model.step_model import StepModel
 from .series_csv import SeriesError, read_series
 
