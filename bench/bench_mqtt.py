@@ -137,7 +137,7 @@ def echo_main(port: int, qos: int, stop, ready, protocol: str = "5", buffered: b
     chunked socket reads and writes) instead of stock paho, so the two share their MQTT plumbing."""
     client_class = mqtt.Client
     if buffered:
-        from statecast.daemon.mqtt.mqtt_link import BufferedClient as client_class
+        from statecast.daemon.mqtt.paho_io import BufferedClient as client_class
     client = _client("echo", mqtt.MQTTv5 if protocol == "5" else mqtt.MQTTv311, client_class)
 
     def on_message(c, _userdata, message):

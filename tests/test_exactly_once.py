@@ -16,7 +16,8 @@ from daemon_proc import Collector
 SCRIPT = textwrap.dedent("""
     import json, os, sys, time
     from statecast.daemon.config import BrokerConfig
-    from statecast.daemon.mqtt.mqtt_link import MqttLink, acknowledged
+    from statecast.daemon.mqtt.mqtt_link import MqttLink
+    from statecast.daemon.mqtt.paho_io import acknowledged
     port, phase, resume = int(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3])
     link = MqttLink(BrokerConfig(host="127.0.0.1", port=port, client_id="exactly-once"), "eo/status",
                     [("eo/in", 1)], lambda m: None, manual_ack=True)

@@ -10,7 +10,7 @@ import time
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from statecast.daemon.mqtt.mqtt_link import READ_CHUNK, BatchedWakeups, BufferedClient
+from statecast.daemon.mqtt.paho_io import READ_CHUNK, BatchedWakeups, BufferedClient
 
 TOPIC = "link-test/burst"
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from .mqtt_link import acknowledged
+from .paho_io import acknowledged
 
 
 @dataclass(slots=True)
