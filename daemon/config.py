@@ -19,10 +19,10 @@ else:                                         # pragma: no cover - Python 3.10
 
 from statecast.daemon.model.backends import AUTO_ORDER
 from statecast.daemon.model.backends.kernels import KERNEL_CHOICES
-from .config_checks import (ConfigError, Table, check_streams, client_id_problem, credentials, defaults_of,
-                            edgetpu_device_problem, filter_problem, inner_filter, log_level_problem,
-                            names_problem, nonempty_problem, parse_shard, render, shard_problem,
-                            stream_name_problem, template_problem, tls_files, topic_name_problem)
+from .config_checks import (check_streams, client_id_problem, credentials, edgetpu_device_problem, filter_problem,
+                            inner_filter, log_level_problem, names_problem, nonempty_problem, parse_shard,
+                            shard_problem, stream_name_problem, template_problem, tls_files, topic_name_problem)
+from .config_table import ConfigError, Table, defaults_of, render
 from statecast.daemon.mqtt.payload import FORMATS
 
 
