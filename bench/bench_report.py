@@ -8,20 +8,11 @@ import re
 import numpy as np
 
 from bench_common import fmt
+from bench_plots import plot_latency, plot_memory, plot_step, plot_throughput
+from bench_targets import (BATCH_TARGET, E2E_TARGET, P99_TARGET_MS, RSS_TARGET_MB, SHIPPED_MAX_BATCH, STEP_ROWS,
+                           WINDOW_TARGET)
 
 REPRODUCE = ".venv/bin/python bench/bench_all.py"
-STEP_ROWS = [
-    ("step batch 1024", "step model, batch 1,024"),
-    ("batched, 1,000 streams, max_batch 1024", "**batched, 1,000 streams** (gather + 1 invoke + scatter)"),
-    ("batched, 1,000 streams, max_batch 256", "batched, 1,000 streams, max_batch 256 (4 invokes)"),
-    ("step batch 64", "step model, batch 64"),
-    ("step batch 1", "step model, batch 1"),
-    ("one invoke per message (1,000 streams)", "**one invoke per message** (1,000 streams, gather + invoke + scatter)"),
-    ("window TFLite (64 steps) per message", "**window TFLite**, last 64 steps re-run per message"),
-    ("window TFLite (64 steps), 1,000 streams batched", "window TFLite, 1,000 streams' windows in one invoke"),
-]
-E2E_TARGET, BATCH_TARGET, WINDOW_TARGET, P99_TARGET_MS, RSS_TARGET_MB = 0.8, 10.0, 20.0, 5.0, 80.0
-SHIPPED_MAX_BATCH = 256          # systemd/statecast.example.toml
 
 
 def _load(results: str, name: str) -> dict | None:
@@ -40,114 +31,6 @@ def _mb(kb) -> str:
     return "n/a" if kb is None else f"{kb / 1024:,.1f}"
 
 
-# --- plots ---------------------------------------------------------------------------------
-def _plt():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
-
-
-def _save(plt, fig, path: str) -> None:
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-
-
-def _echo_vs_serve(ax, labels: list[str], rows: list[dict], measure: str, ylabel: str, title: str,
-                   legend_size: int) -> None:
-    """Echo and serve side by side per row: rows carry echo_<measure> and daemon_<measure>."""
-    x = np.arange(len(rows))
-    ax.bar(x - 0.2, [r[f"echo_{measure}"] for r in rows], 0.4, label="echo baseline")
-    ax.bar(x + 0.2, [r[f"daemon_{measure}"] for r in rows], 0.4, label="statecast serve")
-    ax.set_xticks(x, labels, fontsize=8)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.legend(fontsize=legend_size)
-
-
-def plot_step(step: dict, path: str) -> None:
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(9, 5), dpi=100)
-    modes = list(step["modes"])
-    fastest = step["modes"][modes[0]]["fastest_keras"]
-    rows = [key for key, _ in STEP_ROWS] + [fastest, "Keras model.predict"]
-    labels = [label.replace("**", "") for _, label in STEP_ROWS] + [f"{fastest} (fastest Keras)", "Keras model.predict"]
-    y = np.arange(len(rows))
-    height = 0.8 / len(modes)
-    for k, mode in enumerate(modes):
-        values = [step["modes"][mode]["median_us"].get(r, np.nan) for r in rows]
-        ax.barh(y + k * height, values, height, label=mode)
-    ax.set_xscale("log")
-    ax.set_yticks(y + height * (len(modes) - 1) / 2, [label[:60] for label in labels], fontsize=7)
-    ax.invert_yaxis()
-    ax.set_xlabel("µs per stream-step (per message), median; log scale")
-    ax.set_title("Step cost: 2x64 LSTM, one stream-step")
-    ax.legend(fontsize=8)
-    _save(plt, fig, path)
-
-
-def plot_throughput(e2e: dict, path: str) -> None:
-    plt = _plt()
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 5), dpi=100)
-    rows = list(e2e["summary"].values())
-    labels = [f"QoS {r['qos']}\n{r['streams']:,} streams" for r in rows]
-    _echo_vs_serve(left, labels, rows, "msgs_per_s", "messages/s (median)", "Sustained throughput, same run", 8)
-    _echo_vs_serve(right, labels, rows, "cpu_us_per_msg", "CPU µs per message in the process under test",
-                   "CPU per message", 7)
-    _save(plt, fig, path)
-
-
-def plot_latency(latency: dict, path: str) -> None:
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(9, 5), dpi=100)
-    rates = [r for r in latency["daemon"] if r.isdigit() and latency["daemon"][r].get("samples")]
-    x = np.arange(len(rates))
-    series = [(k, c) for k, c in (("echo", "tab:blue"), ("daemon", "tab:orange")) if k in latency]
-    width = 0.8 / len(series)
-    for k, (kind, color) in enumerate(series):
-        offset = (k - (len(series) - 1) / 2) * width
-        figures = [latency[kind].get(r, {}) for r in rates]
-        figures = [f if f.get("samples") else {"p50_ms": np.nan, "p99_ms": np.nan, "max_ms": np.nan} for f in figures]
-        label = {"daemon": "serve", "echo": "echo"}[kind]
-        ax.bar(x + offset, [f["p50_ms"] for f in figures], width * 0.9, color=color, alpha=0.45, label=f"{label} p50")
-        ax.bar(x + offset, [f["p99_ms"] - f["p50_ms"] for f in figures], width * 0.9, bottom=[f["p50_ms"] for f in figures],
-               color=color, alpha=0.9, label=f"{label} p99")
-        ax.scatter(x + offset, [f["max_ms"] for f in figures], color=color, marker="v", label=f"{label} max")
-    ax.axhline(P99_TARGET_MS, color="red", linestyle="--", linewidth=1, label="target p99 5 ms")
-    ax.set_yscale("log")
-    ax.set_ylim(bottom=0.1)
-    ax.set_xticks(x, [f"{int(r):,} msg/s" for r in rates])
-    ax.set_ylabel("publish -> output received, ms (log)")
-    ax.set_title("Latency at fixed rates, 1,000 streams, QoS 0")
-    ax.legend(fontsize=7, ncol=2)
-    _save(plt, fig, path)
-
-
-def plot_memory(memory: dict, path: str) -> None:
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(9, 5), dpi=100)
-    default = [r for r in memory["serve"] if r["variant"] == "default"]
-    ax.plot([r["streams"] for r in default], [r["rss_live_kb"] / 1024 for r in default], "o-",
-            label="statecast serve (anomaly on, long_window 2000, max_batch 1,024)")
-    for r in memory["serve"]:
-        if r["variant"] != "default":
-            shipped = " (shipped)" if r["variant"] == f"max_batch {SHIPPED_MAX_BATCH}" else ""
-            ax.plot([r["streams"]], [r["rss_live_kb"] / 1024], "s", label=f"serve, {r['variant']}{shipped}")
-    peaks = [r for r in default if r.get("rss_peak_during_final_checkpoint_kb")]
-    ax.plot([r["streams"] for r in peaks], [r["rss_peak_during_final_checkpoint_kb"] / 1024 for r in peaks], "x--",
-            label="peak while writing the checkpoint")
-    ax.axhline(RSS_TARGET_MB, color="red", linestyle="--", linewidth=1, label="target 80 MB at 10,000 streams")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("live streams")
-    ax.set_ylabel("resident set size, MB (log)")
-    ax.set_title("Memory of the serve process")
-    ax.legend(fontsize=7)
-    _save(plt, fig, path)
-
-
-# --- markdown --------------------------------------------------------------------------------
 def machine_section(parts: dict[str, dict], durations: dict) -> list[str]:
     """parts: name -> that benchmark's JSON (each records the machine and when it started)."""
     m = next(iter(parts.values()))["machine"]
@@ -432,40 +315,6 @@ def accuracy_section(docs: str, step: dict | None) -> list[str]:
     return lines + [""]
 
 
-FIXED = """### What was fixed, before -> after
-
-Measured in earlier runs on this machine (the same shared 2-core VM), 2026-11-26, each pair interleaved
-in one run or taken from the commit that made the change; this run does not re-measure the "before"
-side (the sections above measure the code as it is now).
-
-| change | commit | before | after |
-|---|---|---|---|
-| Routing cache per topic; one sleep per batching window; forecast JSON as one f-string; one module-level JSON decoder | d9ce9b3, b3d9246 | QoS 0, 1,000 streams: 148 µs CPU per message, 4,569 msg/s (echo 109 µs) | 107 µs CPU per message, msg/s x1.33 (all four as monkeypatches in the same run, 3 repeats) |
-| TCP_NODELAY on the broker socket | d9ce9b3 | latency p50 at 100 msg/s 10.7 ms (Nagle + delayed ACK) | 4.2 ms |
-| sd_notify never blocks (MSG_DONTWAIT) | d9ce9b3 | engine loop froze once ~10 STATUS= datagrams sat unread on NOTIFY_SOCKET (no forecasts, SIGTERM ignored) | a full socket counts as a failed notification |
-| [batching] max_wait_ms default 2 -> 0 | 36ddb8b | p99 at 1,000 msg/s, QoS 0: 6.6-7.3 ms (echo 0.8) | 1.0-1.5 ms; closed-loop msg/s the same within noise (batches of ~20 instead of ~110) |
-| Journal fsync only for rounds with QoS 1/2 inputs | bb762b4 | every QoS 0 round waited for an fsync (~4 ms here) | QoS 0 rounds written without fsync (kill -9 safe, not power-loss safe) |
-| Anomaly reference window as block sums; npz checkpoints; slots | 86db091..f316ebc | RSS at 10,000 streams 216 MB (max_batch 1,024) | 86 MB at max_batch 256 (shipped), 96 MB at 1,024 |
-| Checkpoint save: per-stream columns, payload streamed through a hashing writer | 71a0d3f, f17a51e | peak RSS while saving 10,000 streams: +870 MB over live | +29 MB |
-| Step model: cheaper one-message rounds | b585959 | one invoke per message (1,000 streams) 19.8 µs float32; window / per message 25.4x float32, 13.3x dynamic, 13.7x int8 | 12.4 µs; 34-40x float32, 21-24x dynamic and int8 over later runs. The batched stream-step did not change (~1.3-1.6 µs, the invoke itself at batch 1,024), so one invoke per message / batched fell from 12.2x / 14.1x / 19.6x to 8.0x / 9.4x / 13.3x (float32 / dynamic / int8) |
-| QoS 2 exactly-once forecasts | 9715b67 | (new) | cost: `base+fq2` in the QoS 1 table below |
-| QoS 2: PUBRECs handed to the engine loop by packet id (and a held PUBREC wakes the loop) instead of a scan over every outstanding publish per turn | 564b8a5 | QoS 1 inputs, QoS 2 forecasts, 1,000 streams: 757 µs CPU per message, 1,221 msg/s | 286 µs, 2,848 msg/s (QoS 1 forecasts 188 µs, echo 112, same run) |
-| Anomaly short-window mean as `math.fsum` over the ring instead of `ndarray.mean()` | 5011026 | `StreamAnomaly.update` 6.2 µs per message | 4.3 µs; NAB development scores unchanged |
-| QoS 0 rounds journaled without their outputs (never re-sent) | ece00a0 | the journal's JSON encoding of the forecast payloads ~4% of GIL samples at QoS 0 | steps only (state replay) |
-| Network thread -> engine loop hand-over: a deque and an Event (`inbox.py`) instead of `queue.Queue` | c62a68b | not measured apart from the next rows (an A/B attempt ran the same code on both sides) | |
-| Anomaly statistics in one flat array per stream (running sums, score ring, block ring); no empty dict per stream | 0f78f00, bdcd745 | RSS live at 10,000 streams, max_batch 256: 85.2-86.0 MB; 1,265 B per stream's statistics (tracemalloc) | 81.2-84.0 MB over later runs; ~990 B per stream; outputs and saved state bit-identical |
-| Chunked socket reads (`mqtt_link.BufferedClient`): one recv() for many packets instead of 3+ per packet, every buffered packet handled per select() | 1e31606 | QoS 0, 1,000 streams: serve 103-112 µs CPU per message (echo 78-93), mean batch 16 | 70-80 µs (echo 75-81), mean batch ~240 |
-| One socket-pair wake-up per engine turn (`BatchedWakeups`) instead of one per publish / ack | e33e1e2 | QoS 0 / QoS 1: 74-82 / 163 µs CPU per message | 72 / 153-156 µs |
-| Queued packets joined into writes of up to 64 kB instead of one send() per packet | f73456c | QoS 0 / QoS 1: 72 / 153-156 µs CPU per message | 64-67 / 132-138 µs |
-| ... except a QoS 2 PUBLISH, written on its own (cause not found) | 19ea3e2 | QoS 2 forecasts, QoS 1 inputs: 1,650-2,090 msg/s with them joined | 3,160-3,460 msg/s at the same CPU per message |
-| Last forecasts as a column of the stream table instead of an ndarray view per stream; router cache as a dict of stream ids per route instead of a (route, id) tuple per topic | d839d9a, 0d5fabd | RSS live at 10,000 streams, max_batch 256: 80.0-85.8 MB (5 daemons) | 79.1-80.7 MB with the column alone, 77.9-78.9 MB with both (2 daemons each, before this run) |
-| Float modes: each layer's gates fused into one FULLY_CONNECTED for x and one for h (int8 keeps a pair per gate) | 376cac6 | 2 x 64 LSTM, invoke at batch 1,024: dynamic 1.02 µs per stream-step, float32 1.27; batch 1: 3.7 / 4.4 µs (dynamic / float32) | dynamic 0.74, float32 1.28 (bound by its multiply-adds); batch 1: 2.9 / 3.7 µs; float32 outputs identical. The window alternative is built from the same cells, so it got faster too (dynamic ~233 -> ~170 µs per message) |
-| Checkpoint snapshot: statistics stacked column-wise from the objects, stream metadata as columns; files written and fsynced on a thread of their own | 61167e8, e50f3dc | 10,000 streams: max publish -> forecast latency while checkpointing 167 ms (the loop built and wrote the checkpoint) | 34-42 ms (the loop builds the snapshot, 27-39 ms; the files take 64-76 ms on their thread) |
-| Window models, float modes: the window cut into steps by one UNPACK instead of 64 STRIDED_SLICEs (int8 keeps the slices: the Edge TPU has no UNPACK); the benchmark's window alternative is now the converter's own `WindowModule`, with one UNPACK in every mode | 08c88af, 24f06a5, d56fe81 | 2 x 64 LSTM window, one window per invoke: float32 360-565 µs, dynamic 147-166 µs (five interleaved runs) | 6-27% less in float32, dynamic within noise (-10% to +14%), int8 4-7% less; 256 windows per invoke the same. docs/window-models.md's 1x64 BiLSTM, stride 1, one stream: 9.6x the causal model per message |
-| On idle engine-loop turns (at most once a second) `malloc_trim(0)`: a burst's freed heap pages go back to the kernel (`daemon/service/heap_trim.py`) | ee6dca7 | RSS at rest after 20,000 readings over 10,000 streams, max_batch 256: median 80.7 MB, 8 of 14 daemons over 80 MB | 78.75 MB, 3 of 14 (14 interleaved pairs); one call 0.01-0.12 ms |
-"""
-
-
 def variants_table(variants: dict) -> list[str]:
     s = variants["summary"]
     repeats = variants["repeats"]
@@ -545,7 +394,8 @@ def qos1_findings(variants_qos1: dict, e2e: dict | None) -> list[str]:
 
 
 def fixes_section(variants: dict | None, variants_qos1: dict | None, e2e: dict | None) -> list[str]:
-    lines = ["## 6. Fixes and configuration variants", ""] + FIXED.splitlines() + [""]
+    lines = ["## 6. Fixes and configuration variants", "",
+             "What earlier changes fixed, before -> after, is in [performance-history.md](performance-history.md).", ""]
     lines += ["### Configuration variants, measured in this run", "",
               "`bench/bench_patches.py compare`: the same closed-loop throughput run as section 2 for the daemon "
               "with one configuration change each, next to the echo baseline. `base` is section 2's daemon; "
