@@ -22,7 +22,8 @@ import time
 import numpy as np
 
 from statecast.convert import parity
-from statecast.convert.pipeline import ConvertOptions, convert, read_sidecar
+from statecast.convert.convert_common import ConvertOptions, read_sidecar
+from statecast.convert.pipeline import convert
 from statecast.daemon.model.features import assemble_inputs
 from statecast.daemon.model.step_model import StepModel
 from statecast.daemon.tools.series_csv import read_series

@@ -48,7 +48,8 @@ def window_artifact() -> str:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
-    from statecast.convert.pipeline import ConvertOptions, convert
+    from statecast.convert.convert_common import ConvertOptions
+    from statecast.convert.pipeline import convert
     from statecast.convert.train import TrainOptions, build_window_model
     keras.utils.set_random_seed(0)
     model = build_window_model(TrainOptions(csv="", out="", cell="bilstm", units=64, window=WINDOW), 1, 1)
@@ -123,7 +124,8 @@ def cost_table(result: dict) -> str:
 def _file_models(key: str, path, work: str) -> tuple[str, str]:
     """Causal and window artifacts trained and calibrated on the file's probation rows only."""
     import nab_scorer
-    from statecast.convert.pipeline import ConvertOptions, convert
+    from statecast.convert.convert_common import ConvertOptions
+    from statecast.convert.pipeline import convert
     from statecast.convert.train import TrainOptions, train
     with open(path, encoding="utf-8") as handle:
         lines = handle.read().splitlines()

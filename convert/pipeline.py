@@ -3,103 +3,35 @@
 Order: read + validate the Keras model, build the step graph, convert (int8 calibrates on the
 states the float32 step model visits), write into a temporary directory, run parity against
 Keras, and only then move the artifact into place, so a failure never leaves a partial one.
+`convert` is the one place that sends a window model to window_pipeline.py; what both kinds
+share is convert_common.py.
 """
 from __future__ import annotations
 
-import json
-from contextlib import contextmanager
 import os
-import shutil
-import tempfile
-from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable
 
 import numpy as np
 
-from statecast.daemon.model.artifact import CALENDAR_FEATURES, MANIFEST_FILE, MODEL_FILE, sha256_hex
+from statecast.daemon.model.artifact import sha256_hex
 from statecast.daemon.model.backends import select_backend
-from statecast.daemon.model.features import assemble_inputs
 from statecast.daemon.model.scaling import IoScaling
 from statecast.daemon.model.step_model import StepModel
-from statecast.daemon.tools.series_csv import SeriesError, read_series
 
 from . import parity
 from .calibration import visited_states
-from .edgetpu_report import edgetpu_report
+from .convert_common import (ConvertOptions, describe_io, install_verified, parity_series, read_sidecar,
+                             staging_area, write_artifact)
 from .errors import ConversionError
 from .keras_reader import load_keras_model, read_model_spec
 from .model_spec import ModelSpec
 from .quantize import SIGNATURE, to_tflite
-from .report import parity_failure_text
 from .step_graph import (INPUT_NAME, OUTPUT_NAME, StepModule, fused_gates_for, state_input_name,
                          state_output_name)
+from .window_pipeline import convert_window
 from .window_reader import is_window_model
 
 PARITY_STEPS = 5_000
-SIDECAR_SUFFIX = ".json"      # `statecast train` writes M.keras.json beside M.keras
-
-
-@dataclass(frozen=True)
-class ConvertOptions:
-    model_path: str
-    mode: str
-    out_dir: str
-    calibration_csv: str | None = None
-    time_column: str = "timestamp"
-    features: tuple[str, ...] | None = None
-    targets: tuple[str, ...] | None = None
-    horizon: int | None = None
-    name: str | None = None
-    static_batch: int | None = None
-    keep_on_parity_failure: bool = False
-    residual: bool | None = None      # None: from training metadata, else False
-    window: int | None = None         # window models (issue 8): W when the Keras input length is not fixed
-
-
-def read_sidecar(model_path: str) -> dict:
-    path = model_path + SIDECAR_SUFFIX
-    if not os.path.isfile(path):
-        return {}
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
-    except (OSError, json.JSONDecodeError) as error:
-        raise ConversionError(f"{path}: unreadable training metadata ({error})") from None
-
-
-def _describe_io(spec: ModelSpec, options: ConvertOptions, meta: dict):
-    features = tuple(options.features or meta.get("features") or
-                     (("value",) if spec.n_features == 1 else tuple(f"f{i}" for i in range(spec.n_features))))
-    if len(features) != spec.n_features:
-        raise ConversionError(f"--features names {len(features)} features but the model takes {spec.n_features}")
-    values = tuple(f for f in features if f not in CALENDAR_FEATURES)
-    if features[: len(values)] != values:
-        raise ConversionError("--features: list value features first, then calendar features "
-                              f"({', '.join(CALENDAR_FEATURES)})")
-    targets = tuple(options.targets or meta.get("targets") or values[:1])
-    if spec.n_outputs % len(targets):
-        raise ConversionError(f"model has {spec.n_outputs} outputs, not a multiple of {len(targets)} targets")
-    horizon = options.horizon or meta.get("horizon") or spec.n_outputs // len(targets)
-    if horizon * len(targets) != spec.n_outputs:
-        raise ConversionError(f"horizon {horizon} x {len(targets)} targets != {spec.n_outputs} model outputs")
-    return features, values, targets, int(horizon)
-
-
-def _parity_series(options: ConvertOptions, meta: dict, features, values, targets):
-    """(x_raw (rows, features), truth (rows, targets), label) from the calibration CSV or training CSV."""
-    csv_path = options.calibration_csv or meta.get("csv")
-    if not csv_path:
-        return None
-    try:
-        series = read_series(csv_path, options.time_column if options.calibration_csv else
-                             meta.get("time_column", "timestamp"), tuple(dict.fromkeys(values + targets)))
-    except SeriesError as error:
-        raise ConversionError(str(error)) from None
-    x_raw = assemble_inputs(series.timestamps, series.values, features, series.columns)
-    truth = series.values[:, [series.columns.index(t) for t in targets]]
-    return x_raw.astype(np.float32), truth, os.path.basename(csv_path)
-
 
 def build_manifest(spec: ModelSpec, options: ConvertOptions, content: bytes, features, targets, horizon,
                    meta: dict) -> dict:
@@ -129,45 +61,10 @@ def build_manifest(spec: ModelSpec, options: ConvertOptions, content: bytes, fea
     }
 
 
-def _write_artifact(directory: str, content: bytes, manifest: dict) -> None:
-    with open(os.path.join(directory, MODEL_FILE), "wb") as handle:
-        handle.write(content)
-    _write_manifest(directory, manifest)
-
-
-def _write_manifest(directory: str, manifest: dict) -> None:
-    with open(os.path.join(directory, MANIFEST_FILE), "w", encoding="utf-8") as handle:
-        json.dump(manifest, handle, indent=2, sort_keys=False)
-        handle.write("\n")
-
-
 def _residual_calibration(step_out: np.ndarray, truth: np.ndarray, n_targets: int, warmup: int) -> dict:
     residual = step_out[warmup:-1, :n_targets] - truth[warmup + 1:, :n_targets]
     return {"residual_mean": residual.mean(axis=0).tolist(), "residual_std": residual.std(axis=0).tolist(),
             "steps": int(residual.shape[0]), "warmup_steps": warmup}
-
-
-@contextmanager
-def staging_area(out_dir: str):
-    """A temporary directory beside out_dir (same filesystem, so the final move is a rename),
-    removed afterwards whatever happened: a failed conversion leaves no partial artifact."""
-    parent = os.path.dirname(os.path.abspath(out_dir)) or "."
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".statecast-convert-", dir=parent)
-    try:
-        yield staging
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def _move_into_place(staging: str, out_dir: str) -> None:
-    if os.path.exists(out_dir):
-        old = out_dir.rstrip("/") + ".old-" + str(os.getpid())
-        os.replace(out_dir, old)
-        os.replace(staging, out_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(staging, out_dir)
 
 
 def convert(options: ConvertOptions) -> dict:
@@ -175,11 +72,10 @@ def convert(options: ConvertOptions) -> dict:
     meta = read_sidecar(options.model_path)
     model = load_keras_model(options.model_path)
     if options.window or is_window_model(model):      # issue 8: Bidirectional -> window model
-        from .window_pipeline import convert_window
         return convert_window(options, model, meta)
     spec = read_model_spec(model)
-    features, values, targets, horizon = _describe_io(spec, options, meta)
-    data = _parity_series(options, meta, features, values, targets)
+    features, values, targets, horizon = describe_io(spec, options, meta)
+    data = parity_series(options, meta, features, values, targets)
     if options.mode == "int8" and data is None:
         raise ConversionError("int8 quantization needs --calibration-csv (real sequences to calibrate states on)")
     backend = select_backend("auto")
@@ -188,7 +84,7 @@ def convert(options: ConvertOptions) -> dict:
         float_dir = os.path.join(staging, "float32")
         os.makedirs(float_dir)
         float_content = to_tflite(_step_module(spec, options, "float32"), "float32")
-        _write_artifact(float_dir, float_content, build_manifest(spec, options, float_content, features,
+        write_artifact(float_dir, float_content, build_manifest(spec, options, float_content, features,
                                                                  targets, horizon, meta))
         float_model = StepModel(float_dir, backend=backend)
         representative = None
@@ -208,35 +104,6 @@ def convert(options: ConvertOptions) -> dict:
 def _step_module(spec: ModelSpec, options: ConvertOptions, mode: str) -> StepModule:
     """The step graph for `mode`: int8 keeps a FULLY_CONNECTED pair per gate, float modes fuse them."""
     return StepModule(spec, batch_size=options.static_batch, fused_gates=fused_gates_for(mode))
-
-
-def install_verified(staging: str, content: bytes, manifest: dict, options: ConvertOptions,
-                     open_artifact: Callable[[str], Any], parity_of: Callable[[Any], dict] | None) -> dict:
-    """The end of every conversion (step and window): write the artifact in the staging area, add
-    its Edge TPU report and, with parity data, its parity section (`parity_of(opened artifact)`),
-    and move it to options.out_dir only if parity passed (or keep_on_parity_failure), so a failed
-    check leaves no artifact. `open_artifact(directory)` opens the written model. Returns the
-    manifest written."""
-    final_dir = os.path.join(staging, "artifact")
-    os.makedirs(final_dir)
-    _write_artifact(final_dir, content, manifest)
-    artifact = open_artifact(final_dir)
-    manifest["edgetpu"] = edgetpu_report(artifact.plain_interpreter(), options.mode)
-    if parity_of is not None:
-        manifest.update(parity_of(artifact))
-    _write_manifest(final_dir, manifest)
-    figures = manifest.get("parity")
-    if parity_of is not None and not figures["pass"] and not options.keep_on_parity_failure:
-        raise ConversionError(parity_failure_text(manifest, _headline(figures)))
-    _move_into_place(final_dir, options.out_dir)
-    return manifest
-
-
-def _headline(figures: dict) -> str:
-    """The figure the tolerance is on: window parity names it `measure`; step parity checks
-    rmse_ratio for int8 and max_abs_error_over_range otherwise."""
-    measure = figures.get("measure") or ("rmse_ratio" if "rmse_ratio" in figures else "max_abs_error_over_range")
-    return f"{measure} {figures[measure]:.4g}"
 
 
 def _parity_section(model, step_model: StepModel, float_model: StepModel, data, mode: str, n_targets: int) -> dict:

@@ -3,7 +3,7 @@
 Same order and guarantees as pipeline.convert: read + validate, build the unrolled window graph,
 convert (int8 calibrates on real windows of the calibration series), write into a staging
 directory, check parity against Keras window by window, and only then move the artifact into
-place (the last steps are pipeline.install_verified, shared with step models). Parity and
+place (the last steps are convert_common.install_verified, shared with step models). Parity and
 tolerances are the step models' (window_parity.py). Unlike a step model no float32 artifact is
 built on the side: every window starts from a zero state, so calibration needs only scaled
 windows, and Keras itself is the float reference.
@@ -21,7 +21,7 @@ from statecast.daemon.model.window_model import WindowModel
 
 from . import window_parity
 from .errors import ConversionError
-from .pipeline import ConvertOptions, _describe_io, _parity_series, install_verified, staging_area
+from .convert_common import ConvertOptions, describe_io, install_verified, parity_series, staging_area
 from .quantize import SIGNATURE, to_tflite
 from .step_graph import INPUT_NAME, fused_gates_for
 from .window_graph import OUTPUT_NAME, WindowModule, unpack_steps_for
@@ -77,8 +77,8 @@ def _calibration_windows(spec: WindowSpec, x_raw: np.ndarray, batch: int = 1,
 def convert_window(options: ConvertOptions, model, meta: dict) -> dict:
     """Run the whole window conversion; returns the manifest written. Raises ConversionError."""
     spec = read_window_spec(model, options.window)
-    features, values, targets, horizon = _describe_io(spec, options, meta)
-    data = _parity_series(options, meta, features, values, targets)
+    features, values, targets, horizon = describe_io(spec, options, meta)
+    data = parity_series(options, meta, features, values, targets)
     if data is not None and data[0].shape[0] < spec.window + 1:
         raise ConversionError(f"{data[2]}: {data[0].shape[0]} rows is shorter than the window ({spec.window})")
     if options.mode == "int8" and data is None:

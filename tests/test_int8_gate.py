@@ -11,7 +11,8 @@ import pytest
 
 from conftest import MACHINE_TEMPERATURE
 from statecast.convert import parity
-from statecast.convert.pipeline import ConvertOptions, convert
+from statecast.convert.convert_common import ConvertOptions
+from statecast.convert.pipeline import convert
 from statecast.convert.train import TrainOptions, train
 from statecast.daemon.model.backends import select_backend
 from statecast.daemon.model.features import assemble_inputs

@@ -5,7 +5,8 @@ import numpy as np
 
 from conftest import FIXTURES
 from statecast.convert import parity
-from statecast.convert.pipeline import ConvertOptions, convert
+from statecast.convert.convert_common import ConvertOptions
+from statecast.convert.pipeline import convert
 from statecast.daemon.model.step_model import StepModel
 
 

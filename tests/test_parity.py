@@ -14,7 +14,8 @@ import pytest
 from conftest import FIXTURES, MACHINE_TEMPERATURE
 from statecast.convert import parity
 from statecast.convert.keras_reader import load_keras_model
-from statecast.convert.pipeline import ConvertOptions, convert
+from statecast.convert.convert_common import ConvertOptions
+from statecast.convert.pipeline import convert
 from statecast.daemon.model.step_model import StepModel
 from statecast.daemon.tools.series_csv import read_series
 

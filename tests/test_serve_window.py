@@ -7,7 +7,8 @@ import pytest
 
 from conftest import MACHINE_TEMPERATURE
 from daemon_proc import Collector, DaemonProcess, publish_all, publisher, write_config
-from statecast.convert.pipeline import ConvertOptions, convert
+from statecast.convert.convert_common import ConvertOptions
+from statecast.convert.pipeline import convert
 from statecast.convert.train import TrainOptions, train
 from statecast.daemon.messages import Message
 from statecast.daemon.engine.step_engine import EngineSettings

@@ -18,7 +18,8 @@ from conftest import MACHINE_TEMPERATURE
 from statecast.convert import window_parity
 from statecast.convert.errors import ConversionError
 from statecast.convert.keras_reader import read_model_spec
-from statecast.convert.pipeline import ConvertOptions, convert
+from statecast.convert.convert_common import ConvertOptions
+from statecast.convert.pipeline import convert
 from statecast.convert.train import TrainOptions, train
 from statecast.convert.window_reader import read_window_spec
 from statecast.daemon.anomaly import AnomalySettings, StreamAnomaly
