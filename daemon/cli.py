@@ -268,8 +268,9 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     """Exception types that carry a one-line, user-facing reason."""
     from statecast.daemon.model.artifact import ArtifactError
     from statecast.daemon.model.backends import BackendError
-    from statecast.daemon.tools.series_csv import SeriesError
-    errors: list[type[BaseException]] = [UserError, ArtifactError, BackendError, SeriesError]
+    errors: list[type[BaseException]] = [UserError, ArtifactError, BackendError]
+    if "statecast.daemon.tools.series_csv" in sys.modules:       # only the tools read CSVs
+        errors.append(sys.modules["statecast.daemon.tools.series_csv"].SeriesError)
     if "statecast.daemon.tools.replay" in sys.modules:
         errors.append(sys.modules["statecast.daemon.tools.replay"].ReplayError)
     if "statecast.daemon.tools.score_plot" in sys.modules:
