@@ -113,9 +113,8 @@ class FusedGates:
     """One FULLY_CONNECTED for x and one for h over all of a layer's gates, split back into
     gates. Every output column is the same dot product as PerGateGates' (float32 results are
     identical); the graph has 2 FCs per layer instead of 8 (LSTM), and dynamic-range quantization
-    quantizes x and h once per layer instead of once per gate. Measured on the 2 x 64 LSTM with
-    XNNPACK, batch 1,024: dynamic 1.02 -> 0.74 µs per stream-step, float32 unchanged (1.27 vs
-    1.28, arithmetic-bound); batch 1: float32 4.4 -> 3.7 µs, dynamic 3.7 -> 2.9 µs."""
+    quantizes x and h once per layer instead of once per gate. What it saved per stream-step:
+    docs/performance-history.md (float32 at batch 1,024 is arithmetic-bound and did not move)."""
 
     def __init__(self, layer: RecurrentLayer):
         layout = _gate_layout(layer)

@@ -159,7 +159,7 @@ class StreamAnomaly:
         if not ready:
             return None, None
         filled = min(self.count, s.short_window)           # the ring fills from slot 0
-        # fsum over a slice: ~0.4 µs, where ndarray.mean() on ten values costs ~3.6 µs per message
+        # fsum over a slice: cheaper than ndarray.mean() on ten values (docs/performance-history.md)
         level = (math.fsum(self.stats[RECENT:RECENT + filled]) / filled - mu_long) / sigma_long
         score, source, direction = 1.0 - gaussian_tail(level), FORECAST_SIGNAL, (1 if residual > 0 else -1)
         for index, (signal_score, signal_direction) in enumerate(signal_scores):

@@ -120,8 +120,8 @@ class MqttLink:
         self.last_error = None                  # stats say what is wrong now, not before the reconnect
         raw = client.socket()
         if raw is not None and hasattr(raw, "setsockopt"):
-            # paho leaves Nagle on: small forecasts then wait for the previous ACK (p50 at
-            # 100 msg/s went from 10.7 to 4.2 ms with this: docs/benchmarks.md, section 6)
+            # paho leaves Nagle on: small forecasts then wait for the previous ACK (the latency
+            # it cost: docs/performance-history.md, TCP_NODELAY)
             try:
                 raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:

@@ -24,9 +24,8 @@ WRITE_CHUNK = 65536      # queued packets joined into one send()
 
 def _written_alone(packet: dict) -> bool:
     """Not joined with others: a packet paho has begun writing, and a QoS 2 PUBLISH. Joined QoS 2
-    PUBLISHes cut exactly-once forecasts from 3,160-3,460 to 1,650-2,090 msg/s (QoS 1 inputs,
-    1,000 streams, bench_patches `base+fq2`, two runs each), at the same CPU per message; why was
-    not found. QoS 0/1 publishes and acks showed no such effect."""
+    PUBLISHes halved exactly-once forecast throughput at the same CPU per message; why was not
+    found (figures: docs/performance-history.md). QoS 0/1 publishes and acks showed no such effect."""
     return bool(packet["pos"]) or (packet["command"] & 0xF0 == mqtt.PUBLISH and packet["qos"] == 2)
 
 

@@ -43,7 +43,7 @@ class Route:
 
 class Router:
     # Topics seen before skip filter matching and id sanitising (two paho matcher walks and a
-    # regex, ~11 µs per message). Bounded: cleared when it reaches this size.
+    # regex per message; docs/performance-history.md). Bounded: cleared when it reaches this size.
     CACHE_SIZE = 100_000
 
     def __init__(self, routes: list[Route], max_payload_bytes: int, shard_index: int = 0, shard_count: int = 1):

@@ -18,9 +18,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from .series_csv import read_series
 
-# One stream into the daemon with stock settings sustained ~1,000 msg/s on this 2-core x86 box
-# (5,000 messages at 1,000 msg/s: all forecast, broker dropped 0; unpaced, 8,000 messages: 4,446
-# dropped). A tenth of that leaves room for a Raspberry Pi and for other streams.
+# A tenth of the rate one stream into the daemon sustained on a 2-core x86 box with stock
+# settings (docs/performance-history.md), leaving room for a Raspberry Pi and for other streams.
 DEFAULT_RATE_HZ = 100.0
 DEFAULT_WINDOW = 20            # unacknowledged QoS 1/2 publishes (mosquitto's max_inflight_messages)
 ACK_TIMEOUT_SECONDS = 30.0
