@@ -17,13 +17,16 @@ if sys.version_info >= (3, 11):
 else:                                         # pragma: no cover - Python 3.10
     import tomli as tomllib
 
+from statecast.daemon.anomaly.settings import RANGES as ANOMALY_RANGES
+from statecast.daemon.anomaly.settings import AnomalySettings
 from statecast.daemon.model.backends import AUTO_ORDER
 from statecast.daemon.model.backends.kernels import KERNEL_CHOICES
+from statecast.daemon.mqtt.payload import FORMATS
+
 from .config_checks import (check_streams, client_id_problem, credentials, edgetpu_device_problem, filter_problem,
                             inner_filter, log_level_problem, names_problem, nonempty_problem, parse_shard,
                             shard_problem, stream_name_problem, template_problem, tls_files, topic_name_problem)
 from .config_table import ConfigError, Table, defaults_of, render
-from statecast.daemon.mqtt.payload import FORMATS
 
 
 @dataclass(frozen=True)
@@ -98,26 +101,10 @@ class StateConfig:
 
 
 @dataclass(frozen=True)
-class AnomalyConfig:
+class AnomalyConfig(AnomalySettings):
+    """[anomaly]: the scorer's settings (fields, defaults and ranges declared once, in
+    daemon/anomaly/settings.py) plus the daemon's switch."""
     enabled: bool = True
-    threshold: float = 0.99
-    clear_threshold: float = 0.9
-    debounce_steps: int = 1
-    refractory_steps: int = 0
-    long_window: int = 2000
-    short_window: int = 10
-    min_steps: int = 100
-    scale_window: int = 500
-    spatial_tolerance: float = 0.0
-    daily_profile: bool = False
-    profile_either: bool = False
-    signals: tuple[str, ...] = ("range",)
-    hold_breakers: tuple[str, ...] = ()
-    range_warmup_steps: int = 0
-    stuck_floor: float = 0.9
-    level_window: int = 50
-    cooldown_seconds: float = 0.0
-    max_alerts_per_hour: float = 0.0
     # Not a TOML key: the keys the [anomaly] table sets. Exactly these override a model's tuned
     # anomaly settings (pipeline.anomaly_settings), even where the value is the built-in default.
     keys_set: frozenset[str] = frozenset()
@@ -236,18 +223,24 @@ def _state(t: Table) -> StateConfig:
                        journal=t.get("journal", bool), journal_fsync=t.get("journal_fsync", bool))
 
 
-_ANOMALY_KEYS = {name: default for name, default in defaults_of(AnomalyConfig).items() if name != "keys_set"}
+_ANOMALY_KEYS = {"enabled": AnomalyConfig.enabled, **defaults_of(AnomalySettings)}
+
+
+def _bounds(name: str) -> dict:
+    """The anomaly settings' own range for a key, as Table.get's arguments."""
+    lo, hi, lo_open, hi_open = ANOMALY_RANGES[name]
+    return {"lo": lo, "hi": hi, "lo_open": lo_open, "hi_open": hi_open}
 
 
 def _anomaly(t: Table) -> AnomalyConfig:
-    threshold = t.get("threshold", float, lo=0, hi=1, lo_open=True, hi_open=True)
-    clear = t.get("clear_threshold", float, lo=0, hi=1, hi_open=True)
+    threshold = t.get("threshold", float, **_bounds("threshold"))
+    clear = t.get("clear_threshold", float, **_bounds("clear_threshold"))
     if clear >= threshold:
         raise t.error("clear_threshold", f"must be < {t.key('threshold')} ({render(threshold)}), got {render(clear)}"
                       + ("" if t.has("clear_threshold") else " (the default)"))
-    long_window = t.get("long_window", int, lo=10, hi=100_000)
-    short_window = t.get("short_window", int, lo=1)
-    min_steps = t.get("min_steps", int, lo=2)            # the residual statistics need two samples
+    long_window = t.get("long_window", int, **_bounds("long_window"))
+    short_window = t.get("short_window", int, **_bounds("short_window"))
+    min_steps = t.get("min_steps", int, **_bounds("min_steps"))
     for name, value, ok, relation in (("short_window", short_window, short_window < long_window, "<"),
                                       ("min_steps", min_steps, min_steps <= long_window, "<=")):
         if not ok:
@@ -258,18 +251,18 @@ def _anomaly(t: Table) -> AnomalyConfig:
         raise t.error("hold_breakers", f"must name signals listed in {t.key('signals')} ({render(list(signals))}), "
                       f"got {render(list(breakers))}")
     return AnomalyConfig(enabled=t.get("enabled", bool), threshold=threshold, clear_threshold=clear,
-                         debounce_steps=t.get("debounce_steps", int, lo=1, hi=1000),
-                         refractory_steps=t.get("refractory_steps", int, lo=0), long_window=long_window,
-                         short_window=short_window, min_steps=min_steps,
-                         scale_window=t.get("scale_window", int, lo=1, hi=1_000_000),
-                         spatial_tolerance=t.get("spatial_tolerance", float, lo=0, hi=10),
+                         debounce_steps=t.get("debounce_steps", int, **_bounds("debounce_steps")),
+                         refractory_steps=t.get("refractory_steps", int, **_bounds("refractory_steps")),
+                         long_window=long_window, short_window=short_window, min_steps=min_steps,
+                         scale_window=t.get("scale_window", int, **_bounds("scale_window")),
+                         spatial_tolerance=t.get("spatial_tolerance", float, **_bounds("spatial_tolerance")),
                          daily_profile=t.get("daily_profile", bool), profile_either=t.get("profile_either", bool),
                          signals=signals, hold_breakers=breakers,
-                         range_warmup_steps=t.get("range_warmup_steps", int, lo=0, hi=1_000_000),
-                         stuck_floor=t.get("stuck_floor", float, lo=0, hi=1, lo_open=True, hi_open=True),
-                         level_window=t.get("level_window", int, lo=2, hi=100_000),
-                         cooldown_seconds=t.get("cooldown_seconds", float, lo=0),
-                         max_alerts_per_hour=t.get("max_alerts_per_hour", float, lo=0),
+                         range_warmup_steps=t.get("range_warmup_steps", int, **_bounds("range_warmup_steps")),
+                         stuck_floor=t.get("stuck_floor", float, **_bounds("stuck_floor")),
+                         level_window=t.get("level_window", int, **_bounds("level_window")),
+                         cooldown_seconds=t.get("cooldown_seconds", float, **_bounds("cooldown_seconds")),
+                         max_alerts_per_hour=t.get("max_alerts_per_hour", float, **_bounds("max_alerts_per_hour")),
                          keys_set=frozenset(t.data))
 
 
@@ -305,22 +298,32 @@ def _logging(t: Table) -> LoggingConfig:
     return LoggingConfig(level=t.get("level", str, check=log_level_problem).upper())
 
 
+def section_keys() -> dict[str, dict]:
+    """Every TOML table the config reads -> its keys and their defaults (REQUIRED where none)."""
+    return {"broker": defaults_of(BrokerConfig), "streams": defaults_of(StreamConfig),
+            "output": defaults_of(OutputConfig), "batching": defaults_of(BatchingConfig),
+            "state": defaults_of(StateConfig), "anomaly": _ANOMALY_KEYS,
+            "homeassistant": defaults_of(HomeAssistantConfig), "runtime": defaults_of(RuntimeConfig),
+            "cluster": {"shard": "0/1"}, "logging": defaults_of(LoggingConfig)}
+
+
 def parse_config(data: dict, source: str, base_dir: str) -> Config:
     """Validate a decoded TOML document; relative paths resolve against base_dir."""
     sections = [f.name for f in dataclass_fields(Config) if f.name not in ("source", "warnings")]
     root = Table(data, "", source, os.path.abspath(base_dir), dict.fromkeys(sections))
-    stream_tables = root.tables("streams", defaults_of(StreamConfig))
+    keys = section_keys()
+    stream_tables = root.tables("streams", keys["streams"])
     config = Config(
-        broker=_broker(root.table("broker", defaults_of(BrokerConfig))),
+        broker=_broker(root.table("broker", keys["broker"])),
         streams=tuple(_stream(t) for t in stream_tables),
-        output=_output(root.table("output", defaults_of(OutputConfig))),
-        batching=_batching(root.table("batching", defaults_of(BatchingConfig))),
-        state=_state(root.table("state", defaults_of(StateConfig))),
-        anomaly=_anomaly(root.table("anomaly", _ANOMALY_KEYS)),
-        homeassistant=_homeassistant(root.table("homeassistant", defaults_of(HomeAssistantConfig))),
-        runtime=_runtime(root.table("runtime", defaults_of(RuntimeConfig))),
-        cluster=_cluster(root.table("cluster", {"shard": "0/1"})),
-        logging=_logging(root.table("logging", defaults_of(LoggingConfig))),
+        output=_output(root.table("output", keys["output"])),
+        batching=_batching(root.table("batching", keys["batching"])),
+        state=_state(root.table("state", keys["state"])),
+        anomaly=_anomaly(root.table("anomaly", keys["anomaly"])),
+        homeassistant=_homeassistant(root.table("homeassistant", keys["homeassistant"])),
+        runtime=_runtime(root.table("runtime", keys["runtime"])),
+        cluster=_cluster(root.table("cluster", keys["cluster"])),
+        logging=_logging(root.table("logging", keys["logging"])),
         source=source)
     own_topics = [value for name, value in vars(config.output).items() if name.endswith("_topic")]
     if config.homeassistant.enabled:

@@ -1,7 +1,9 @@
 """The anomaly settings: one frozen, validated structure (numpy/stdlib only).
 
 A model's manifest carries tuned values (`anomaly.settings`); the config's [anomaly] table sets
-keys on top. The ranges are checked here, once, for both.
+keys on top. One set of per-key ranges (RANGES) for both: the config reads its keys with these
+bounds (daemon/config.py, operator-grade errors) and a manifest's values are checked against the
+same ones here.
 """
 from __future__ import annotations
 
@@ -10,6 +12,33 @@ from dataclasses import dataclass
 from functools import cached_property
 
 BLOCKS = 32                    # the reference window is summed in ~this many blocks
+
+# One set of per-key ranges, name -> (lo, hi, lo_open, hi_open) (None: unbounded on that side),
+# in the order they are checked. daemon/config.py reads [anomaly] with exactly these bounds.
+RANGES = {
+    "threshold": (0.0, 1.0, True, True),
+    "clear_threshold": (0.0, 1.0, False, True),
+    "debounce_steps": (1, 1000, False, False),
+    "refractory_steps": (0, None, False, False),
+    "short_window": (1, None, False, False),
+    "min_steps": (2, None, False, False),               # the residual statistics need two samples
+    "long_window": (10, 100_000, False, False),
+    "scale_window": (1, 1_000_000, False, False),
+    "spatial_tolerance": (0.0, 10.0, False, False),
+    "range_warmup_steps": (0, 1_000_000, False, False),
+    "stuck_floor": (0.0, 1.0, True, True),
+    "level_window": (2, 100_000, False, False),
+    "cooldown_seconds": (0.0, None, False, False),
+    "max_alerts_per_hour": (0.0, None, False, False),
+}
+
+
+def in_range(value, lo, hi, lo_open, hi_open) -> bool:
+    if isinstance(value, float) and not math.isfinite(value):
+        return False
+    above = lo is None or (value > lo if lo_open else value >= lo)
+    below = hi is None or (value < hi if hi_open else value <= hi)
+    return above and below
 
 
 @dataclass(frozen=True)
@@ -41,24 +70,14 @@ class AnomalySettings:
         object.__setattr__(self, "signals", tuple(self.signals))
         object.__setattr__(self, "hold_breakers", tuple(self.hold_breakers))
         from .signals import SIGNALS
-        checks = {
-            "threshold": 0.0 < self.threshold <= 1.0,
-            "clear_threshold": 0.0 <= self.clear_threshold <= self.threshold,
-            "debounce_steps": 1 <= self.debounce_steps <= 1000,
-            "refractory_steps": self.refractory_steps >= 0,
-            "short_window": self.short_window >= 1,
-            "min_steps": self.min_steps >= 2,
-            "long_window": max(self.short_window, self.min_steps) <= self.long_window <= 100_000,
-            "scale_window": self.scale_window >= 1,
-            "spatial_tolerance": 0.0 <= self.spatial_tolerance <= 10.0,
-            "signals": all(name in SIGNALS for name in self.signals) and len(set(self.signals)) == len(self.signals),
-            "hold_breakers": all(name in self.signals for name in self.hold_breakers),
-            "range_warmup_steps": 0 <= self.range_warmup_steps <= 1_000_000,
-            "stuck_floor": 0.0 < self.stuck_floor < 1.0,
-            "level_window": 2 <= self.level_window <= 100_000,
-            "cooldown_seconds": math.isfinite(self.cooldown_seconds) and self.cooldown_seconds >= 0.0,
-            "max_alerts_per_hour": math.isfinite(self.max_alerts_per_hour) and self.max_alerts_per_hour >= 0.0,
-        }
+        checks = {name: in_range(getattr(self, name), *bounds) for name, bounds in RANGES.items()}
+        # Across keys, on the merged settings (a manifest's tuned values with the config's keys on
+        # top). The config's [anomaly] table is stricter within itself (clear_threshold < threshold,
+        # short_window < long_window) and says so with the key names.
+        checks["clear_threshold"] &= self.clear_threshold <= self.threshold
+        checks["long_window"] &= max(self.short_window, self.min_steps) <= self.long_window
+        checks["signals"] = all(name in SIGNALS for name in self.signals) and len(set(self.signals)) == len(self.signals)
+        checks["hold_breakers"] = all(name in self.signals for name in self.hold_breakers)
         for key, ok in checks.items():
             if not ok:
                 hint = f" (known signals: {', '.join(SIGNALS)})" if key in ("signals", "hold_breakers") else ""

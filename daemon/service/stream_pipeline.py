@@ -5,7 +5,7 @@ import dataclasses
 import logging
 import os
 
-from statecast.daemon.config import Config, ConfigError
+from statecast.daemon.config import Config, ConfigError, StateConfig
 from statecast.daemon.engine.gaps import learned_interval
 from statecast.daemon.messages import Message
 from statecast.daemon.engine.step_engine import Engine, EngineSettings
@@ -35,8 +35,7 @@ class Pipeline:
                               f"{self.model.manifest.name} takes {len(self.model.manifest.value_features)} values "
                               f"({', '.join(self.model.manifest.value_features)})")
         s = config.state
-        settings = EngineSettings(max_streams=s.max_streams, idle_eviction_seconds=s.idle_eviction_seconds,
-                                  max_gap_seconds=s.max_gap_seconds, gap_policy=s.gap_policy, horizon=entry.horizon)
+        settings = engine_settings(s, entry.horizon)
         factory = anomaly_factory_for(self.model, anomaly_settings(config, self.model)) if config.anomaly.enabled else None
         self.engine = Engine(self.model, settings, factory)
         self.state_directory = s.directory
@@ -201,6 +200,12 @@ class Pipeline:
         # the checkpoint holds every step the journal missed before the snapshot
         self.journal_errors -= self._journal_errors_before_snapshot
         self._journal_errors_before_snapshot = 0
+
+
+def engine_settings(state: StateConfig, horizon: int) -> EngineSettings:
+    """The one place [state] (and a [[streams]] entry's horizon) becomes the engines' settings."""
+    return EngineSettings(max_streams=state.max_streams, idle_eviction_seconds=state.idle_eviction_seconds,
+                          max_gap_seconds=state.max_gap_seconds, gap_policy=state.gap_policy, horizon=horizon)
 
 
 def anomaly_settings(config: Config, model):
