@@ -75,8 +75,8 @@ def alerts_of(stamps, values, model_dir=ROOT / "models" / "default", overrides: 
     """(row, detail) of every alert the daemon's engine raises on one stream."""
     import dataclasses
 
-    from statecast.daemon.messages import Message
     from statecast.daemon.engine.step_engine import Engine
+    from statecast.daemon.messages import Message
     from statecast.daemon.service.runtime_setup import anomaly_factory_for, manifest_anomaly_settings, open_model
     model = open_model(str(model_dir))
     settings = dataclasses.replace(manifest_anomaly_settings(model), **(overrides or {}))

@@ -20,8 +20,8 @@ from statecast.daemon.model.backends import select_backend
 from statecast.daemon.model.window_model import WindowModel
 
 from . import window_parity
-from .errors import ConversionError
 from .convert_common import ConvertOptions, describe_io, install_verified, parity_series, staging_area
+from .errors import ConversionError
 from .quantize import SIGNATURE, to_tflite
 from .step_graph import INPUT_NAME, fused_gates_for
 from .window_graph import OUTPUT_NAME, WindowModule, unpack_steps_for

@@ -17,8 +17,8 @@ if sys.version_info >= (3, 11):
 else:                                         # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-from statecast.daemon.anomaly.settings import RANGES as ANOMALY_RANGES
 from statecast.daemon.anomaly.settings import AnomalySettings
+from statecast.daemon.anomaly.settings import RANGES as ANOMALY_RANGES
 from statecast.daemon.model.backends import AUTO_ORDER
 from statecast.daemon.model.backends.kernels import KERNEL_CHOICES
 from statecast.daemon.mqtt.payload import FORMATS

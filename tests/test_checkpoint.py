@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from statecast.daemon.anomaly import AnomalySettings, StreamAnomaly
-from statecast.daemon.messages import Message
 from statecast.daemon.engine.step_engine import Engine
+from statecast.daemon.messages import Message
 from statecast.daemon.service.runtime_setup import anomaly_factory_for, open_model
 from statecast.daemon.state import checkpoint
 from statecast.daemon.state.stream_table import StreamTable

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from statecast.daemon.messages import Message
 from statecast.daemon.engine.step_engine import Engine, EngineSettings
+from statecast.daemon.messages import Message
 from statecast.daemon.model.step_model import StepModel
 from statecast.daemon.state import checkpoint
 from statecast.daemon.tools.series_csv import read_series

@@ -81,8 +81,8 @@ def test_bad_message_warnings_are_rate_limited_per_topic(caplog):
 
 
 def test_parity_failure_prints_the_report_and_next_steps(tmp_path):
-    from statecast.convert.errors import ConversionError
     from statecast.convert.convert_common import ConvertOptions, install_verified
+    from statecast.convert.errors import ConversionError
     from statecast.daemon.model.step_model import StepModel
     model = os.path.join(ROOT, "models", "default")
     content = open(os.path.join(model, "model.tflite"), "rb").read()

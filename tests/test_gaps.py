@@ -5,8 +5,8 @@ import numpy as np
 
 from daemon_proc import DEFAULT_MODEL
 from statecast.daemon.engine import gaps
-from statecast.daemon.messages import Message
 from statecast.daemon.engine.step_engine import Engine
+from statecast.daemon.messages import Message
 from statecast.daemon.model.step_model import StepModel
 
 STEP_SECONDS = 300.0

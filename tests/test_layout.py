@@ -18,7 +18,7 @@ PACKAGE_DIRS = {"statecast.daemon": ROOT / "daemon", "statecast.convert": ROOT /
 # before it, never a later one ("upward"): the network side (mqtt/) never reaches the engine,
 # the state code never reaches the service, nothing on the device reaches the tools.
 LAYERS = (
-    ("messages", "timestamps"),
+    ("messages", "protocols", "timestamps"),
     ("model",),
     ("anomaly",),
     ("mqtt",),
@@ -148,6 +148,17 @@ def test_the_rules_see_imports():
     assert layer_of("statecast.daemon.mqtt.routing") < layer_of("statecast.daemon.engine.step_engine")
     score = dict(imported_modules(ROOT / "daemon" / "tools" / "score.py"))
     assert any(is_under(t, "statecast.daemon.engine") for t in score)
+
+
+def test_the_scorer_and_the_scaler_satisfy_the_engines_protocols():
+    """daemon/protocols.py names what the engine and checkpoint code call; the real classes
+    (which do not import it) must keep providing it."""
+    from statecast.daemon.anomaly import AnomalySettings, StreamAnomaly
+    from statecast.daemon.model.scaling import OnlineScaler
+    from statecast.daemon.protocols import StreamScaler, StreamScorer
+    assert isinstance(StreamAnomaly(AnomalySettings(), 1.0), StreamScorer)
+    assert isinstance(OnlineScaler(1, 100.0), StreamScaler)
+    assert not isinstance(OnlineScaler(1, 100.0), StreamScorer)      # the check can fail
 
 
 @pytest.mark.parametrize("package", ["statecast.convert"])

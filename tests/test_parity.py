@@ -13,8 +13,8 @@ import pytest
 
 from conftest import FIXTURES, MACHINE_TEMPERATURE
 from statecast.convert import parity
-from statecast.convert.keras_reader import load_keras_model
 from statecast.convert.convert_common import ConvertOptions
+from statecast.convert.keras_reader import load_keras_model
 from statecast.convert.pipeline import convert
 from statecast.daemon.model.step_model import StepModel
 from statecast.daemon.tools.series_csv import read_series
@@ -155,8 +155,8 @@ def test_int8_does_not_drift_over_a_long_stream(artifact, series):
 def test_static_batch_int8_export_passes_the_edgetpu_precheck_and_serves_any_batch(tmp_path):
     """An Edge TPU export needs full int8 and static shapes: --static-batch N gives both, and the
     runtime pads or splits batches to N."""
-    from statecast.daemon.messages import Message
     from statecast.daemon.engine.step_engine import Engine
+    from statecast.daemon.messages import Message
     out = str(tmp_path / "edgetpu")
     manifest = convert(ConvertOptions(model_path=os.path.join(FIXTURES, "gru.keras"), mode="int8", out_dir=out,
                                       calibration_csv=MACHINE_TEMPERATURE, static_batch=4))

@@ -17,8 +17,8 @@ import pytest
 from conftest import MACHINE_TEMPERATURE
 from daemon_proc import DEFAULT_MODEL, Collector, DaemonProcess, publisher, write_config
 from statecast.daemon.anomaly import AnomalySettings
-from statecast.daemon.messages import Message
 from statecast.daemon.engine.step_engine import Engine
+from statecast.daemon.messages import Message
 from statecast.daemon.model.step_model import StepModel
 from statecast.daemon.service.runtime_setup import anomaly_factory_for
 from statecast.daemon.state import checkpoint

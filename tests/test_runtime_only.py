@@ -8,8 +8,8 @@ from conftest import ROOT
 
 PROBE = r"""
 import sys, numpy as np
-from statecast.daemon.messages import Message
 from statecast.daemon.engine.step_engine import Engine
+from statecast.daemon.messages import Message
 from statecast.daemon.model.step_model import StepModel, run_sequence
 for directory in sys.argv[1:]:
     model = StepModel(directory)

@@ -10,9 +10,9 @@ from daemon_proc import Collector, DaemonProcess, publish_all, publisher, write_
 from statecast.convert.convert_common import ConvertOptions
 from statecast.convert.pipeline import convert
 from statecast.convert.train import TrainOptions, train
-from statecast.daemon.messages import Message
 from statecast.daemon.engine.step_engine import EngineSettings
 from statecast.daemon.engine.window_engine import WindowEngine
+from statecast.daemon.messages import Message
 from statecast.daemon.model.window_model import WindowModel
 from statecast.daemon.tools.series_csv import read_series
 

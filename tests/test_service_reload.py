@@ -15,8 +15,8 @@ from conftest import FIXTURES, MACHINE_TEMPERATURE, ROOT
 from daemon_proc import DEFAULT_MODEL, Collector, DaemonProcess, publish_all, publisher, write_config
 from service_support import NotifyListener, runtime_section
 from statecast.daemon.anomaly import AnomalySettings
-from statecast.daemon.messages import Message
 from statecast.daemon.engine.step_engine import Engine
+from statecast.daemon.messages import Message
 from statecast.daemon.model.step_model import StepModel
 from statecast.daemon.service.runtime_setup import anomaly_factory_for
 from statecast.daemon.tools.series_csv import read_series

@@ -25,8 +25,8 @@ from conftest import MACHINE_TEMPERATURE, ROOT
 from daemon_proc import DEFAULT_MODEL, Collector, publish_all, publisher, write_config
 from service_support import NotifyListener, runtime_section
 from statecast.daemon.anomaly import AnomalySettings
-from statecast.daemon.messages import Message
 from statecast.daemon.engine.step_engine import Engine
+from statecast.daemon.messages import Message
 from statecast.daemon.model.step_model import StepModel
 from statecast.daemon.service.runtime_setup import anomaly_factory_for
 from statecast.daemon.state.checkpoint import restore
@@ -171,8 +171,8 @@ for _ in range(100):
 stop.set(); [t.join() for t in threads]
 out["threads_started"] = started
 import numpy as np
-from statecast.daemon.messages import Message
 from statecast.daemon.engine.step_engine import Engine
+from statecast.daemon.messages import Message
 from statecast.daemon.model.step_model import StepModel
 out["models"] = {}
 for directory in sys.argv[3:]:

@@ -16,16 +16,16 @@ import pytest
 
 from conftest import MACHINE_TEMPERATURE
 from statecast.convert import window_parity
+from statecast.convert.convert_common import ConvertOptions
 from statecast.convert.errors import ConversionError
 from statecast.convert.keras_reader import read_model_spec
-from statecast.convert.convert_common import ConvertOptions
 from statecast.convert.pipeline import convert
 from statecast.convert.train import TrainOptions, train
 from statecast.convert.window_reader import read_window_spec
 from statecast.daemon.anomaly import AnomalySettings, StreamAnomaly
-from statecast.daemon.messages import Message
 from statecast.daemon.engine.step_engine import EngineSettings
 from statecast.daemon.engine.window_engine import WindowEngine, window_message
+from statecast.daemon.messages import Message
 from statecast.daemon.model.window_model import WindowModel
 from statecast.daemon.state.checkpoint import restore, save
 from statecast.daemon.tools.series_csv import read_series

@@ -8,13 +8,13 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable
 
 import numpy as np
 
 from statecast.daemon.messages import Forecast, Message
 from statecast.daemon.model.scaling import IoScaling
 from statecast.daemon.model.step_model import StepModel
+from statecast.daemon.protocols import ScorerFactory
 from statecast.daemon.state.stream_table import StreamInfo, StreamTable
 from .gaps import observe_step
 
@@ -41,7 +41,7 @@ class EngineCounters:
 
 class Engine:
     def __init__(self, model: StepModel, settings: EngineSettings = EngineSettings(),
-                 anomaly_factory: Callable[[], Any] | None = None):
+                 anomaly_factory: ScorerFactory | None = None):
         self.model = model
         self.settings = settings
         m = model.manifest

@@ -18,14 +18,15 @@ import json
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
+from statecast.daemon.messages import Message
 from statecast.daemon.model.features import calendar_features
 from statecast.daemon.model.window_model import WindowModel
+from statecast.daemon.protocols import ScorerFactory
 from statecast.daemon.state.stream_table import StreamInfo, StreamTable
-from statecast.daemon.messages import Message
 from .step_engine import Engine, EngineSettings
 
 RING_COUNT, RING_TS, RAN_AT = "ring_count", "ring_ts", "ran_at"
@@ -68,7 +69,7 @@ class RingTable(StreamTable):
 
 class WindowEngine(Engine):
     def __init__(self, model: WindowModel, settings: EngineSettings = EngineSettings(), stride: int = 1,
-                 anomaly_factory: Callable[[], Any] | None = None):
+                 anomaly_factory: ScorerFactory | None = None):
         if not isinstance(stride, int) or stride < 1:
             raise ValueError(f"stride {stride!r}: expected an integer >= 1 (messages between runs)")
         super().__init__(model, settings, anomaly_factory)

@@ -2,11 +2,16 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 from statecast.daemon.model.artifact import ArtifactError
 from statecast.daemon.model.backends import select_backend
 from statecast.daemon.model.backends.edgetpu import load_edgetpu_delegate
 from statecast.daemon.model.step_model import StepModel
+from statecast.daemon.protocols import ScorerFactory
+
+if TYPE_CHECKING:
+    from statecast.daemon.anomaly import AnomalySettings
 
 
 def open_model(directory: str, backend_name: str = "auto", num_threads: int = 1, delegate: str | None = None,
@@ -36,7 +41,7 @@ def manifest_anomaly_settings(model: StepModel):
         raise ArtifactError(f"{model.directory}: manifest anomaly.settings: {error}") from None
 
 
-def anomaly_factory_for(model: StepModel, settings=None):
+def anomaly_factory_for(model: StepModel, settings: AnomalySettings | None = None) -> ScorerFactory:
     """Factory of per-stream anomaly scorers, primed with the model's residual calibration.
 
     settings None: the model's tuned settings from its manifest (see manifest_anomaly_settings).

@@ -7,9 +7,9 @@ import os
 
 from statecast.daemon.config import Config, ConfigError, StateConfig
 from statecast.daemon.engine.gaps import learned_interval
-from statecast.daemon.messages import Message
 from statecast.daemon.engine.step_engine import Engine, EngineSettings
 from statecast.daemon.engine.window_engine import WindowEngine, window_message
+from statecast.daemon.messages import Message
 from statecast.daemon.model.window_model import open_window_model
 from statecast.daemon.mqtt.outputs import alert_message, forecast_message
 from statecast.daemon.mqtt.routing import Route

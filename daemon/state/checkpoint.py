@@ -27,8 +27,11 @@ import logging
 import math
 import os
 import zipfile
+from typing import Iterable
 
 import numpy as np
+
+from statecast.daemon.protocols import ScalerRestore, ScorerRestore, StackableState
 
 from .stream_table import StreamTable
 
@@ -107,7 +110,7 @@ def snapshot(table: StreamTable, model_sha256: str) -> dict[str, np.ndarray]:
     return arrays
 
 
-def stack_by_layout(prefix: str, items) -> dict[str, np.ndarray]:
+def stack_by_layout(prefix: str, items: Iterable[tuple[int, StackableState]]) -> dict[str, np.ndarray]:
     """Per-stream states (items: (row, obj)) -> one stacked array per to_state() key, by group of
     streams of equal layout (obj.layout(); groups in order of first appearance):
     {"<prefix><g>.rows": (n,) int64, "<prefix><g>.<key>": (n, ...)}. Numbers are float64 (exact
@@ -149,7 +152,8 @@ def state_at(where: dict, row: int) -> dict | None:
     return {key: column[index] for key, column in columns.items()}
 
 
-def decode(blob: bytes, model_sha256: str, table: StreamTable, anomaly_restore=None, scaler_restore=None) -> int:
+def decode(blob: bytes, model_sha256: str, table: StreamTable, anomaly_restore: ScorerRestore | None = None,
+           scaler_restore: ScalerRestore | None = None) -> int:
     """Fill `table` from a checkpoint blob; returns the number of streams restored."""
     if not blob.startswith(MAGIC):
         raise CheckpointError("not a statecast checkpoint (bad header)")
@@ -255,8 +259,8 @@ def save(path: str, table: StreamTable, model_sha256: str) -> int:
     return len(table)
 
 
-def restore(path: str, table: StreamTable, model_sha256: str, anomaly_restore=None,
-            scaler_restore=None) -> tuple[int, str]:
+def restore(path: str, table: StreamTable, model_sha256: str, anomaly_restore: ScorerRestore | None = None,
+            scaler_restore: ScalerRestore | None = None) -> tuple[int, str]:
     """Restore from `path`, else from `path.prev`; returns (streams, which file or reason)."""
     reasons = []
     for candidate in (path, path + ".prev"):

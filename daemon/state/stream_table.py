@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from statecast.daemon.protocols import ScalerRestore, StreamScaler, StreamScorer
+
 
 @dataclass(slots=True)
 class StreamInfo:
@@ -23,8 +25,8 @@ class StreamInfo:
     steps: int = 0
     last_seen: float = 0.0                       # wall-clock seconds of the last accepted message
     last_interval: float | None = None           # seconds between the last two messages
-    scaler: Any = None                           # online input normaliser (models that ask for it)
-    anomaly: Any = None                          # StreamAnomaly
+    scaler: StreamScaler | None = None           # online input normaliser (models that ask for it)
+    anomaly: StreamScorer | None = None          # anomaly scorer (when anomaly scoring is on)
     extra: dict | None = None                    # window ring buffers etc. (window engines only)
     cadence: Any = None                          # gaps.Cadence: learned interval, missing steps
 
@@ -48,7 +50,7 @@ class StreamTable:
         self.resets = 0
         # How to rebuild a stream's online normaliser from a checkpoint (set by the engine of an
         # online-normalised model; None otherwise).
-        self.scaler_restore = None
+        self.scaler_restore: ScalerRestore | None = None
 
     def __len__(self) -> int:
         return len(self.streams)

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from statecast.daemon.messages import Message
 from statecast.daemon.engine.step_engine import Engine, EngineSettings
+from statecast.daemon.messages import Message
 from statecast.daemon.service.runtime_setup import anomaly_factory_for, open_model
 
 EMULATION_WARNING = ("EMULATED (qemu-user): these timings measure the emulator, not a Pi; "

@@ -9,9 +9,10 @@ from __future__ import annotations
 import csv
 import math
 
-from statecast.daemon.messages import Message
 from statecast.daemon.engine.step_engine import Engine, EngineSettings
+from statecast.daemon.messages import Message
 from statecast.daemon.model.step_model import StepModel
+from statecast.daemon.protocols import ScorerFactory
 from .series_csv import SeriesError, read_series
 
 STREAM_ID = "csv"
@@ -19,7 +20,7 @@ CHUNK_ROWS = 4096               # rows per engine call: memory stays flat on lon
 
 
 def score_csv(model: StepModel, csv_path: str, out_path: str, time_column: str = "timestamp",
-              engine_settings: EngineSettings = EngineSettings(), anomaly_factory=None,
+              engine_settings: EngineSettings = EngineSettings(), anomaly_factory: ScorerFactory | None = None,
               value_columns: tuple[str, ...] | None = None) -> int:
     """Write timestamp,value,forecast_1..H,anomaly_score,alert; returns the number of rows written.
     value_columns: the CSV's columns for the model's value features (default: the same names)."""

@@ -24,8 +24,8 @@ MODELS = ("default", "default-int8", "machine_temperature-float32", "machine_tem
 
 
 def score_model(model_dir: str, kernels: str, series, out_path: str) -> int:
-    from statecast.daemon.messages import Message
     from statecast.daemon.engine.step_engine import Engine, EngineSettings
+    from statecast.daemon.messages import Message
     from statecast.daemon.service.runtime_setup import anomaly_factory_for, open_model
     model = open_model(model_dir, kernels=kernels)
     engine = Engine(model, EngineSettings(), anomaly_factory_for(model))
