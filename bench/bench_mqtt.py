@@ -133,7 +133,7 @@ def receiver_main(port: int, topic_filter: str, qos: int, received, stop, ready,
 
 def echo_main(port: int, qos: int, stop, ready, protocol: str = "5", buffered: bool = False) -> None:
     """The ceiling: receive each reading, decode its JSON, publish an echo (MQTT 5 like serve's
-    default, or 3.1.1). buffered: on the daemon's own paho client (mqtt_link.BufferedClient,
+    default, or 3.1.1). buffered: on the daemon's own paho client (paho_io.BufferedClient,
     chunked socket reads and writes) instead of stock paho, so the two share their MQTT plumbing."""
     client_class = mqtt.Client
     if buffered:

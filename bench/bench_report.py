@@ -189,7 +189,7 @@ def e2e_section(e2e: dict) -> list[str]:
              f"anomaly on, stats every {o['stats_interval_seconds']:g} s, MQTT {o['protocol']}, forecast QoS = input QoS), "
              "or the echo baseline: one paho client (MQTT 5) that receives each reading, `json.loads` it and "
              "publishes an echo, on stock paho (**echo**) and on serve's own paho subclass "
-             "(`mqtt_link.BufferedClient`, which reads and writes the socket in 64 kB chunks; **echo, chunked I/O**), so "
+             "(`paho_io.BufferedClient`, which reads and writes the socket in 64 kB chunks; **echo, chunked I/O**), so "
              "the second pair differs only in what serve does with a message. Alternated within each repeat; rate over a "
              f"{e2e['window_seconds']:g} s window after every stream answered once. "
              "**CPU µs/msg** is the CPU time of the process under test in that window per message (from "

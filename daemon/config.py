@@ -106,7 +106,7 @@ class AnomalyConfig(AnomalySettings):
     daemon/anomaly/settings.py) plus the daemon's switch."""
     enabled: bool = True
     # Not a TOML key: the keys the [anomaly] table sets. Exactly these override a model's tuned
-    # anomaly settings (pipeline.anomaly_settings), even where the value is the built-in default.
+    # anomaly settings (service/stream_pipeline.anomaly_settings), even where the value is the built-in default.
     keys_set: frozenset[str] = frozenset()
 
 

@@ -1,4 +1,4 @@
-"""The daemon's paho client reads and writes the socket in chunks (mqtt_link.BufferedClient):
+"""The daemon's paho client reads and writes the socket in chunks (paho_io.BufferedClient):
 every packet must still arrive whole and in order when many arrive in one read, when a packet
 spans two reads, when one packet is larger than a read, and after the connection is dropped and
 made again (a stale buffer would be parsed as the start of the new connection); what it
