@@ -32,7 +32,9 @@ LAYERS = (
 WORKSTATION_ONLY = ("statecast.convert", "statecast.daemon.tools", "tensorflow", "keras", "matplotlib")
 CLI_WORKSTATION_COMMANDS = {"_cmd_train", "_cmd_convert"}
 # build_parser runs for every command, `serve` too: replay's pacing defaults are the one thing it
-# takes from the tools (for --rate/--window and their help text; replay.py is pure Python + paho).
+# takes from the tools (for --rate/--window and their help text). Importing them loads
+# tools/replay.py and the series_csv.py it imports (stdlib, numpy, paho: nothing the device lacks);
+# moving the two constants out of replay.py is left for a later change.
 CLI_PARSER_TOOL_IMPORTS = {"statecast.daemon.tools.replay.DEFAULT_RATE_HZ",
                            "statecast.daemon.tools.replay.DEFAULT_WINDOW"}
 
