@@ -33,6 +33,7 @@ class ConvertOptions:
     mode: str
     out_dir: str
     calibration_csv: str | None = None
+    more_calibration_csvs: tuple[str, ...] = ()   # int8, int16x8: further series to calibrate on
     time_column: str = "timestamp"
     features: tuple[str, ...] | None = None
     targets: tuple[str, ...] | None = None
@@ -86,6 +87,24 @@ def parity_series(options: ConvertOptions, meta: dict, features, values, targets
     x_raw = assemble_inputs(series.timestamps, series.values, features, series.columns)
     truth = series.values[:, [series.columns.index(t) for t in targets]]
     return x_raw.astype(np.float32), truth, os.path.basename(csv_path)
+
+
+def more_calibration_inputs(options: ConvertOptions, meta: dict, features, values) -> list[np.ndarray]:
+    """x_raw of every further calibration series: the --calibration-csv files after the first, else
+    the other training CSVs `statecast train` recorded (those still on disk)."""
+    if options.calibration_csv:
+        paths, time_column = list(options.more_calibration_csvs), options.time_column
+    else:
+        paths = [p for p in meta.get("csvs", []) if p != meta.get("csv") and os.path.isfile(p)]
+        time_column = meta.get("time_column", "timestamp")
+    inputs = []
+    for path in paths:
+        try:
+            series = read_series(path, time_column, tuple(values))
+        except SeriesError as error:
+            raise ConversionError(str(error)) from None
+        inputs.append(assemble_inputs(series.timestamps, series.values, features, series.columns).astype(np.float32))
+    return inputs
 
 
 def write_artifact(directory: str, content: bytes, manifest: dict) -> None:

@@ -11,6 +11,8 @@ import numpy as np
 from statecast.daemon.model.scaling import IoScaling
 from statecast.daemon.model.step_model import StepModel, run_sequence
 
+from .modes import FULL_INTEGER_MODES
+
 # Max |step - keras| as a fraction of the output range, per mode. float32 differs from Keras only
 # by op order / fused kernels (~1e-7 relative); float16 and int8-weight (dynamic) rounding of the
 # weights is ~1e-3 relative per weight, which stays well below 1% of the range at the output.
@@ -102,7 +104,7 @@ def parity_figures(keras_out: np.ndarray, step_out: np.ndarray, truth: np.ndarra
         "max_abs_error_over_range": float(error.max() / output_range),
         "rmse_keras": keras_rmse, "rmse_step": step_rmse,
     }
-    if mode == "int8":
+    if mode in FULL_INTEGER_MODES:
         reference = float_rmse if float_rmse is not None else keras_rmse
         figures["rmse_ratio"] = step_rmse / reference if reference > 0 else 1.0
         figures["tolerance"] = f"rmse_ratio <= {INT8_RMSE_RATIO}"

@@ -15,16 +15,16 @@ import numpy as np
 
 from statecast.daemon.model.artifact import sha256_hex
 from statecast.daemon.model.backends import select_backend
-from statecast.daemon.model.scaling import IoScaling
 from statecast.daemon.model.step_model import StepModel
 
 from . import parity
-from .calibration import visited_states
-from .convert_common import (ConvertOptions, describe_io, install_verified, parity_series, read_sidecar,
-                             staging_area, write_artifact)
+from .calibration import pooled_visited_states
+from .convert_common import (ConvertOptions, describe_io, install_verified, more_calibration_inputs, parity_series,
+                             read_sidecar, staging_area, write_artifact)
 from .errors import ConversionError
 from .keras_reader import load_keras_model, read_model_spec
 from .model_spec import ModelSpec
+from .modes import FULL_INTEGER_MODES
 from .quantize import SIGNATURE, to_tflite
 from .step_graph import (INPUT_NAME, OUTPUT_NAME, StepModule, fused_gates_for, state_input_name,
                          state_output_name)
@@ -76,8 +76,9 @@ def convert(options: ConvertOptions) -> dict:
     spec = read_model_spec(model)
     features, values, targets, horizon = describe_io(spec, options, meta)
     data = parity_series(options, meta, features, values, targets)
-    if options.mode == "int8" and data is None:
-        raise ConversionError("int8 quantization needs --calibration-csv (real sequences to calibrate states on)")
+    if options.mode in FULL_INTEGER_MODES and data is None:
+        raise ConversionError(f"{options.mode} quantization needs --calibration-csv (real sequences to calibrate "
+                              "states on)")
     backend = select_backend("auto")
     with staging_area(options.out_dir) as staging:
         # The float32 artifact is always built: it is the int8 calibration source and drift reference.
@@ -88,9 +89,9 @@ def convert(options: ConvertOptions) -> dict:
                                                                  targets, horizon, meta))
         float_model = StepModel(float_dir, backend=backend)
         representative = None
-        if options.mode == "int8":
-            x_cal = IoScaling(float_model.manifest).sequence(data[0])[0]
-            samples = visited_states(float_model, x_cal)
+        if options.mode in FULL_INTEGER_MODES:
+            series = [data[0]] + more_calibration_inputs(options, meta, features, values)
+            samples = pooled_visited_states(float_model, series)
             representative = lambda: iter(samples)
         content = float_content if options.mode == "float32" else \
             to_tflite(_step_module(spec, options, options.mode), options.mode, representative)
@@ -112,16 +113,16 @@ def _parity_section(model, step_model: StepModel, float_model: StepModel, data, 
     keras_out = parity.keras_absolute(model, step_model, x_raw)
     step_out = parity.run_step_model(step_model, x_raw)
     float_rmse = None
-    if mode == "int8":
+    if mode in FULL_INTEGER_MODES:
         float_out = parity.run_step_model(float_model, x_raw)
         float_rmse = parity.one_step_rmse(float_out, truth, n_targets)
     figures = parity.parity_figures(keras_out, step_out, truth, mode, float_rmse, n_targets)
     figures["series"] = label
-    if mode == "int8":
+    if mode in FULL_INTEGER_MODES:
         _apply_int8_gate(figures, step_out, float_out, truth, n_targets)
     section = {"parity": figures,
                "anomaly": _residual_calibration(step_out, truth, n_targets, warmup=min(100, len(truth) // 10))}
-    if mode == "int8" and len(data[0]) > parity.DRIFT_WINDOW * 2:
+    if mode in FULL_INTEGER_MODES and len(data[0]) > parity.DRIFT_WINDOW * 2:
         section["drift"] = parity.drift_figures(step_model, float_model, data[0], data[1], n_targets)
     return section
 

@@ -14,9 +14,9 @@ import numpy as np
 import tensorflow as tf
 
 from .errors import ConversionError
+from .modes import FULL_INTEGER_MODES, MODES
 from .step_graph import StepModule
 
-MODES = ("float32", "float16", "dynamic", "int8")
 SIGNATURE = "serving_default"
 
 
@@ -25,8 +25,8 @@ def to_tflite(module: StepModule, mode: str,
     """Convert the module's step signature; `representative` yields dicts of signature inputs (int8 only)."""
     if mode not in MODES:
         raise ConversionError(f"unknown quantization mode '{mode}' (expected one of {', '.join(MODES)})")
-    if mode == "int8" and representative is None:
-        raise ConversionError("int8 quantization needs calibration data (--calibration-csv)")
+    if mode in FULL_INTEGER_MODES and representative is None:
+        raise ConversionError(f"{mode} quantization needs calibration data (--calibration-csv)")
     with tempfile.TemporaryDirectory(prefix="statecast-savedmodel-") as saved_dir:
         tf.saved_model.save(module, saved_dir, signatures={SIGNATURE: module.step.get_concrete_function()})
         converter = tf.lite.TFLiteConverter.from_saved_model(saved_dir, signature_keys=[SIGNATURE])
@@ -36,10 +36,12 @@ def to_tflite(module: StepModule, mode: str,
             converter.target_spec.supported_types = [tf.float16]
         elif mode == "dynamic":
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        elif mode == "int8":
+        elif mode in FULL_INTEGER_MODES:
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
             converter.representative_dataset = representative
-            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            converter.target_spec.supported_ops = [
+                tf.lite.OpsSet.TFLITE_BUILTINS_INT8 if mode == "int8" else
+                tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
             # Float interface (QUANTIZE/DEQUANTIZE at the edges): the daemon keeps states in float32
             # so checkpoints are portable across quantization modes.
             converter.inference_input_type = tf.float32

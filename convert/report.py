@@ -28,7 +28,8 @@ def format_conversion(manifest: dict, out_dir: str) -> str:
             lines.append(manifest["skill"]["train_line"])
     drift = manifest.get("drift")
     if drift:
-        lines.append(f"int8 drift over {drift['steps']:,} steps: |int8 - float| first {drift['window']} steps "
+        mode = manifest.get("quantization", "int8")
+        lines.append(f"{mode} drift over {drift['steps']:,} steps: |{mode} - float| first {drift['window']} steps "
                      f"{drift['mean_abs_vs_float_first']:.4g}, last {drift['mean_abs_vs_float_last']:.4g}; "
                      f"RMSE first {drift['rmse_first']:.4g}, last {drift['rmse_last']:.4g}")
     if "edgetpu" in manifest:
@@ -52,11 +53,14 @@ def parity_lines(manifest: dict) -> list[str]:
 def next_steps(mode: str) -> list[str]:
     """What to try after a failed parity gate, most likely to help first."""
     steps = []
-    if mode == "int8":
-        steps += ["quantize less: --quantize dynamic (int8 weights, float activations: small, CPU only) or "
+    if mode in ("int8", "int16x8"):
+        steps += ["quantize less: " + ("--quantize int16x8 (int16 activations, int8 weights: the same size, "
+                                       "CPU only), " if mode == "int8" else "") +
+                  "--quantize dynamic (int8 weights, float activations: small, CPU only) or "
                   "--quantize float16 / float32 (exact; not for the Edge TPU)",
-                  "calibrate on more, and more varied, data: --calibration-csv with a longer history that "
-                  "covers the value range the sensor really sees (the states int8 ranges are fitted to)"]
+                  "calibrate on more, and more varied, data: --calibration-csv (repeat it for several streams) "
+                  "with a longer history that covers the value range the sensor really sees (the states "
+                  "int8 ranges are fitted to)"]
     else:
         steps += ["check that the model converts as trained: --quantize float32 should pass with ~1e-6 of range"]
     steps += ["keep the artifact anyway and judge it yourself: --keep-on-parity-failure "

@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from .model_spec import DenseLayer, ModelSpec, RecurrentLayer
+from .modes import FULL_INTEGER_MODES
 
 INPUT_NAME = "x"
 OUTPUT_NAME = "forecast"
@@ -31,8 +32,8 @@ def state_output_name(layer: int, part: str) -> str:
 def fused_gates_for(mode: str) -> bool:
     """The gate layout for a quantization mode. Full-integer int8 keeps a pair of
     FULLY_CONNECTED ops per gate, so that every gate's pre-activation gets its own quantization
-    scale; the float modes (float32, float16, dynamic-range) use one pair per layer."""
-    return mode != "int8"
+    scale (int16x8 too); the float modes (float32, float16, dynamic-range) use one pair per layer."""
+    return mode not in FULL_INTEGER_MODES
 
 
 def _gate_layout(layer: RecurrentLayer) -> dict[str, tuple[int, bool]]:

@@ -81,6 +81,9 @@ def convert_window(options: ConvertOptions, model, meta: dict) -> dict:
     data = parity_series(options, meta, features, values, targets)
     if data is not None and data[0].shape[0] < spec.window + 1:
         raise ConversionError(f"{data[2]}: {data[0].shape[0]} rows is shorter than the window ({spec.window})")
+    if options.mode == "int16x8":
+        raise ConversionError("--quantize int16x8 is for step models; a window model takes int8, dynamic, "
+                              "float16 or float32")
     if options.mode == "int8" and data is None:
         raise ConversionError("int8 quantization needs --calibration-csv (real windows to calibrate on)")
     backend = select_backend("auto")

@@ -64,7 +64,9 @@ def _cmd_convert(args) -> int:
         from statecast.convert.pipeline import ConvertOptions, convert
         from statecast.convert.report import format_conversion
         manifest = convert(ConvertOptions(model_path=args.model, mode=args.quantize, out_dir=args.out,
-                                          calibration_csv=args.calibration_csv, time_column=args.time_column,
+                                          calibration_csv=(args.calibration_csv or [None])[0],
+                                          more_calibration_csvs=tuple((args.calibration_csv or [])[1:]),
+                                          time_column=args.time_column,
                                           features=_split(args.features), targets=_split(args.targets),
                                           horizon=args.horizon, name=args.name, static_batch=args.static_batch,
                                           keep_on_parity_failure=args.keep_on_parity_failure, window=args.window))
@@ -158,11 +160,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("convert", help="Keras model -> quantized TFLite step model (needs TensorFlow)",
                        formatter_class=HELP_FORMAT, description=CONVERT_HELP)
     p.add_argument("model", help="the Keras model (.keras or legacy .h5), e.g. from `statecast train`")
-    p.add_argument("--quantize", choices=["float32", "float16", "dynamic", "int8"], default="float32",
+    p.add_argument("--quantize", choices=["float32", "float16", "dynamic", "int8", "int16x8"], default="float32",
                    help="weights and activations: int8 is what the Edge TPU runs and is smallest on a Pi; "
+                        "int16x8 (int16 activations, int8 weights) follows the float model closer, CPU only; "
                         "dynamic and float16 quantize weights only")
-    p.add_argument("--calibration-csv", help="CSV for int8 calibration and the parity check (default: the "
-                                             "training CSV recorded in the model)")
+    p.add_argument("--calibration-csv", action="append", metavar="CSV",
+                   help="CSV for int8 calibration and the parity check; repeat it to calibrate int8 on several "
+                        "streams (parity runs on the first). Default: the training CSVs recorded in the model")
     p.add_argument("--time-column", default="timestamp", help=TIME_HELP)
     p.add_argument("--value-columns", "--features", dest="features",
                    help="feature names in model input order: value columns first, then calendar features "

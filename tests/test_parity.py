@@ -4,7 +4,7 @@ and quantization mode, over 5,000 steps of a real series (NAB machine_temperatur
 Tolerances (also in convert/parity.py, where they are explained):
   float32           max |step - keras| <= 1e-5 of the output range
   float16, dynamic  <= 1e-2 of the output range
-  int8              one-step forecast RMSE against the true series <= 1.05 x the float model's
+  int8, int16x8     one-step forecast RMSE against the true series <= 1.05 x the float model's
 """
 import os
 
@@ -20,7 +20,7 @@ from statecast.daemon.model.step_model import StepModel
 from statecast.daemon.tools.series_csv import read_series
 
 CELLS = ["lstm", "gru", "gru_classic", "rnn_tanh", "rnn_relu"]
-MODES = ["float32", "float16", "dynamic", "int8"]
+MODES = ["float32", "float16", "dynamic", "int8", "int16x8"]
 STEPS = 5000
 STEP_OPS = {"FULLY_CONNECTED", "SPLIT", "LOGISTIC", "TANH", "MUL", "ADD"}
 BOUNDARY_OPS = {"QUANTIZE", "DEQUANTIZE"}     # int8 float interface, float16 weight expansion
@@ -73,15 +73,29 @@ def test_step_tflite_matches_keras_full_sequence(cell, mode, series, keras_refer
     step_out = parity.run_step_model(model, truth)                 # (steps, 1), one invoke per step
     keras_out = keras_reference(cell)
     output_range = float(np.ptp(keras_out))
-    if mode == "int8":
+    if mode in ("int8", "int16x8"):
         ratio = rmse_against_truth(step_out, truth) / rmse_against_truth(keras_out, truth)
-        assert ratio <= 1.05, f"{cell} int8 RMSE is {ratio:.4f} x float"
+        assert ratio <= 1.05, f"{cell} {mode} RMSE is {ratio:.4f} x float"
     else:
         relative = float(np.max(np.abs(step_out - keras_out))) / output_range
         assert relative <= {"float32": 1e-5, "float16": 1e-2, "dynamic": 1e-2}[mode], f"{cell} {mode}: {relative:.3g}"
     # The manifest carries the same figures the converter measured.
     figures = model.manifest.raw["parity"]
     assert figures["steps"] == STEPS and figures["pass"]
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_int16x8_follows_the_float_model_closer_than_int8(cell, series, keras_reference, artifact):
+    """int16 activations are the point of int16x8: its forecasts stay nearer the float model's than
+    int8's. Both keep int8 weights, whose rounding stays, so the gain is not 256x: the RMS distance
+    to Keras measured 0.16 (rnn_tanh), 0.22 (lstm), 0.31 (gru_classic), 0.45 (gru) and 0.50 (rnn_relu,
+    unbounded activations) of int8's. Bound: at most 3/4 of int8's, clearly closer on every cell."""
+    truth = series[:STEPS]
+    keras_out = keras_reference(cell)
+    distance = {mode: float(np.sqrt(np.mean((parity.run_step_model(StepModel(artifact(cell, mode)), truth)
+                                             - keras_out) ** 2))) for mode in ("int8", "int16x8")}
+    assert distance["int16x8"] <= 0.75 * distance["int8"], f"{cell}: {distance}"
+    assert StepModel(artifact(cell, "int16x8")).manifest.raw["quantization"] == "int16x8"
 
 
 def test_manifest_pairs_states_by_name(artifact):

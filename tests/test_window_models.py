@@ -155,6 +155,17 @@ def test_window_needs_a_length_and_steps_still_refuse_bidirectional(tmp_path):
         read_window_spec(keras.Model(fixed, keras.layers.Concatenate()(pair)))
 
 
+def test_int16x8_is_refused_for_window_models(tmp_path):
+    """int16x8 is a step-model mode; a window model gets a one-line reason naming what it takes."""
+    inputs = keras.Input((12, 1))
+    model = keras.Model(inputs, keras.layers.Dense(1)(keras.layers.Bidirectional(keras.layers.LSTM(4))(inputs)))
+    model.save(tmp_path / "bi.keras")
+    with pytest.raises(ConversionError, match="int16x8 is for step models; a window model takes int8"):
+        convert(ConvertOptions(model_path=str(tmp_path / "bi.keras"), mode="int16x8", out_dir=str(tmp_path / "out"),
+                               calibration_csv=MACHINE_TEMPERATURE))
+    assert not (tmp_path / "out").exists()
+
+
 # --- the engine -------------------------------------------------------------------------------------
 
 def messages_for(series, streams, start, count, t0=1_700_000_000.0, interval=300.0):

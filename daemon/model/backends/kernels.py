@@ -9,7 +9,7 @@ The runtimes offer three kernel paths for the same graph:
 - "reference": OpResolverType.BUILTIN_REF, the portable C++ reference kernels. Integer arithmetic
   in one fixed order with one rounding rule, so the same bits on every architecture: the alerts a
   Pi raises are the ones evaluated on x86. Slower per step (see docs/raspberry-pi.md).
-- "auto" (the default): "reference" for integer-quantised models (int8, dynamic), "optimized" for
+- "auto" (the default): "reference" for integer-quantised models (int8, int16x8, dynamic), "optimized" for
   float models, whose cross-architecture differences stay at float rounding (~1e-5 of the range).
   With a delegate (Edge TPU) the accelerator does the work, so "auto" leaves the resolver alone.
 """
@@ -18,7 +18,7 @@ from __future__ import annotations
 import sys
 
 KERNEL_CHOICES = ("auto", "reference", "optimized")
-INTEGER_QUANTIZATIONS = ("int8", "dynamic")
+INTEGER_QUANTIZATIONS = ("int8", "int16x8", "dynamic")
 
 
 def resolve_kernels(requested: str, quantization: str, has_delegate: bool = False) -> str:
