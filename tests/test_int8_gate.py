@@ -31,7 +31,8 @@ def forecasts(directory, csv, rows=PARITY_ROWS):
 
 
 @pytest.mark.parametrize("float_dir,int8_dir", [("models/machine_temperature-float32", "models/machine_temperature-int8"),
-                                                ("models/default", "models/default-int8")])
+                                                ("models/default", "models/default-int8"),
+                                                ("models/default", "models/default-int16x8")])
 def test_shipped_int8_models_pass(float_dir, int8_dir):
     float_out, truth = forecasts(float_dir, MACHINE_TEMPERATURE)
     int8_out, _ = forecasts(int8_dir, MACHINE_TEMPERATURE)

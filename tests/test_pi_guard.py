@@ -137,7 +137,8 @@ def test_bench_reports_kernels_latency_throughput_and_memory():
 # single steps (a float32 rounding of a different summation order; x86's XNNPACK: 0), hence the
 # 1e-6 relative bound there, and exact equality on the reference kernels.
 
-@pytest.mark.parametrize("name", ["default", "default-int8", "machine_temperature-float32", "machine_temperature-int8"])
+@pytest.mark.parametrize("name", ["default", "default-int8", "default-int16x8", "machine_temperature-float32",
+                                  "machine_temperature-int8"])
 @pytest.mark.parametrize("kernels", ["reference", "optimized"])
 def test_a_streams_result_does_not_depend_on_its_batch(name, kernels):
     import numpy as np

@@ -84,11 +84,11 @@ def violations(figures: dict, integer_model: bool) -> list[str]:
 
 
 def integer_model(name: str) -> bool:
-    """The shipped model's manifest says int8 or dynamic (integer arithmetic inside)."""
+    """The shipped model's manifest says int8, int16x8 or dynamic (integer arithmetic inside)."""
     import json
     manifest = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "models", name, "manifest.json")
     with open(manifest, encoding="utf-8") as handle:
-        return json.load(handle).get("quantization") in ("int8", "dynamic")
+        return json.load(handle).get("quantization") in ("int8", "int16x8", "dynamic")
 
 
 def table_row(model: str, kernels: str, figures: dict) -> str:

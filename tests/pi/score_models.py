@@ -20,7 +20,7 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEFAULT_CSV = os.path.join(REPO, "data/nab/data/realKnownCause/machine_temperature_system_failure.csv")
-MODELS = ("default", "default-int8", "machine_temperature-float32", "machine_temperature-int8")
+MODELS = ("default", "default-int8", "default-int16x8", "machine_temperature-float32", "machine_temperature-int8")
 
 
 def score_model(model_dir: str, kernels: str, series, out_path: str) -> int:
