@@ -137,7 +137,8 @@ def shipped(first_row: int = 15000) -> str:
 
     series = read_series(os.path.join(SETS["nab"], "machine_temperature_system_failure.csv"))
     lines = ["| model | rows | NRMSE model | persistence | skill | RMSE model | RMSE persistence |", "|---|---|---|---|---|---|---|"]
-    for name in ("machine_temperature-float32", "machine_temperature-int8", "default", "default-int8"):
+    for name in ("machine_temperature-float32", "machine_temperature-int8", "default", "default-int8",
+                 "default-int16x8"):
         model = StepModel(os.path.join(ROOT, "models", name), backend=select_backend("auto"))
         x = assemble_inputs(series.timestamps, series.values, model.manifest.features, series.columns)
         forecast = run_step_model(model, x.astype(np.float32))
