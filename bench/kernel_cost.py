@@ -20,7 +20,7 @@ from bench_common import MODELS, calls_for, interleaved, machine, median, paired
 
 from statecast.daemon.model.step_model import StepModel  # noqa: E402
 
-SHIPPED = ("default-int8", "machine_temperature-int8", "default", "machine_temperature-float32")
+SHIPPED = ("default-int8", "default-int16x8", "machine_temperature-int8", "default", "machine_temperature-float32")
 BATCHES = (1, 256)
 
 
