@@ -1,10 +1,11 @@
 """`statecast train` -> `convert` -> `score`, through the CLI as a user runs it."""
 import csv
 import json
+import os
 import subprocess
 import sys
 
-from conftest import MACHINE_TEMPERATURE
+from conftest import FIXTURES, MACHINE_TEMPERATURE
 
 
 def cli(*args):
@@ -38,3 +39,17 @@ def test_train_direct_multistep_with_calendar_features_then_convert_and_score(tm
     assert all(r["forecast_1"] and r["forecast_3"] for r in rows)
     assert rows[0]["anomaly_score"] == "" and rows[-1]["anomaly_score"] != ""     # defined once warmed up
     assert all(0.0 <= float(r["anomaly_score"]) <= 1.0 for r in rows if r["anomaly_score"])
+
+
+def test_convert_calibrates_int8_on_every_calibration_csv_given(tmp_path):
+    """--calibration-csv repeated: the int8 ranges come from all the streams (so the model differs
+    from one calibrated on the first alone), parity runs on the first."""
+    other = os.path.join(os.path.dirname(MACHINE_TEMPERATURE), "ambient_temperature_system_failure.csv")
+    model = os.path.join(FIXTURES, "rnn_tanh.keras")
+    cli("convert", model, "--quantize", "int8", "--calibration-csv", MACHINE_TEMPERATURE, "--out", str(tmp_path / "one"))
+    cli("convert", model, "--quantize", "int8", "--calibration-csv", MACHINE_TEMPERATURE,
+        "--calibration-csv", other, "--out", str(tmp_path / "two"))
+    one, two = (json.loads((tmp_path / d / "manifest.json").read_text()) for d in ("one", "two"))
+    assert one["parity"]["series"] == two["parity"]["series"] == os.path.basename(MACHINE_TEMPERATURE)
+    assert one["sha256"] != two["sha256"]
+    assert two["parity"]["pass"]
