@@ -22,7 +22,7 @@ SIGNATURE = "serving_default"
 
 def to_tflite(module: StepModule, mode: str,
               representative: Callable[[], Iterable[dict[str, np.ndarray]]] | None = None) -> bytes:
-    """Convert the module's step signature; `representative` yields dicts of signature inputs (int8 only)."""
+    """Convert the module's step signature; `representative` yields dicts of signature inputs (int8, int16x8)."""
     if mode not in MODES:
         raise ConversionError(f"unknown quantization mode '{mode}' (expected one of {', '.join(MODES)})")
     if mode in FULL_INTEGER_MODES and representative is None:

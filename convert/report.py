@@ -1,6 +1,7 @@
 """Human-readable conversion report (what `statecast convert` prints)."""
 from __future__ import annotations
 
+from .modes import FULL_INTEGER_MODES
 
 
 def format_conversion(manifest: dict, out_dir: str) -> str:
@@ -53,7 +54,7 @@ def parity_lines(manifest: dict) -> list[str]:
 def next_steps(mode: str) -> list[str]:
     """What to try after a failed parity gate, most likely to help first."""
     steps = []
-    if mode in ("int8", "int16x8"):
+    if mode in FULL_INTEGER_MODES:
         steps += ["quantize less: " + ("--quantize int16x8 (int16 activations, int8 weights: the same size, "
                                        "CPU only), " if mode == "int8" else "") +
                   "--quantize dynamic (int8 weights, float activations: small, CPU only) or "
