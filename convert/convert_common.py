@@ -79,14 +79,10 @@ def parity_series(options: ConvertOptions, meta: dict, features, values, targets
     csv_path = options.calibration_csv or meta.get("csv")
     if not csv_path:
         return None
-    try:
-        series = read_series(csv_path, options.time_column if options.calibration_csv else
-                             meta.get("time_column", "timestamp"), tuple(dict.fromkeys(values + targets)))
-    except SeriesError as error:
-        raise ConversionError(str(error)) from None
-    x_raw = assemble_inputs(series.timestamps, series.values, features, series.columns)
+    time_column = options.time_column if options.calibration_csv else meta.get("time_column", "timestamp")
+    series, x_raw = _series_inputs(csv_path, time_column, tuple(dict.fromkeys(values + targets)), features)
     truth = series.values[:, [series.columns.index(t) for t in targets]]
-    return x_raw.astype(np.float32), truth, os.path.basename(csv_path)
+    return x_raw, truth, os.path.basename(csv_path)
 
 
 def more_calibration_inputs(options: ConvertOptions, meta: dict, features, values) -> list[np.ndarray]:
@@ -97,14 +93,16 @@ def more_calibration_inputs(options: ConvertOptions, meta: dict, features, value
     else:
         paths = [p for p in meta.get("csvs", []) if p != meta.get("csv") and os.path.isfile(p)]
         time_column = meta.get("time_column", "timestamp")
-    inputs = []
-    for path in paths:
-        try:
-            series = read_series(path, time_column, tuple(values))
-        except SeriesError as error:
-            raise ConversionError(str(error)) from None
-        inputs.append(assemble_inputs(series.timestamps, series.values, features, series.columns).astype(np.float32))
-    return inputs
+    return [_series_inputs(path, time_column, tuple(values), features)[1] for path in paths]
+
+
+def _series_inputs(csv_path: str, time_column: str, columns: tuple[str, ...], features):
+    """(series, x_raw (rows, features) float32) of one CSV; a bad file is a ConversionError."""
+    try:
+        series = read_series(csv_path, time_column, columns)
+    except SeriesError as error:
+        raise ConversionError(str(error)) from None
+    return series, assemble_inputs(series.timestamps, series.values, features, series.columns).astype(np.float32)
 
 
 def write_artifact(directory: str, content: bytes, manifest: dict) -> None:
