@@ -27,7 +27,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from statecast.daemon.model.features import assemble_inputs      # noqa: E402
 from statecast.daemon.model.scaling import IoScaling             # noqa: E402
-from statecast.daemon.model.step_model import StepModel          # noqa: E402
+from statecast.daemon.model.step_model import StepModel, run_sequence  # noqa: E402
 from statecast.daemon.tools.series_csv import read_series        # noqa: E402
 
 NAB_FILES = sorted(glob.glob(os.path.join(ROOT, "data/nab/data/*/*.csv")))
@@ -53,11 +53,7 @@ def model_outputs(model: StepModel, csv: str) -> np.ndarray:
     series = read_series(csv, "timestamp", ("value",))
     x_raw = assemble_inputs(series.timestamps, series.values, model.manifest.features, series.columns)
     x = IoScaling(model.manifest).sequence(x_raw[:ROWS].astype(np.float32))[0]
-    states, out = model.zero_states(1), []
-    for row in x:
-        y, states = model.step(row[None], states)
-        out.append(float(y[0, 0]))
-    return np.asarray(out)
+    return run_sequence(model, x)[:, 0]
 
 
 def main() -> int:
