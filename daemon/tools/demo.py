@@ -21,7 +21,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from .local_broker import LocalMosquitto
 from .series_csv import parse_timestamp
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # daemon/tools/demo.py -> repo
 CSV = os.path.join(ROOT, "data", "nab", "data", "realKnownCause", "machine_temperature_system_failure.csv")
 MODELS = [os.path.join(ROOT, "models", name) for name in ("default", "machine_temperature-float32")]
 PRINT_EVERY = 1000
