@@ -165,6 +165,7 @@ class DaemonOptions:
     checkpoint_interval_seconds: float = 30.0
     anomaly: bool = True
     anomaly_long_window: int | None = None       # None: the default (2000)
+    anomaly_daily_profile: bool | None = None    # None: the model's setting
     protocol: str = "5"
     extra_state: str = ""                         # more [state] lines, e.g. "journal = false\n"
     extra_broker: str = ""                        # more [broker] lines
@@ -215,6 +216,7 @@ checkpoint_interval_seconds = {options.checkpoint_interval_seconds}
 [anomaly]
 enabled = {"true" if options.anomaly else "false"}
 {f"long_window = {options.anomaly_long_window}" if options.anomaly_long_window else ""}
+{"" if options.anomaly_daily_profile is None else f"daily_profile = {str(options.anomaly_daily_profile).lower()}"}
 
 [output]
 stats_interval_seconds = {options.stats_interval_seconds}
