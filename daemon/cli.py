@@ -109,7 +109,7 @@ def _cmd_watch(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from statecast.daemon.tools.replay import DEFAULT_RATE_HZ, DEFAULT_WINDOW
+    from statecast.daemon.replay_pacing import DEFAULT_RATE_HZ, DEFAULT_WINDOW
     parser = argparse.ArgumentParser(prog="statecast", description=__doc__, formatter_class=HELP_FORMAT)
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)

@@ -7,6 +7,8 @@ workstation-only packages are checked.
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,7 +20,7 @@ PACKAGE_DIRS = {"statecast.daemon": ROOT / "daemon", "statecast.convert": ROOT /
 # before it, never a later one ("upward"): the network side (mqtt/) never reaches the engine,
 # the state code never reaches the service, nothing on the device reaches the tools.
 LAYERS = (
-    ("messages", "protocols", "timestamps"),
+    ("messages", "protocols", "timestamps", "replay_pacing"),
     ("model",),
     ("anomaly",),
     ("mqtt",),
@@ -31,12 +33,6 @@ LAYERS = (
 )
 WORKSTATION_ONLY = ("statecast.convert", "statecast.daemon.tools", "tensorflow", "keras", "matplotlib")
 CLI_WORKSTATION_COMMANDS = {"_cmd_train", "_cmd_convert"}
-# build_parser runs for every command, `serve` too: replay's pacing defaults are the one thing it
-# takes from the tools (for --rate/--window and their help text). Importing them loads
-# tools/replay.py and the series_csv.py it imports (stdlib, numpy, paho: nothing the device lacks);
-# moving the two constants out of replay.py is left for a later change.
-CLI_PARSER_TOOL_IMPORTS = {"statecast.daemon.tools.replay.DEFAULT_RATE_HZ",
-                           "statecast.daemon.tools.replay.DEFAULT_WINDOW"}
 
 
 def module_name(path: Path) -> str:
@@ -132,13 +128,23 @@ def test_cli_imports_workstation_code_only_inside_its_commands():
     commands = [node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name.startswith("_cmd_")]
     inside = {id(n): command.name for command in commands for n in ast.walk(command)}
     for target, node in imported_modules(path, tree):
-        banned = any(is_under(target, b) for b in WORKSTATION_ONLY) and target not in CLI_PARSER_TOOL_IMPORTS
+        banned = any(is_under(target, b) for b in WORKSTATION_ONLY)
         if banned and id(node) not in inside:
             outside.append(f"cli.py:{node.lineno} imports {target}")
         if is_under(target, "statecast.convert") and id(node) in inside:
             convert_users.add(inside[id(node)])
     assert outside == []
     assert convert_users <= CLI_WORKSTATION_COMMANDS
+
+
+def test_the_command_line_parser_loads_no_tool():
+    """Every command, `serve` too, builds the whole parser first: it must not load tools/ (the
+    import rules above see the imports; this sees what the parser run actually loads)."""
+    code = ("import sys\nfrom statecast.daemon.cli import build_parser\nbuild_parser().parse_args(['replay', '--csv', "
+            "'x.csv', '--topic', 't'])\nprint(sorted(m for m in sys.modules if m.startswith('statecast.daemon.')))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "statecast.daemon.cli" in loaded and "statecast.daemon.replay_pacing" in loaded
+    assert "statecast.daemon.tools" not in loaded
 
 
 def test_the_rules_see_imports():

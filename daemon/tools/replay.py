@@ -16,12 +16,9 @@ from collections import deque
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from ..replay_pacing import DEFAULT_RATE_HZ, DEFAULT_WINDOW
 from .series_csv import read_series
 
-# A tenth of the rate one stream into the daemon sustained on a 2-core x86 box with stock
-# settings (docs/performance-history.md), leaving room for a Raspberry Pi and for other streams.
-DEFAULT_RATE_HZ = 100.0
-DEFAULT_WINDOW = 20            # unacknowledged QoS 1/2 publishes (mosquitto's max_inflight_messages)
 ACK_TIMEOUT_SECONDS = 30.0
 
 
