@@ -69,3 +69,7 @@ with open(manifest_path, "w") as handle:
     handle.write("\n")
 PYEOF
 done
+# Each model's forecast skill next to persistence (issue 16) goes into its manifest, and `serve`
+# logs its line at start. A generic model has no held-back tail: bench/default_skill.py reports the
+# validation part of its 18 NAB training files (its figures on unseen streams: docs/forecasting.md).
+$PY bench/default_skill.py --manifest "$OUT/default" --manifest "$OUT/default-int8" --manifest "$OUT/default-int16x8"
