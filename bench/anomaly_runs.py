@@ -5,9 +5,11 @@
    <work>/<sha12>/<source>/<name>.csv, plus <name>.npz (value, forecast_1, anomaly_score and
    the parsed timestamps) so later runs skip CSV parsing. A file is rescored only when missing.
 2. replay() runs the anomaly stage over those columns: expected for row i = the forecast_1 that
-   the engine wrote at the last accepted row before it (repr precision, so the replay is exact;
-   exactness() checks it against the CLI's own anomaly_score), or, for the persistence
-   baseline, that row's value. Same post-processing, same settings.
+   the engine wrote at the last accepted row before it, or the row's own `expected` cell where
+   score writes one (a model with a forecast guard publishes a guarded forecast_1 but scores
+   against its own forecast), in repr precision, so the replay is exact (exactness() checks it
+   against the CLI's own anomaly_score); for the persistence baseline, that row's value. Same
+   post-processing, same settings.
 
 scorer_factory() is the ONE place that builds a per-stream scorer from (model dir, settings
 dict) (resolved_settings() and is_alert() sit beside it); everything else only calls
@@ -99,8 +101,9 @@ def parse_scored(csv_path, npz_path) -> None:
         return np.array([float(r[name]) if r[name] != "" else np.nan for r in rows], np.float64)
     stamps = np.array([parse_timestamp(r["timestamp"]) for r in rows], np.float64)
     partial = Path(str(npz_path) + f".{os.getpid()}.part.npz")
+    extra = {"expected": column("expected")} if rows and "expected" in rows[0] else {}
     np.savez(partial, value=column("value"), forecast_1=column("forecast_1"),
-             anomaly_score=column("anomaly_score"), stamps=stamps)
+             anomaly_score=column("anomaly_score"), stamps=stamps, **extra)
     partial.replace(npz_path)
 
 
@@ -133,7 +136,8 @@ def replay(scored: dict, factory, persistence: bool = False) -> tuple[np.ndarray
     the last accepted one is not stepped (the engine drops it) and has no score.
     persistence: expected = the last accepted row's value instead of its forecast."""
     values = scored["value"].tolist()
-    expected_of = values if persistence else scored["forecast_1"].tolist()
+    own = not persistence and "expected" in scored          # the row's own expected cell
+    expected_of = values if persistence else (scored["expected"] if own else scored["forecast_1"]).tolist()
     stamps = scored["stamps"].tolist()
     n = len(values)
     scores, alerts = [np.nan] * n, np.zeros(n, bool)
@@ -141,7 +145,7 @@ def replay(scored: dict, factory, persistence: bool = False) -> tuple[np.ndarray
     for i in range(1, n):
         if stamps[i] <= stamps[previous]:          # not stepped: score writes empty cells there
             continue
-        score, event = scorer.update(values[i], expected_of[previous], stamps[i])
+        score, event = scorer.update(values[i], expected_of[i if own else previous], stamps[i])
         scores[i] = np.nan if score is None else score
         if event is not None and is_alert(event):
             alerts[i] = True

@@ -81,8 +81,11 @@ def read_scored(path) -> dict[str, np.ndarray | list[str]]:
         rows = list(csv.DictReader(handle))
     def column(name):
         return np.array([float(r[name]) if r[name] != "" else np.nan for r in rows], np.float64)
-    return {"timestamp": [r["timestamp"] for r in rows], "value": column("value"),
-            "forecast_1": column("forecast_1"), "anomaly_score": column("anomaly_score")}
+    scored = {"timestamp": [r["timestamp"] for r in rows], "value": column("value"),
+              "forecast_1": column("forecast_1"), "anomaly_score": column("anomaly_score")}
+    if rows and "expected" in rows[0]:              # a guarded model: what each row was scored against
+        scored["expected"] = column("expected")
+    return scored
 
 
 def replay_anomaly(scored: dict, anomaly_factory) -> tuple[np.ndarray, list]:
@@ -92,6 +95,7 @@ def replay_anomaly(scored: dict, anomaly_factory) -> tuple[np.ndarray, list]:
     Lets the anomaly settings be tuned without re-running the model."""
     from statecast.daemon.tools.series_csv import parse_timestamp
     values, forecasts = scored["value"], scored["forecast_1"]
+    own = scored.get("expected")                          # a guarded model's own expected cells
     stamps = [parse_timestamp(t) for t in scored["timestamp"]]
     anomaly = anomaly_factory()
     scores, events = np.full(len(values), np.nan), [None] * len(values)
@@ -101,7 +105,8 @@ def replay_anomaly(scored: dict, anomaly_factory) -> tuple[np.ndarray, list]:
         if stamps[i] <= stamps[previous]:
             scores[i] = by_stamp.get(stamps[i], np.nan)
             continue
-        score, events[i] = anomaly.update(values[i], forecasts[previous], stamps[i])
+        expected = forecasts[previous] if own is None else own[i]
+        score, events[i] = anomaly.update(values[i], expected, stamps[i])
         scores[i] = by_stamp[stamps[i]] = np.nan if score is None else score
         previous = i
     return scores, events

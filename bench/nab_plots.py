@@ -59,7 +59,9 @@ def plot_file(key: str, scored: dict, alerts: list[int], windows: list[tuple[str
     """thresholds: {"alert": the daemon's alert threshold, "nab": the NAB standard θ} (scores L)."""
     times = np.array([datetime.fromisoformat(t) for t in scored["timestamp"]])
     values, scores = scored["value"], decades(np.nan_to_num(scored["anomaly_score"], nan=0.0))
-    expected = np.concatenate([[np.nan], scored["forecast_1"][:-1]])    # forecast made for this row
+    expected = scored.get("expected")                  # a guarded model writes what each row was scored against
+    if expected is None:
+        expected = np.concatenate([[np.nan], scored["forecast_1"][:-1]])    # forecast made for this row
     fig, (top, bottom) = plt.subplots(2, 1, figsize=FIGSIZE_INCHES, dpi=DPI, sharex=True,
                                       gridspec_kw={"height_ratios": [2, 1]})
     top.plot(times, values, lw=0.6, color="black", label="value")

@@ -194,7 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("score", help="run the daemon's engine over a CSV", formatter_class=HELP_FORMAT,
                        description="One CSV row = one message of one stream. Writes timestamp,<values>,"
                                    "forecast_1..H,anomaly_score,alert; forecast_k is the prediction made at this "
-                                   "row for the value k rows later; anomaly_score is empty until defined.")
+                                   "row for the value k rows later; anomaly_score is empty until defined. A "
+                                   "model with a forecast guard (models/default) adds `expected` before "
+                                   "anomaly_score: the model's own forecast the row was scored against.")
     p.add_argument("--model", required=True, help="step-model artifact directory (from `statecast convert`)")
     p.add_argument("--csv", required=True, help="input CSV")
     p.add_argument("--time-column", default="timestamp", help=TIME_HELP)

@@ -20,6 +20,7 @@ HALFLIFE=${HALFLIFE:-250}
 CALENDAR=${CALENDAR:-1}              # 1: time-of-day and day-of-week inputs
 SYNTHETIC_SERIES=${SYNTHETIC_SERIES:-36}
 SEED=${SEED:-0}
+GUARD_HALFLIFE=${GUARD_HALFLIFE:-62}  # forecast guard (daemon/model/forecast_guard.py); docs/forecasting.md
 OUT=${OUT:-models}
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
@@ -57,13 +58,16 @@ for mode in int8 int16x8; do
 done
 
 # The anomaly settings tuned for this model on the NAB development subset (docs/nab.md) travel
-# in its manifest; `statecast score` uses them (serve: see [anomaly] in the config).
+# in its manifest; `statecast score` uses them (serve: see [anomaly] in the config). So does the
+# forecast guard: the published forecast keeps, per stream, the share of the model's predicted
+# change that has held up on that stream (docs/forecasting.md, "The generic models").
 for dir in "$OUT/default" "$OUT/default-int8" "$OUT/default-int16x8"; do
-  $PY - "$dir/manifest.json" models/default-anomaly.json <<'PYEOF'
+  $PY - "$dir/manifest.json" models/default-anomaly.json "$GUARD_HALFLIFE" <<'PYEOF'
 import json, sys
-manifest_path, settings_path = sys.argv[1], sys.argv[2]
+manifest_path, settings_path, guard_halflife = sys.argv[1], sys.argv[2], float(sys.argv[3])
 manifest = json.load(open(manifest_path))
 manifest.setdefault("anomaly", {})["settings"] = json.load(open(settings_path))
+manifest["forecast_guard"] = {"halflife_steps": guard_halflife}
 with open(manifest_path, "w") as handle:
     json.dump(manifest, handle, indent=2)
     handle.write("\n")

@@ -125,10 +125,17 @@ class Engine:
         y, states = self.model.step(x, self.table.gather(slots))
         self.table.scatter(slots, states)
         forecast = self.scaling.outputs(y, raw, centres, scales)                   # (batch, H*T) sensor units
+        model_first = forecast[:, : self._n_targets]
+        factors = None
+        if self.scaling.guard_halflife_steps is not None:                          # forecast_guard.py
+            forecast, factors = self._guard(infos, raw, forecast, scales)
         if self.horizon > self.model.manifest.horizon:
-            forecast = self._rollout(forecast, states, stamps, infos, centres, scales)
+            forecast = self._rollout(forecast, states, stamps, infos, centres, scales, factors)
         forecast = forecast[:, : self.horizon * self._n_targets]
         self.table.forecasts[slots] = forecast
+        # The next value is scored against the model's own forecast: a guard changes what is
+        # published, never an anomaly score.
+        self.table.forecasts[slots, : self._n_targets] = model_first
         results = []
         for row, (message, info, ts) in enumerate(admitted):
             info.last_ts = ts
@@ -154,6 +161,17 @@ class Engine:
         z, centres, scales = (np.asarray(column, np.float32) for column in zip(*rows))
         return z, centres, scales
 
+    def _guard(self, infos, raw: np.ndarray, forecast: np.ndarray, scales: np.ndarray):
+        """The published forecast of guarded models (one value, one target, horizon 1): each stream's
+        last value + its guard's factor x the model's predicted change. -> (forecast, factors)."""
+        published = np.empty_like(forecast)
+        factors = np.empty((len(infos), 1), np.float32)
+        for row, info in enumerate(infos):
+            guard = info.scaler.guard
+            factors[row, 0] = guard.factor()
+            published[row, 0] = guard.publish(float(raw[row, 0]), float(forecast[row, 0]), float(scales[row, 0]))
+        return published, factors
+
     def _score(self, info: StreamInfo, message: Message):
         """Residual of this value against the forecast made for it one step earlier."""
         expected = self.table.forecast_at(info, 0)
@@ -169,9 +187,11 @@ class Engine:
         return score, expected, event
 
     def _rollout(self, first: np.ndarray, states: list[np.ndarray], stamps: np.ndarray, infos,
-                 centres: np.ndarray | None, scales: np.ndarray | None) -> np.ndarray:
+                 centres: np.ndarray | None, scales: np.ndarray | None,
+                 factors: np.ndarray | None = None) -> np.ndarray:
         """Autoregressive H-step path from a copy of the new states (the streams' state is untouched).
-        Online models keep the stream's current centre and scale along the path."""
+        Online models keep the stream's current centre and scale along the path; guarded models
+        keep each step's change times the stream's guard factor, as for the first step."""
         path = [first]
         intervals = np.asarray([info.last_interval or 0.0 for info in infos], np.float64)
         states = [s.copy() for s in states]
@@ -181,7 +201,10 @@ class Engine:
             if scales is not None:
                 z = np.clip((previous - centres) / scales, -self.scaling.clip, self.scaling.clip)
             y, states = self.model.step(self.scaling.inputs(previous, stamps + k * intervals, z), states)
-            path.append(self.scaling.outputs(y, previous, centres, scales))
+            step = self.scaling.outputs(y, previous, centres, scales)
+            if factors is not None:
+                step = previous + factors * (step - previous)
+            path.append(step)
         return np.concatenate(path, axis=1)
 
     def _count(self, batch: int, seconds: float) -> None:

@@ -2,7 +2,10 @@
 
 Output: timestamp, the value column(s), forecast_1..H, anomaly_score and alert (the "alert" or
 "clear" event serve would publish on that row). A row serve would not step (a timestamp not newer
-than the last) gets empty cells, exactly as serve publishes nothing for it.
+than the last) gets empty cells, exactly as serve publishes nothing for it. A model with a
+forecast guard (model/forecast_guard.py: models/default) publishes a guarded forecast_1 but scores
+each value against its own forecast, so for it an `expected` column (that forecast, as in the
+MQTT payload) comes before anomaly_score.
 """
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ CHUNK_ROWS = 4096               # rows per engine call: memory stays flat on lon
 def score_csv(model: StepModel, csv_path: str, out_path: str, time_column: str = "timestamp",
               engine_settings: EngineSettings = EngineSettings(), anomaly_factory: ScorerFactory | None = None,
               value_columns: tuple[str, ...] | None = None) -> int:
-    """Write timestamp,value,forecast_1..H,anomaly_score,alert; returns the number of rows written.
+    """Write timestamp,value,forecast_1..H,[expected,]anomaly_score,alert; returns the number of rows written.
     value_columns: the CSV's columns for the model's value features (default: the same names)."""
     value_columns = value_columns or model.manifest.value_features
     if len(value_columns) != len(model.manifest.value_features):
@@ -38,13 +41,16 @@ def score_csv(model: StepModel, csv_path: str, out_path: str, time_column: str =
     for start in range(0, len(messages), CHUNK_ROWS):
         for result in engine.process(messages[start:start + CHUNK_ROWS], now=messages[start].received):
             by_row[result.token] = result
+    guarded = engine.scaling.guard_halflife_steps is not None
     with open(out_path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["timestamp", *value_columns, *[f"forecast_{k}" for k in range(1, horizon + 1)],
-                         "anomaly_score", "alert"])
+                         *(["expected"] if guarded else []), "anomaly_score", "alert"])
         for i, (raw_ts, row) in enumerate(zip(series.raw_timestamps, series.values)):
             result = by_row.get(i)
             forecasts = [_fmt(v) for v in result.forecast[:, 0]] if result else [""] * horizon
+            if guarded:
+                forecasts.append("" if result is None or result.expected is None else _fmt(result.expected))
             score = "" if result is None or result.anomaly_score is None else _fmt(result.anomaly_score)
             event = (result.event or "") if result else ""
             writer.writerow([raw_ts, *[_fmt(v) for v in row], *forecasts, score, event])
