@@ -7,7 +7,7 @@ structurally (they do not import this module); tests/test_layout.py checks that 
 """
 from __future__ import annotations
 
-from typing import Callable, Protocol, runtime_checkable
+from typing import Any, Callable, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -39,6 +39,10 @@ class StreamScorer(StackableState, Protocol):
 @runtime_checkable
 class StreamScaler(StackableState, Protocol):
     """One stream's online input normaliser."""
+
+    # the stream's forecast guard (model/forecast_guard.py: factor(), publish()) or None; typed
+    # loosely because this leaf module imports nothing of the model
+    guard: Any
 
     def observe(self, values) -> tuple[list[float], list[float], list[float]]:
         """(z for this input, centre after it, scale after it), one entry per value feature."""
