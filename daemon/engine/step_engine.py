@@ -154,9 +154,12 @@ class Engine:
         if not self.scaling.online:
             return None, None, None
         rows = []
+        guarded = self.scaling.guard_halflife_steps is not None
         for info, values in zip(infos, raw.tolist()):
             if info.scaler is None:
                 info.scaler = self.scaling.new_scaler()
+            elif guarded:                # a scaler made by the model before a reload gets this one's guard
+                self.scaling.adopt(info.scaler)
             rows.append(info.scaler.observe(values))
         z, centres, scales = (np.asarray(column, np.float32) for column in zip(*rows))
         return z, centres, scales
