@@ -12,7 +12,8 @@ pairs have been seen, a = 1.
 
 Only the published forecast is guarded: the anomaly score keeps judging values against the
 model's own forecast (or the daily profile), so the guard changes no alert.
-State: 6 floats per stream, checkpointed with the stream's online scaler.
+State: 6 floats per stream, checkpointed with the stream's online scaler (a checkpoint or a
+reload from a model without a guard starts the stream with a fresh one).
 """
 from __future__ import annotations
 
