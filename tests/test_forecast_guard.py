@@ -144,8 +144,8 @@ def test_a_rolled_out_horizon_starts_with_the_guarded_step_and_keeps_its_share(g
 
 def test_streams_kept_across_a_reload_to_a_guarded_model_get_a_guard(guarded_and_plain):
     """A reload keeps the stream table when the state shapes match (service/reload.py): scalers
-    made by a model without a guard then serve one with it. They get a fresh guard instead of
-    taking the engine loop down."""
+    made by a model without a guard then serve one with it. They get a fresh guard when the table
+    changes hands instead of taking the engine loop down."""
     guarded, plain = guarded_and_plain
     stamps, values = smooth_ramp(400)
     feed = [Message("r", (float(v),), float(t), float(t)) for t, v in zip(stamps, values)]
@@ -153,7 +153,7 @@ def test_streams_kept_across_a_reload_to_a_guarded_model_get_a_guard(guarded_and
     before.process(feed[:200])
     assert before.table.get("r").scaler.guard is None
     after = Engine(guarded)
-    after.table = before.table                                          # what reload does
+    after.keep_streams(before.table)                                    # what reload does
     results = after.process(feed[200:])
     assert len(results) == 200 and after.table.get("r").scaler.guard.seen == 199
     assert all(math.isfinite(r.forecast[0, 0]) for r in results)

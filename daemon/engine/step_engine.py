@@ -78,6 +78,15 @@ class Engine:
             pending = deferred
         return results
 
+    def keep_streams(self, table: StreamTable) -> None:
+        """Serve the streams of an engine of the same state shapes (a reload): scalers made by
+        that engine's model take this model's forecast guard (fresh if they had none)."""
+        self.table = table
+        if self.scaling.guard_halflife_steps is not None:
+            for info in table.streams.values():
+                if info.scaler is not None:
+                    self.scaling.adopt(info.scaler)
+
     # --- one invoke ---------------------------------------------------------------------
     def _admit(self, message: Message, now: float) -> tuple[StreamInfo, float] | None:
         self.counters.messages_in += 1
@@ -124,18 +133,18 @@ class Engine:
         x = self.scaling.inputs(raw, stamps, z)                                    # (batch, features)
         y, states = self.model.step(x, self.table.gather(slots))
         self.table.scatter(slots, states)
-        forecast = self.scaling.outputs(y, raw, centres, scales)                   # (batch, H*T) sensor units
-        model_first = forecast[:, : self._n_targets]
-        factors = None
+        model_forecast = self.scaling.outputs(y, raw, centres, scales)             # (batch, H*T) sensor units
+        forecast, factors = model_forecast, None
         if self.scaling.guard_halflife_steps is not None:                          # forecast_guard.py
-            forecast, factors = self._guard(infos, raw, forecast, scales)
+            forecast, factors = self._guard(infos, raw, model_forecast, scales)
         if self.horizon > self.model.manifest.horizon:
             forecast = self._rollout(forecast, states, stamps, infos, centres, scales, factors)
         forecast = forecast[:, : self.horizon * self._n_targets]
         self.table.forecasts[slots] = forecast
-        # The next value is scored against the model's own forecast: a guard changes what is
-        # published, never an anomaly score.
-        self.table.forecasts[slots, : self._n_targets] = model_first
+        if factors is not None:
+            # The next value is scored against the model's own forecast: a guard changes what is
+            # published, never an anomaly score.
+            self.table.forecasts[slots, : self._n_targets] = model_forecast[:, : self._n_targets]
         results = []
         for row, (message, info, ts) in enumerate(admitted):
             info.last_ts = ts
@@ -154,12 +163,9 @@ class Engine:
         if not self.scaling.online:
             return None, None, None
         rows = []
-        guarded = self.scaling.guard_halflife_steps is not None
         for info, values in zip(infos, raw.tolist()):
             if info.scaler is None:
                 info.scaler = self.scaling.new_scaler()
-            elif guarded:                # a scaler made by the model before a reload gets this one's guard
-                self.scaling.adopt(info.scaler)
             rows.append(info.scaler.observe(values))
         z, centres, scales = (np.asarray(column, np.float32) for column in zip(*rows))
         return z, centres, scales

@@ -125,7 +125,6 @@ class IoScaling:
         if guard is not None and not (isinstance(guard, dict) and "halflife_steps" in guard):
             raise ValueError("manifest forecast_guard must be a table with halflife_steps")
         self.guard_halflife_steps = None if guard is None else float(guard["halflife_steps"])
-        self._guard_keep = None if guard is None else ForecastGuard(self.guard_halflife_steps).keep
         if guard is not None and not (self.online and self.residual and self.n_values == 1 and width == 1):
             raise ValueError("forecast_guard needs an online-normalised residual model with one value, one "
                              "target and horizon 1")
@@ -139,10 +138,11 @@ class IoScaling:
     def adopt(self, scaler: OnlineScaler) -> None:
         """A stream's scaler made for another model (a reload keeps the stream table when the state
         shapes match): give it this model's forecast guard, fresh if it had none."""
+        fresh = ForecastGuard(self.guard_halflife_steps)
         if scaler.guard is None:
-            scaler.guard = ForecastGuard(self.guard_halflife_steps)
-        elif scaler.guard.keep != self._guard_keep:             # another half-life: this model's from now on
-            scaler.guard.keep = self._guard_keep
+            scaler.guard = fresh
+        else:                                   # its learnt sums stay; this model's half-life from now on
+            scaler.guard.keep = fresh.keep
 
     def restore_scaler(self, data: dict) -> OnlineScaler:
         return OnlineScaler.from_state(data, self.halflife_steps, self.clip, self.min_scale, self.guard_halflife_steps)

@@ -47,7 +47,7 @@ def reload_daemon(daemon) -> bool:
         # the journal file is the entry's: the new pipeline appends where the old one did
         new.journal, new.recovered = old.journal, old.recovered
         if old.model.manifest.state_signature == new.model.manifest.state_signature:
-            new.engine.table = old.engine.table            # same shapes: streams keep their state
+            new.engine.keep_streams(old.engine.table)      # same shapes: streams keep their state
         else:
             count = len(old.engine.table)
             daemon.reload_resets += count
