@@ -1,13 +1,14 @@
 """The seams between the engine / checkpoint code and what they drive for each stream.
 
-The engine calls a per-stream anomaly scorer (anomaly/scorer.py's StreamAnomaly) and, for
-online-normalised models, a per-stream input scaler (model/scaling.py's OnlineScaler); the
-checkpoint code saves both column-wise and rebuilds them. Both classes satisfy these protocols
+The engine calls a per-stream anomaly scorer (anomaly/scorer.py's StreamAnomaly), for
+online-normalised models a per-stream input scaler (model/scaling.py's OnlineScaler) and, for
+models with a forecast guard, a per-stream guard (model/forecast_guard.py's ForecastGuard); the
+checkpoint code saves them column-wise and rebuilds them. The classes satisfy these protocols
 structurally (they do not import this module); tests/test_layout.py checks that they do.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol, runtime_checkable
+from typing import Callable, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -40,14 +41,25 @@ class StreamScorer(StackableState, Protocol):
 class StreamScaler(StackableState, Protocol):
     """One stream's online input normaliser."""
 
-    # the stream's forecast guard (model/forecast_guard.py: factor(), publish()) or None; typed
-    # loosely because this leaf module imports nothing of the model
-    guard: Any
-
     def observe(self, values) -> tuple[list[float], list[float], list[float]]:
         """(z for this input, centre after it, scale after it), one entry per value feature."""
+
+
+@runtime_checkable
+class StreamGuard(StackableState, Protocol):
+    """One stream's forecast guard: how much of the model's predicted change to publish."""
+
+    def observe(self, value: float) -> None:
+        """A new value of the target: learn from how the last prediction came out."""
+
+    def factor(self) -> float:
+        """The share of the predicted change published now."""
+
+    def publish(self, value: float, forecast: float, scale: float) -> float:
+        """The model's forecast made at `value` -> the forecast to publish."""
 
 
 ScorerFactory = Callable[[], StreamScorer]          # a fresh scorer for a new stream
 ScorerRestore = Callable[[dict], StreamScorer]      # a scorer from its checkpointed state
 ScalerRestore = Callable[[dict], StreamScaler]      # a scaler from its checkpointed state
+GuardRestore = Callable[[dict], StreamGuard]     # a forecast guard from its checkpointed state

@@ -4,6 +4,7 @@ is many times worse than persistence on a stream into one close to it, leaves an
 alone, survives a checkpoint, and is refused where it does not apply."""
 from __future__ import annotations
 
+import io
 import json
 import math
 import shutil
@@ -15,7 +16,7 @@ import pytest
 from statecast.daemon.engine.step_engine import Engine
 from statecast.daemon.messages import Message
 from statecast.daemon.model.forecast_guard import WARMUP_STEPS, ForecastGuard
-from statecast.daemon.model.scaling import IoScaling, OnlineScaler
+from statecast.daemon.model.scaling import IoScaling
 from statecast.daemon.model.step_model import StepModel
 from statecast.daemon.service.runtime_setup import anomaly_factory_for
 
@@ -104,15 +105,50 @@ def test_the_guard_changes_the_published_forecast_and_no_anomaly_score(guarded_a
     assert outputs["guarded"][0] != outputs["plain"][0]
 
 
-def test_a_checkpoint_from_before_the_guard_restores_with_a_fresh_guard():
-    old = OnlineScaler(1, 250.0).to_state()                            # saved by a model without a guard
-    assert "guard" not in old
-    restored = OnlineScaler.from_state(old, 250.0, 10.0, 1e-3, guard_halflife_steps=62.0)
-    assert restored.guard is not None and restored.guard.seen == 0
-    saved = OnlineScaler(1, 250.0, guard_halflife_steps=62.0)
-    saved.guard.xy, saved.guard.xx, saved.guard.seen = 0.5, 2.0, 40
-    again = OnlineScaler.from_state(saved.to_state(), 250.0, 10.0, 1e-3, guard_halflife_steps=62.0)
-    assert again.guard.factor() == saved.guard.factor() == 0.25
+def checkpoint_round_trip(model, feed, edit=None):
+    """Step `feed` through an engine, checkpoint it (its arrays changed by `edit`), restore into a
+    fresh engine of `model` -> (restored engine, its stream "r")."""
+    from statecast.daemon.state import checkpoint
+    first = Engine(model)
+    first.process(feed)
+    arrays = checkpoint.snapshot(first.table, model.manifest.sha256)
+    if edit is not None:
+        edit(arrays)
+    buffer = io.BytesIO()
+    checkpoint.write(buffer, arrays)
+    second = Engine(model)
+    assert checkpoint.decode(buffer.getvalue(), model.manifest.sha256, second.table) == 1
+    return second, second.table.get("r")
+
+
+def test_the_guard_survives_a_checkpoint_also_in_the_earlier_layout(guarded_and_plain):
+    """The guard's sums come back from a checkpoint, also from one of commits 1c1d77e..40bc311,
+    which kept them inside the online scaler's statistics (`scaler0.guard`)."""
+    guarded, _ = guarded_and_plain
+    stamps, values = smooth_ramp(300)
+    feed = [Message("r", (float(v),), float(t), float(t)) for t, v in zip(stamps, values)]
+
+    def earlier_layout(arrays):
+        arrays["scaler0.guard"] = arrays.pop("guard0.values")
+        del arrays["guard0.rows"]
+    for edit in (None, earlier_layout):
+        _, info = checkpoint_round_trip(guarded, feed, edit)
+        assert info.guard.seen == 299 and 0.0 <= info.guard.factor() < 0.5, (edit, info.guard.seen)
+
+
+def test_a_checkpoint_from_before_the_guard_restores_with_a_fresh_guard(guarded_and_plain):
+    """No guard state in the checkpoint (a model without one): the stream starts a fresh guard."""
+    guarded, _ = guarded_and_plain
+    stamps, values = smooth_ramp(300)
+    feed = [Message("r", (float(v),), float(t), float(t)) for t, v in zip(stamps, values)]
+
+    def without_guard(arrays):
+        for name in [n for n in arrays if n.startswith("guard")]:
+            del arrays[name]
+    engine, info = checkpoint_round_trip(guarded, feed[:200], without_guard)
+    assert info.guard is None and info.scaler is not None
+    engine.process(feed[200:])
+    assert info.guard.seen == 99                     # fresh at the first message after the restore
 
 
 def test_a_guard_on_a_model_it_does_not_fit_is_refused():
@@ -151,9 +187,9 @@ def test_streams_kept_across_a_reload_to_a_guarded_model_get_a_guard(guarded_and
     feed = [Message("r", (float(v),), float(t), float(t)) for t, v in zip(stamps, values)]
     before = Engine(plain)
     before.process(feed[:200])
-    assert before.table.get("r").scaler.guard is None
+    assert before.table.get("r").guard is None
     after = Engine(guarded)
     after.keep_streams(before.table)                                    # what reload does
     results = after.process(feed[200:])
-    assert len(results) == 200 and after.table.get("r").scaler.guard.seen == 199
+    assert len(results) == 200 and after.table.get("r").guard.seen == 199
     assert all(math.isfinite(r.forecast[0, 0]) for r in results)

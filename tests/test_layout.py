@@ -158,14 +158,16 @@ def test_the_rules_see_imports():
     assert any(is_under(t, "statecast.daemon.engine") for t in score)
 
 
-def test_the_scorer_and_the_scaler_satisfy_the_engines_protocols():
+def test_the_scorer_the_scaler_and_the_guard_satisfy_the_engines_protocols():
     """daemon/protocols.py names what the engine and checkpoint code call; the real classes
     (which do not import it) must keep providing it."""
     from statecast.daemon.anomaly import AnomalySettings, StreamAnomaly
+    from statecast.daemon.model.forecast_guard import ForecastGuard
     from statecast.daemon.model.scaling import OnlineScaler
-    from statecast.daemon.protocols import StreamScaler, StreamScorer
+    from statecast.daemon.protocols import StreamGuard, StreamScaler, StreamScorer
     assert isinstance(StreamAnomaly(AnomalySettings(), 1.0), StreamScorer)
     assert isinstance(OnlineScaler(1, 100.0), StreamScaler)
+    assert isinstance(ForecastGuard(62.0), StreamGuard)
     assert not isinstance(OnlineScaler(1, 100.0), StreamScorer)      # the check can fail
 
 

@@ -56,6 +56,8 @@ class Engine:
         self.scaling = IoScaling(m)
         if self.scaling.online:
             self.table.scaler_restore = self.scaling.restore_scaler
+        if self.scaling.guard_halflife_steps is not None:
+            self.table.guard_restore = self.scaling.restore_guard
         # Beyond the model's own horizon, roll out autoregressively: only possible when the model's
         # inputs are exactly its targets (plus calendar features we can compute ahead).
         self._can_rollout = m.horizon == 1 and tuple(m.targets) == self._value_names
@@ -79,13 +81,12 @@ class Engine:
         return results
 
     def keep_streams(self, table: StreamTable) -> None:
-        """Serve the streams of an engine of the same state shapes (a reload): scalers made by
-        that engine's model take this model's forecast guard (fresh if they had none)."""
+        """Serve the streams of an engine of the same state shapes (a reload): their forecast
+        guards become this model's (scaling.adopt_guard)."""
         self.table = table
-        if self.scaling.guard_halflife_steps is not None:
-            for info in table.streams.values():
-                if info.scaler is not None:
-                    self.scaling.adopt(info.scaler)
+        for info in table.streams.values():
+            if info.guard is not None:
+                info.guard = self.scaling.adopt_guard(info.guard)
 
     # --- one invoke ---------------------------------------------------------------------
     def _admit(self, message: Message, now: float) -> tuple[StreamInfo, float] | None:
@@ -176,7 +177,10 @@ class Engine:
         published = np.empty_like(forecast)
         factors = np.empty((len(infos), 1), np.float32)
         for row, info in enumerate(infos):
-            guard = info.scaler.guard
+            if info.guard is None:
+                info.guard = self.scaling.new_guard()
+            guard = info.guard
+            guard.observe(float(raw[row, 0]))            # how its last prediction came out
             factors[row, 0] = guard.factor()
             published[row, 0] = guard.publish(float(raw[row, 0]), float(forecast[row, 0]), float(scales[row, 0]))
         return published, factors

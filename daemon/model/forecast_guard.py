@@ -12,8 +12,9 @@ pairs have been seen, a = 1.
 
 Only the published forecast is guarded: the anomaly score keeps judging values against the
 model's own forecast (or the daily profile), so the guard changes no alert.
-State: 6 floats per stream, checkpointed with the stream's online scaler (a checkpoint or a
-reload from a model without a guard starts the stream with a fresh one).
+State: 6 floats per stream, the stream's own (StreamInfo.guard), checkpointed column-wise like
+the other per-stream states (a checkpoint or a reload from a model without a guard starts the
+stream with a fresh one).
 """
 from __future__ import annotations
 
@@ -54,11 +55,30 @@ class ForecastGuard:
         self.change, self.scale, self.last = change, scale, value
         return value + self.factor() * change
 
+    # --- checkpoint (protocols.StackableState) ----------------------------------------------
+    FIELDS = ("xy", "xx", "change", "scale", "last", "seen")
+
+    def to_state(self) -> dict:
+        return {"values": self.to_array()}
+
+    def layout(self) -> tuple:
+        return ()
+
+    @staticmethod
+    def stack_states(guards: list["ForecastGuard"]) -> dict[str, np.ndarray]:
+        return {"values": np.stack([g.to_array() for g in guards])}
+
+    @classmethod
+    def from_state(cls, halflife_steps: float, data: dict) -> "ForecastGuard":
+        return cls.from_array(halflife_steps, data["values"])
+
     def to_array(self) -> np.ndarray:
-        return np.array([self.xy, self.xx, self.change, self.scale, self.last, self.seen], np.float64)
+        return np.array([getattr(self, name) for name in self.FIELDS], np.float64)
 
     @classmethod
     def from_array(cls, halflife_steps: float, data) -> "ForecastGuard":
+        """From to_array()'s 6 floats (also how a checkpoint of commit 1c1d77e..40bc311 kept the
+        guard: inside the online scaler's state, key "guard")."""
         values = np.asarray(data, np.float64)
         if values.shape != (6,):
             raise ValueError(f"forecast guard state has shape {values.shape}, expected (6,)")

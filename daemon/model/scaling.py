@@ -27,19 +27,17 @@ class OnlineScaler:
     a floor so a flat line does not divide by zero.
     """
 
-    __slots__ = ("alpha", "clip", "min_scale", "mean", "var", "count", "guard")
+    __slots__ = ("alpha", "clip", "min_scale", "mean", "var", "count")
     DEFAULT_CLIP = 10.0
     DEFAULT_MIN_SCALE = 1e-3
 
     def __init__(self, n_values: int, halflife_steps: float, clip: float = DEFAULT_CLIP,
-                 min_scale: float = DEFAULT_MIN_SCALE, guard_halflife_steps: float | None = None):
+                 min_scale: float = DEFAULT_MIN_SCALE):
         self.alpha = 1.0 - 0.5 ** (1.0 / halflife_steps)
         self.clip, self.min_scale = clip, min_scale
         self.mean = [0.0] * n_values
         self.var = [0.0] * n_values
         self.count = 0
-        # the stream's forecast guard (forecast_guard.py), for models whose manifest asks for one
-        self.guard = None if guard_halflife_steps is None else ForecastGuard(guard_halflife_steps)
 
     def _scale(self, k: int) -> float:
         if self.count == 0:
@@ -50,8 +48,6 @@ class OnlineScaler:
 
     def observe(self, values) -> tuple[list[float], list[float], list[float]]:
         """-> (z for this input, centre after it, scale after it), one entry per value feature."""
-        if self.guard is not None:
-            self.guard.observe(values[0])           # guarded models have one value, their target
         z = []
         for k, x in enumerate(values):
             z.append(0.0 if self.count == 0 else
@@ -69,38 +65,26 @@ class OnlineScaler:
 
     def to_state(self) -> dict:
         """Numbers and float64 arrays (the checkpoint stacks each key across streams); exact."""
-        state = {"mean": np.array(self.mean, np.float64), "var": np.array(self.var, np.float64), "count": self.count}
-        if self.guard is not None:
-            state["guard"] = self.guard.to_array()
-        return state
+        return {"mean": np.array(self.mean, np.float64), "var": np.array(self.var, np.float64), "count": self.count}
 
     def layout(self) -> tuple:
         """What fixes the keys and shapes of to_state(): states of equal layout stack together."""
-        return (len(self.mean), self.guard is not None)
+        return (len(self.mean),)
 
     @staticmethod
     def stack_states(scalers: list["OnlineScaler"]) -> dict[str, np.ndarray]:
-        """[s.to_state() for s in scalers] stacked key by key (see StreamAnomaly.stack_states);
-        scalers of one layout, so all or none have a guard."""
-        stacked = {"mean": np.array([s.mean for s in scalers], np.float64),
-                   "var": np.array([s.var for s in scalers], np.float64),
-                   "count": np.fromiter((s.count for s in scalers), np.float64, len(scalers))}
-        if scalers and scalers[0].guard is not None:
-            stacked["guard"] = np.stack([s.guard.to_array() for s in scalers])
-        return stacked
+        """[s.to_state() for s in scalers] stacked key by key (see StreamAnomaly.stack_states)."""
+        return {"mean": np.array([s.mean for s in scalers], np.float64),
+                "var": np.array([s.var for s in scalers], np.float64),
+                "count": np.fromiter((s.count for s in scalers), np.float64, len(scalers))}
 
     @classmethod
-    def from_state(cls, data: dict, halflife_steps: float, clip: float, min_scale: float,
-                   guard_halflife_steps: float | None = None) -> "OnlineScaler":
-        """A checkpoint saved before the model had a guard restores with a fresh one; a guard in
-        the state of a model without one is dropped."""
+    def from_state(cls, data: dict, halflife_steps: float, clip: float, min_scale: float) -> "OnlineScaler":
         mean, var = np.asarray(data["mean"], np.float64).tolist(), np.asarray(data["var"], np.float64).tolist()
         if len(mean) != len(var):
             raise ValueError(f"online scaler state has {len(mean)} means but {len(var)} variances")
-        scaler = cls(len(mean), halflife_steps, clip, min_scale, guard_halflife_steps)
+        scaler = cls(len(mean), halflife_steps, clip, min_scale)
         scaler.mean, scaler.var, scaler.count = mean, var, int(data["count"])
-        if scaler.guard is not None and "guard" in data:
-            scaler.guard = ForecastGuard.from_array(guard_halflife_steps, data["guard"])
         return scaler
 
 
@@ -133,19 +117,27 @@ class IoScaling:
         self.base_index = np.tile(np.asarray(target_at, np.intp), manifest.horizon)
 
     def new_scaler(self) -> OnlineScaler:
-        return OnlineScaler(self.n_values, self.halflife_steps, self.clip, self.min_scale, self.guard_halflife_steps)
-
-    def adopt(self, scaler: OnlineScaler) -> None:
-        """A stream's scaler made for another model (a reload keeps the stream table when the state
-        shapes match): give it this model's forecast guard, fresh if it had none."""
-        fresh = ForecastGuard(self.guard_halflife_steps)
-        if scaler.guard is None:
-            scaler.guard = fresh
-        else:                                   # its learnt sums stay; this model's half-life from now on
-            scaler.guard.keep = fresh.keep
+        return OnlineScaler(self.n_values, self.halflife_steps, self.clip, self.min_scale)
 
     def restore_scaler(self, data: dict) -> OnlineScaler:
-        return OnlineScaler.from_state(data, self.halflife_steps, self.clip, self.min_scale, self.guard_halflife_steps)
+        return OnlineScaler.from_state(data, self.halflife_steps, self.clip, self.min_scale)
+
+    # --- the forecast guard (forecast_guard.py), for models whose manifest asks for one ---------
+    def new_guard(self) -> ForecastGuard:
+        return ForecastGuard(self.guard_halflife_steps)
+
+    def restore_guard(self, data: dict) -> ForecastGuard:
+        return ForecastGuard.from_state(self.guard_halflife_steps, data)
+
+    def adopt_guard(self, guard: ForecastGuard | None) -> ForecastGuard | None:
+        """A stream's guard made for another model (a reload keeps the stream table when the state
+        shapes match) -> this model's: None for a model without a guard, its learnt sums kept
+        with this model's half-life from now on otherwise (a stream without one starts fresh
+        at its next message)."""
+        if self.guard_halflife_steps is None or guard is None:
+            return None
+        guard.keep = self.new_guard().keep
+        return guard
 
     def inputs(self, values: np.ndarray, timestamps: np.ndarray, z: np.ndarray | None = None) -> np.ndarray:
         """(batch, values) sensor units (+ online z) and (batch,) epoch seconds -> (batch, features)."""

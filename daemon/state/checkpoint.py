@@ -10,11 +10,12 @@ Inside the .npz: `meta` (JSON: model sha256, state shapes, the stream ids and th
 engine's per-stream extras by row), `stream_last_ts`, `stream_steps`, `stream_last_seen` and
 `stream_last_interval` (float64, NaN for none), one array per state tensor and `last_forecast`,
 row r being stream r of meta's ids. Checkpoints before these columns kept a JSON object per
-stream in meta (`streams`); they still load. Per-stream anomaly and online-scaler statistics are
-stacked across streams, one array per field (`anomaly0.count`, `anomaly0.blocks`, ...) plus
+stream in meta (`streams`); they still load. Per-stream anomaly, online-scaler and forecast-guard
+statistics are stacked across streams, one array per field (`anomaly0.count`, `anomaly0.blocks`, ...) plus
 `anomaly0.rows`, the rows they belong to; streams whose statistics have another layout (settings
 changed by a reload) form group 1, 2, ... A 10,000-stream checkpoint is a few MB of arrays, not
-JSON lists.
+JSON lists. (Commits 1c1d77e..40bc311 kept the forecast guard inside the scaler's statistics,
+`scaler<g>.guard`; such checkpoints still restore it.)
 Checkpoints written before the stacked layout keep those statistics in meta; they still load
 (the anomaly statistics of an older STATE_VERSION are refused and restart, with one warning).
 """
@@ -107,6 +108,8 @@ def snapshot(table: StreamTable, model_sha256: str) -> dict[str, np.ndarray]:
                                               if i.anomaly is not None)))
     arrays.update(stack_by_layout("scaler", ((row, i.scaler) for row, i in enumerate(infos)
                                              if i.scaler is not None)))
+    arrays.update(stack_by_layout("guard", ((row, i.guard) for row, i in enumerate(infos)
+                                            if i.guard is not None)))
     return arrays
 
 
@@ -167,6 +170,7 @@ def decode(blob: bytes, model_sha256: str, table: StreamTable, anomaly_restore: 
         states = [data[f"state_{k}"] for k in range(len(table.state_shapes))]
         forecasts = data["last_forecast"]
         anomalies, scalers = unstack_states("anomaly", data), unstack_states("scaler", data)
+        guards = unstack_states("guard", data)
         streams = _stream_rows(meta, data)
     except (ValueError, KeyError, OSError) as error:
         raise CheckpointError(f"unreadable checkpoint ({error})") from None
@@ -189,6 +193,9 @@ def decode(blob: bytes, model_sha256: str, table: StreamTable, anomaly_restore: 
         scaler = state_at(scalers, row) or _legacy_scaler(item.get("scaler"))
         if scaler is not None and scaler_restore is not None:
             info.scaler = scaler_restore(scaler)
+        guard = state_at(guards, row) or _guard_in_scaler(scaler)
+        if guard is not None and table.guard_restore is not None:
+            info.guard = table.guard_restore(guard)
         anomaly = state_at(anomalies, row) or item.get("anomaly")   # meta: before the stacked layout
         if anomaly is not None and anomaly_restore is not None:
             try:
@@ -219,6 +226,11 @@ def _stream_rows(meta: dict, data) -> list[tuple]:
 def _legacy_scaler(data) -> dict | None:
     """An online scaler saved in meta as [mean, var, count] (before the stacked layout)."""
     return None if data is None else {"mean": data[0], "var": data[1], "count": data[2]}
+
+
+def _guard_in_scaler(scaler: dict | None) -> dict | None:
+    """A forecast guard kept inside the scaler's statistics (commits 1c1d77e..40bc311)."""
+    return None if scaler is None or "guard" not in scaler else {"values": scaler["guard"]}
 
 
 def write_atomic(path: str, fill) -> None:

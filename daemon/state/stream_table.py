@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from statecast.daemon.protocols import ScalerRestore, StreamScaler, StreamScorer
+from statecast.daemon.protocols import GuardRestore, ScalerRestore, StreamGuard, StreamScaler, StreamScorer
 
 
 @dataclass(slots=True)
@@ -27,6 +27,7 @@ class StreamInfo:
     last_interval: float | None = None           # seconds between the last two messages
     scaler: StreamScaler | None = None           # online input normaliser (models that ask for it)
     anomaly: StreamScorer | None = None          # anomaly scorer (when anomaly scoring is on)
+    guard: StreamGuard | None = None             # forecast guard (models whose manifest has one)
     extra: dict | None = None                    # window ring buffers etc. (window engines only)
     cadence: Any = None                          # gaps.Cadence: learned interval, missing steps
 
@@ -51,6 +52,8 @@ class StreamTable:
         # How to rebuild a stream's online normaliser from a checkpoint (set by the engine of an
         # online-normalised model; None otherwise).
         self.scaler_restore: ScalerRestore | None = None
+        # Likewise a stream's forecast guard (models with one).
+        self.guard_restore: GuardRestore | None = None
 
     def __len__(self) -> int:
         return len(self.streams)

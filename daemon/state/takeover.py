@@ -52,6 +52,7 @@ def restore_shard(table: StreamTable, directory: str, entry: str, model_sha256: 
     for path in checkpoint_files(directory, entry):
         scratch = StreamTable(table.state_shapes, _SCRATCH_MAX_STREAMS, forecast_width=table.forecasts.shape[1])
         scratch.scaler_restore = table.scaler_restore        # online models: their streams' normalisers
+        scratch.guard_restore = table.guard_restore          # models with a forecast guard
         count, _source = restore(path, scratch, model_sha256, anomaly_restore)
         if not count:
             continue
