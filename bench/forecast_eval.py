@@ -45,7 +45,8 @@ def head_csv(csv: str, rows: int, work: str) -> str:
     return path
 
 
-def evaluate(csv: str, horizon: int, work: str, train_args: tuple[str, ...] = ()) -> dict:
+def evaluate(csv: str, horizon: int, work: str, train_args: tuple[str, ...] = (),
+             modes: tuple[str, ...] = MODES) -> dict:
     from statecast.convert.convert_skill import season_lags
     from statecast.convert.parity import run_step_model
     from statecast.convert.skill import horizon_errors
@@ -66,7 +67,7 @@ def evaluate(csv: str, horizon: int, work: str, train_args: tuple[str, ...] = ()
               "window": meta["window"], "epochs": meta["epochs_run"], "shrinkage": meta.get("shrinkage"),
               "train_tail_skill": [s["skill"] for s in meta["skill"][0]["steps"]]}
     calibration = head_csv(csv, split, work)
-    for mode in MODES:
+    for mode in modes:
         out = os.path.join(work, mode)
         converted = cli("convert", keras_path, "--quantize", mode, "--calibration-csv", calibration, "--out", out)
         if converted.returncode:
@@ -165,6 +166,8 @@ def main() -> None:
     parser.add_argument("--train-args", default="", help="extra train flags (a variant of the defaults)")
     parser.add_argument("--shipped", action="store_true", help="shipped models on machine_temperature rows 15000..")
     parser.add_argument("--only", default="", help="comma-separated substrings: evaluate only the streams matching one")
+    parser.add_argument("--modes", default=",".join(MODES), help="conversions to evaluate (comma-separated)")
+    parser.add_argument("--keep", default="", help="keep each stream's trained and converted models under this folder")
     args = parser.parse_args()
     if args.table:
         print(table(json.load(open(args.out))))
@@ -180,8 +183,14 @@ def main() -> None:
         key = os.path.relpath(csv, ROOT) if csv.startswith(ROOT) else "devcorpus/" + os.path.relpath(csv, os.path.dirname(SETS["skab"]))
         if key in results:
             continue
-        with tempfile.TemporaryDirectory() as work:
-            results[key] = evaluate(csv, args.horizon, work, tuple(args.train_args.split()))
+        modes = tuple(args.modes.split(","))
+        if args.keep:
+            work = os.path.join(args.keep, key.replace("/", "__"))
+            os.makedirs(work, exist_ok=True)
+            results[key] = evaluate(csv, args.horizon, work, tuple(args.train_args.split()), modes)
+        else:
+            with tempfile.TemporaryDirectory() as work:
+                results[key] = evaluate(csv, args.horizon, work, tuple(args.train_args.split()), modes)
         with open(args.out, "w") as handle:
             json.dump(results, handle, indent=1)
         print(key, json.dumps({k: v for k, v in results[key].items() if k not in MODES}), flush=True)
