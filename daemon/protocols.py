@@ -49,14 +49,14 @@ class StreamScaler(StackableState, Protocol):
 class StreamGuard(StackableState, Protocol):
     """One stream's forecast guard: how much of the model's predicted change to publish."""
 
-    def observe(self, value: float) -> None:
-        """A new value of the target: learn from how the last prediction came out."""
+    def observe(self, values) -> None:
+        """New values of the targets: learn from how earlier predictions came out."""
 
-    def factor(self) -> float:
-        """The share of the predicted change published now."""
+    def factors(self) -> list[float]:
+        """The share of the predicted change published now, per output (horizon step, target)."""
 
-    def publish(self, value: float, forecast: float, scale: float) -> float:
-        """The model's forecast made at `value` -> the forecast to publish."""
+    def publish(self, values, forecast, scales) -> list[float]:
+        """The model's forecast made at the targets' `values` -> the forecast to publish."""
 
 
 ScorerFactory = Callable[[], StreamScorer]          # a fresh scorer for a new stream

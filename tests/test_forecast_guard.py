@@ -29,10 +29,10 @@ def learnt_factor(predicted_over_actual: float, noise: float, steps: int = 400, 
     guard, value = ForecastGuard(50.0), 0.0
     for _ in range(steps):
         change = rng.normal()
-        guard.publish(value, value + predicted_over_actual * change + noise * rng.normal(), scale=1.0)
+        guard.publish([value], [value + predicted_over_actual * change + noise * rng.normal()], [1.0])
         value += change
-        guard.observe(value)
-    return guard.factor()
+        guard.observe([value])
+    return guard.factors()[0]
 
 
 def test_the_factor_is_the_least_squares_share_of_the_predicted_change():
@@ -47,9 +47,42 @@ def test_the_factor_is_the_least_squares_share_of_the_predicted_change():
 def test_the_model_is_published_as_it_is_until_the_guard_has_seen_enough():
     guard = ForecastGuard(50.0)
     for step in range(WARMUP_STEPS):
-        assert guard.publish(float(step), float(step) + 5.0, scale=1.0) == float(step) + 5.0   # factor 1
-        guard.observe(float(step))                                     # the predicted +5 never came
-    assert guard.publish(0.0, 5.0, scale=1.0) == 0.0                   # now it has learnt: factor 0
+        guard.observe([float(step)])                                   # the predicted +5 never came
+        assert guard.publish([float(step)], [float(step) + 5.0], [1.0]) == [float(step) + 5.0]   # factor 1
+    guard.observe([0.0])
+    assert guard.publish([0.0], [5.0], [1.0]) == [0.0]                 # now it has learnt: factor 0
+
+
+def test_each_horizon_step_learns_from_the_change_over_its_own_steps():
+    """Horizon 3, one target: the model's 1-step forecast is right, its 2-step one twice too large
+    and its 3-step one noise. Each output is judged against the change over its own k steps, so
+    the factors come out 1, 1/2 and near 0."""
+    rng = np.random.default_rng(1)
+    steps = rng.normal(size=800)
+    path = np.concatenate([[0.0], np.cumsum(steps)])
+    guard = ForecastGuard(100.0, horizon=3)
+    for t in range(len(path) - 3):
+        guard.observe([path[t]])
+        ahead = path[t + 1: t + 4] - path[t]                           # the true 1..3-step changes
+        guard.publish([path[t]], [path[t] + ahead[0], path[t] + 2 * ahead[1], path[t] + rng.normal() * 2], [1.0])
+    one, two, three = guard.factors()
+    assert one == pytest.approx(1.0) and two == pytest.approx(0.5)
+    assert three < 0.3                       # noise: ~100 effective pairs at halflife 100, spread ~0.1
+
+
+def test_a_guard_with_pending_predictions_round_trips_through_its_state():
+    guard = ForecastGuard(30.0, horizon=2, targets=2)
+    for t in range(40):
+        guard.observe([t * 1.0, -t * 2.0])
+        guard.publish([t * 1.0, -t * 2.0], [t + 0.7, -t * 2.0 - 1.0, t + 2.5, -t * 2.0 - 3.0], [1.0, 2.0])
+    again = ForecastGuard.from_state(30.0, guard.to_state(), horizon=2, targets=2)
+    assert again.state == guard.state and again.factors() == guard.factors()
+    for g in (guard, again):
+        g.observe([40.0, -80.0])
+    assert again.state == guard.state and again.publish([40.0, -80.0], [41.0, -81.0, 42.0, -82.0], [1.0, 2.0]) == \
+        guard.publish([40.0, -80.0], [41.0, -81.0, 42.0, -82.0], [1.0, 2.0])
+    with pytest.raises(ValueError, match="expected"):                  # another horizon: refused
+        ForecastGuard.from_state(30.0, guard.to_state(), horizon=3, targets=2)
 
 
 @pytest.fixture(scope="module")
@@ -128,12 +161,13 @@ def test_the_guard_survives_a_checkpoint_also_in_the_earlier_layout(guarded_and_
     stamps, values = smooth_ramp(300)
     feed = [Message("r", (float(v),), float(t), float(t)) for t, v in zip(stamps, values)]
 
-    def earlier_layout(arrays):
-        arrays["scaler0.guard"] = arrays.pop("guard0.values")
-        del arrays["guard0.rows"]
+    def earlier_layout(arrays):                     # 6 floats per stream: xy, xx, change, scale, last, seen
+        guard = {name.split(".")[1]: arrays.pop(name) for name in [n for n in arrays if n.startswith("guard0.")]}
+        arrays["scaler0.guard"] = np.stack([guard["xy"][:, 0], guard["xx"][:, 0], guard["change"][:, 0, 0],
+                                            guard["scale"][:, 0, 0], guard["last"][:, 0, 0], guard["seen"][:, 0]], 1)
     for edit in (None, earlier_layout):
         _, info = checkpoint_round_trip(guarded, feed, edit)
-        assert info.guard.seen == 299 and 0.0 <= info.guard.factor() < 0.5, (edit, info.guard.seen)
+        assert info.guard.seen == [299] and 0.0 <= info.guard.factors()[0] < 0.5, (edit, info.guard.seen)
 
 
 def test_a_checkpoint_from_before_the_guard_restores_with_a_fresh_guard(guarded_and_plain):
@@ -148,14 +182,17 @@ def test_a_checkpoint_from_before_the_guard_restores_with_a_fresh_guard(guarded_
     engine, info = checkpoint_round_trip(guarded, feed[:200], without_guard)
     assert info.guard is None and info.scaler is not None
     engine.process(feed[200:])
-    assert info.guard.seen == 99                     # fresh at the first message after the restore
+    assert info.guard.seen == [99]                   # fresh at the first message after the restore
 
 
 def test_a_guard_on_a_model_it_does_not_fit_is_refused():
+    import dataclasses
     manifest = StepModel(str(ROOT / "models" / "machine_temperature-float32")).manifest   # fixed scaling
     manifest.raw["forecast_guard"] = {"halflife_steps": 62}
-    with pytest.raises(ValueError, match="online-normalised residual model"):
-        IoScaling(manifest)
+    assert IoScaling(manifest).guard_halflife_steps == 62.0                          # fits
+    elsewhere = dataclasses.replace(manifest, targets=("not_an_input",))
+    with pytest.raises(ValueError, match="every target among the model's inputs"):
+        IoScaling(elsewhere)
     manifest.raw["forecast_guard"] = {"halflife": 62}
     with pytest.raises(ValueError, match="halflife_steps"):
         IoScaling(manifest)
@@ -191,5 +228,5 @@ def test_streams_kept_across_a_reload_to_a_guarded_model_get_a_guard(guarded_and
     after = Engine(guarded)
     after.keep_streams(before.table)                                    # what reload does
     results = after.process(feed[200:])
-    assert len(results) == 200 and after.table.get("r").guard.seen == 199
+    assert len(results) == 200 and after.table.get("r").guard.seen == [199]
     assert all(math.isfinite(r.forecast[0, 0]) for r in results)

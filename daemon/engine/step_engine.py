@@ -171,19 +171,21 @@ class Engine:
         z, centres, scales = (np.asarray(column, np.float32) for column in zip(*rows))
         return z, centres, scales
 
-    def _guard(self, infos, raw: np.ndarray, forecast: np.ndarray, scales: np.ndarray):
-        """The published forecast of guarded models (one value, one target, horizon 1): each stream's
-        last value + its guard's factor x the model's predicted change. -> (forecast, factors)."""
-        published = np.empty_like(forecast)
-        factors = np.empty((len(infos), 1), np.float32)
-        for row, info in enumerate(infos):
+    def _guard(self, infos, raw: np.ndarray, forecast: np.ndarray, scales: np.ndarray | None):
+        """The published forecast of guarded models: per stream and output, the target's last value
+        + its guard's factor x the model's predicted change. -> (forecast, factors), (batch, H*T)."""
+        values = raw[:, self._target_at].tolist()                                  # (batch, T)
+        target_scales = (scales[:, self._target_at].tolist() if scales is not None
+                         else [[1.0] * self._n_targets] * len(infos))             # fixed scaling: units
+        published, factors = [], []
+        for info, row_values, row_forecast, row_scales in zip(infos, values, forecast.tolist(), target_scales):
             if info.guard is None:
                 info.guard = self.scaling.new_guard()
             guard = info.guard
-            guard.observe(float(raw[row, 0]))            # how its last prediction came out
-            factors[row, 0] = guard.factor()
-            published[row, 0] = guard.publish(float(raw[row, 0]), float(forecast[row, 0]), float(scales[row, 0]))
-        return published, factors
+            guard.observe(row_values)                   # how its earlier predictions came out
+            factors.append(guard.factors())
+            published.append(guard.publish(row_values, row_forecast, row_scales))
+        return np.asarray(published, forecast.dtype), np.asarray(factors, np.float32)
 
     def _score(self, info: StreamInfo, message: Message):
         """Residual of this value against the forecast made for it one step earlier."""

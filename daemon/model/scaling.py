@@ -109,9 +109,10 @@ class IoScaling:
         if guard is not None and not (isinstance(guard, dict) and "halflife_steps" in guard):
             raise ValueError("manifest forecast_guard must be a table with halflife_steps")
         self.guard_halflife_steps = None if guard is None else float(guard["halflife_steps"])
-        if guard is not None and not (self.online and self.residual and self.n_values == 1 and width == 1):
-            raise ValueError("forecast_guard needs an online-normalised residual model with one value, one "
-                             "target and horizon 1")
+        if guard is not None and not set(manifest.targets) <= set(values):
+            raise ValueError("forecast_guard needs every target among the model's inputs (it scales the "
+                             "change from each target's last value)")
+        self.horizon, self.n_targets = manifest.horizon, len(manifest.targets)
         # index of each target among the value features, repeated per horizon step (step-major)
         target_at = [values.index(t) if t in values else 0 for t in manifest.targets]
         self.base_index = np.tile(np.asarray(target_at, np.intp), manifest.horizon)
@@ -124,17 +125,18 @@ class IoScaling:
 
     # --- the forecast guard (forecast_guard.py), for models whose manifest asks for one ---------
     def new_guard(self) -> ForecastGuard:
-        return ForecastGuard(self.guard_halflife_steps)
+        return ForecastGuard(self.guard_halflife_steps, self.horizon, self.n_targets)
 
     def restore_guard(self, data: dict) -> ForecastGuard:
-        return ForecastGuard.from_state(self.guard_halflife_steps, data)
+        return ForecastGuard.from_state(self.guard_halflife_steps, data, self.horizon, self.n_targets)
 
     def adopt_guard(self, guard: ForecastGuard | None) -> ForecastGuard | None:
         """A stream's guard made for another model (a reload keeps the stream table when the state
-        shapes match) -> this model's: None for a model without a guard, its learnt sums kept
-        with this model's half-life from now on otherwise (a stream without one starts fresh
-        at its next message)."""
-        if self.guard_halflife_steps is None or guard is None:
+        shapes match) -> this model's: None for a model without a guard or with other outputs,
+        its learnt sums kept with this model's half-life from now on otherwise (a stream without
+        one starts fresh at its next message)."""
+        if self.guard_halflife_steps is None or guard is None or \
+                guard.layout() != (self.horizon, self.n_targets):
             return None
         guard.keep = self.new_guard().keep
         return guard

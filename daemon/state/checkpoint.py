@@ -195,7 +195,10 @@ def decode(blob: bytes, model_sha256: str, table: StreamTable, anomaly_restore: 
             info.scaler = scaler_restore(scaler)
         guard = state_at(guards, row) or _guard_in_scaler(scaler)
         if guard is not None and table.guard_restore is not None:
-            info.guard = table.guard_restore(guard)
+            try:
+                info.guard = table.guard_restore(guard)
+            except ValueError:              # saved for another horizon or targets: starts fresh
+                info.guard = None
         anomaly = state_at(anomalies, row) or item.get("anomaly")   # meta: before the stacked layout
         if anomaly is not None and anomaly_restore is not None:
             try:
