@@ -7,6 +7,8 @@ import os
 import numpy as np
 
 from statecast.daemon.model.features import assemble_inputs
+from statecast.daemon.model.forecast_guard import guarded_sequence
+from statecast.daemon.model.scaling import IoScaling
 from statecast.daemon.tools.series_csv import SeriesError, read_series
 
 from . import parity, skill
@@ -18,6 +20,19 @@ def season_lags(meta: dict) -> dict[str, int]:
     return {p["name"]: p["lag_samples"] for p in periods if p.get("found")}
 
 
+def published_forecast(step_model, x_raw: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """What serve publishes over one stream: the step model's forecast, through the model's
+    forecast guard if its manifest has one."""
+    forecast = parity.run_step_model(step_model, x_raw)
+    guard = step_model.manifest.raw.get("forecast_guard")
+    if guard is None:
+        return forecast
+    scaling = IoScaling(step_model.manifest)
+    scales = scaling.sequence(x_raw)[2]
+    target_scales = None if scales is None else scales[:, scaling.base_index[: values.shape[1]]]
+    return guarded_sequence(float(guard["halflife_steps"]), forecast, values, target_scales)
+
+
 def converted_skill(step_model, meta: dict, features, targets, horizon: int) -> dict:
     """-> {"report": per-step figures, "line": one line, "train_line": train's own line}."""
     csv = meta["csvs"][0]
@@ -27,7 +42,7 @@ def converted_skill(step_model, meta: dict, features, targets, horizon: int) -> 
         raise ConversionError(f"skill report: {error}") from None
     x_raw = assemble_inputs(series.timestamps, series.values, tuple(features), series.columns).astype(np.float32)
     values = series.values[:, [series.columns.index(t) for t in targets]]                # (rows, T)
-    forecast = parity.run_step_model(step_model, x_raw)                                   # (rows, H*T)
+    forecast = published_forecast(step_model, x_raw, values)                              # (rows, H*T)
     split = meta["splits"][0]
     reused = split["test_start"] >= split["rows"] - horizon
     start = split["val_start"] if reused else split["test_start"]

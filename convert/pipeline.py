@@ -58,6 +58,8 @@ def build_manifest(spec: ModelSpec, options: ConvertOptions, content: bytes, fea
         "quantization": options.mode, "sha256": sha256_hex(content), "tflite_bytes": len(content),
         "static_batch": options.static_batch,
         "source": {"file": os.path.basename(options.model_path)},
+        # train's choice (daemon/model/forecast_guard.py): serve publishes the guarded forecast
+        **({"forecast_guard": meta["forecast_guard"]} if meta.get("forecast_guard") else {}),
     }
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from statecast.daemon.model.artifact import CALENDAR_FEATURES
+from statecast.daemon.model.forecast_guard import guarded_sequence
 from statecast.daemon.model.scaling import OnlineScaler
 
 from . import train_skill
@@ -61,6 +62,14 @@ class TrainOptions:
     # Per-stream running normalisation on the device (one model for streams it has never seen).
     online_normalization: bool = False
     halflife_steps: float = 1000.0
+    # The forecast guard's half-life in messages (daemon/model/forecast_guard.py; None: no guard):
+    # per stream, the share of each step's predicted change that held up lately is published.
+    forecast_guard: float | None = None
+
+
+# `statecast train`'s default guard half-life: chosen over 6 values by leave-one-source-out on
+# models trained by forecast_eval (docs/forecasting.md, "The forecast guard on trained models").
+DEFAULT_GUARD_HALFLIFE = 31.0
 
 
 def build_model(options: TrainOptions, n_features: int, n_targets: int):
@@ -124,7 +133,24 @@ def _decide(options: TrainOptions, profile: DataProfile, choices: list[dict]) ->
     choices.append({"choice": "calendar", "value": list(calendar), "reason": reason})
     window, reason = choose_window(profile) if options.window is None else (options.window, "--window given")
     choices.append({"choice": "window", "value": window, "reason": reason})
+    choices.append({"choice": "forecast_guard", "value": guard_halflife(options), "reason": _guard_reason(options)})
     return tuple(options.value_columns) + tuple(calendar), window
+
+
+def guard_halflife(options: TrainOptions) -> float | None:
+    """The guard the model is served with: none for window models (their engine publishes the
+    window's forecast as it is)."""
+    return None if options.cell in WINDOW_CELLS else options.forecast_guard
+
+
+def _guard_reason(options: TrainOptions) -> str:
+    if options.forecast_guard is None:
+        return "--no-forecast-guard given (or the Python default): serve publishes the model's forecast as it is"
+    if options.cell in WINDOW_CELLS:
+        return "off: window models publish the window's forecast as it is"
+    return (f"half-life {options.forecast_guard:g} messages: per stream and horizon step, serve publishes the "
+            "share of the predicted change that held up lately (persistence where the stream left the model's "
+            "regime); the skill report is of that forecast")
 
 
 def _fit(model, options: TrainOptions, sets) -> dict:
@@ -176,6 +202,12 @@ def _evaluate(final, prepared, options: TrainOptions, profile: DataProfile, scal
                                    "skill_min_without": [r["skill_min"] for r in unshrunk]}
         forecasts = [train_skill.shrink(f, p, factors, options.horizon) for f, p in zip(forecasts, prepared)]
         final = _with_output_scaling(_without_output_scaling(final), scale * factors, offset * factors)
+    halflife = guard_halflife(options)
+    if halflife is not None:                       # what serve publishes (daemon/model/forecast_guard.py)
+        n_targets = len(options.value_columns)
+        forecasts = [guarded_sequence(halflife, f, p.values,
+                                      p.unit_scale[:, :n_targets] if options.online_normalization else None)
+                     for f, p in zip(forecasts, prepared)]
     evaluation["skill"] = [train_skill.tail_report(f, p, options.horizon, lags, reused)
                            for f, p in zip(forecasts, prepared)]
     if options.report_dir:
@@ -232,6 +264,8 @@ def train(options: TrainOptions) -> dict:
                    for p in prepared],
         **evaluation,
     }
+    if guard_halflife(options) is not None:
+        meta["forecast_guard"] = {"halflife_steps": guard_halflife(options)}
     if options.online_normalization:
         meta["input_scaling"] = {"mode": "online", "halflife_steps": options.halflife_steps,
                                  "clip": OnlineScaler.DEFAULT_CLIP, "min_scale": OnlineScaler.DEFAULT_MIN_SCALE}

@@ -40,8 +40,9 @@ def _split(text: str | None) -> tuple[str, ...] | None:
 
 
 def _cmd_train(args) -> int:
-    from statecast.convert.train import TrainOptions, train
+    from statecast.convert.train import DEFAULT_GUARD_HALFLIFE, TrainOptions, train
     from statecast.convert.train_report import print_training_report
+    guard = None if args.no_forecast_guard else args.forecast_guard or DEFAULT_GUARD_HALFLIFE
     meta = train(TrainOptions(csv=tuple(args.csv), out=args.out, cell=args.cell, units=args.units, layers=args.layers,
                               window=args.window, horizon=args.horizon, time_column=args.time_column,
                               value_columns=_split(args.value_columns) or ("value",), rows=args.rows,
@@ -51,8 +52,8 @@ def _cmd_train(args) -> int:
                               validation_fraction=args.validation_fraction,
                               shrinkage=args.shrinkage and not args.no_residual,
                               learning_rate=args.learning_rate, lr_schedule=args.lr_schedule, patience=args.patience,
-                              progress=True,
-                              report_dir=args.report_dir))
+                              progress=True, report_dir=args.report_dir,
+                              forecast_guard=guard))
     return print_training_report(meta, args.out, allow_no_skill=args.allow_no_skill)
 
 
@@ -147,6 +148,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="last rows of each series, never trained on: the skill report (0: reuse validation)")
     p.add_argument("--shrinkage", action=argparse.BooleanOptionalAction, default=True,
                    help="scale each step's predicted change by a factor in [0,1] fitted on the validation part")
+    p.add_argument("--forecast-guard", type=float, default=None, metavar="MESSAGES",
+                   help="half-life of the forecast guard: per stream and horizon step, serve publishes the share "
+                        "of the predicted change that held up lately (default: chosen on development streams, "
+                        "printed with train's other choices; docs/forecasting.md)")
+    p.add_argument("--no-forecast-guard", action="store_true", help="publish the model's forecast as it is")
     p.add_argument("--allow-no-skill", action="store_true",
                    help="exit 0 even if the model does not beat persistence and seasonal-naive at every step")
     p.add_argument("--report-dir", help="write training-report.png (forecasts vs baselines, loss curves; "
@@ -195,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="One CSV row = one message of one stream. Writes timestamp,<values>,"
                                    "forecast_1..H,anomaly_score,alert; forecast_k is the prediction made at this "
                                    "row for the value k rows later; anomaly_score is empty until defined. A "
-                                   "model with a forecast guard (models/default) adds `expected` before "
+                                   "model with a forecast guard (models/default, train's default) adds `expected` before "
                                    "anomaly_score: the model's own forecast the row was scored against.")
     p.add_argument("--model", required=True, help="step-model artifact directory (from `statecast convert`)")
     p.add_argument("--csv", required=True, help="input CSV")

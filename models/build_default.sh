@@ -32,10 +32,12 @@ CSV_ARGS=()
 for f in data/nab/data/*/*.csv "$WORK"/synthetic/*.csv; do CSV_ARGS+=(--csv "$f"); done
 
 # The shipped recipe predates train's self-configuration (issue 16): its choices are pinned here
-# (fixed learning rate, 20% validation, no held-back tail, no shrinkage), so the recipe rebuilds
-# the same model. A generic model trained on many series has no single held-back tail to report.
+# (fixed learning rate, 20% validation, no held-back tail, no shrinkage, the guard added below
+# with its own half-life), so the recipe rebuilds the same model. A generic model trained on many
+# series has no single held-back tail to report.
 $PY -m statecast.daemon train "${CSV_ARGS[@]}" --online-normalization --halflife-steps "$HALFLIFE" \
     --learning-rate 1e-3 --no-lr-schedule --validation-fraction 0.2 --holdout-fraction 0 --no-shrinkage \
+    --no-forecast-guard \
     --patience 4 --allow-no-skill \
     $([ "$CALENDAR" = 1 ] && echo --calendar || echo --no-calendar) --cell "$CELL" --units "$UNITS" --layers "$LAYERS" --window "$WINDOW" --horizon 1 \
     --epochs "$EPOCHS" --seed "$SEED" --out "$WORK/default.keras"

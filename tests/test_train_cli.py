@@ -35,7 +35,10 @@ def test_train_direct_multistep_with_calendar_features_then_convert_and_score(tm
     cli("score", "--model", str(artifact), "--csv", str(series), "--out", str(scored))
     rows = list(csv.DictReader(open(scored)))
     assert len(rows) == 500
-    assert list(rows[0]) == ["timestamp", "value", "forecast_1", "forecast_2", "forecast_3", "anomaly_score", "alert"]
+    # train's default forecast guard: score adds what each row was scored against (the model's own forecast)
+    assert manifest["forecast_guard"] == {"halflife_steps": 31.0}
+    assert list(rows[0]) == ["timestamp", "value", "forecast_1", "forecast_2", "forecast_3", "expected",
+                             "anomaly_score", "alert"]
     assert all(r["forecast_1"] and r["forecast_3"] for r in rows)
     assert rows[0]["anomaly_score"] == "" and rows[-1]["anomaly_score"] != ""     # defined once warmed up
     assert all(0.0 <= float(r["anomaly_score"]) <= 1.0 for r in rows if r["anomaly_score"])

@@ -3,9 +3,9 @@
 Output: timestamp, the value column(s), forecast_1..H, anomaly_score and alert (the "alert" or
 "clear" event serve would publish on that row). A row serve would not step (a timestamp not newer
 than the last) gets empty cells, exactly as serve publishes nothing for it. A model with a
-forecast guard (model/forecast_guard.py: models/default) publishes a guarded forecast_1 but scores
-each value against its own forecast, so for it an `expected` column (that forecast, as in the
-MQTT payload) comes before anomaly_score.
+forecast guard (model/forecast_guard.py: models/default, train's default) publishes guarded
+forecasts but scores each value against its own forecast, so for it an `expected` column (that
+forecast, as in the MQTT payload) comes before anomaly_score.
 """
 from __future__ import annotations
 
