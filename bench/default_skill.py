@@ -38,24 +38,24 @@ TAIL_NAB = "validation part (last 20%, used for early stopping; no held-back tai
 
 
 def published_forecasts(model, series: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
-    """Per series (stamps, values (rows, 1)), the step-1 forecast the daemon publishes after each
-    row, (rows, 1): the engine itself (online scaling, calendar, the forecast guard of a model that
-    has one, as in serve and score), every series its own stream, stepped together in batches as
-    serve would."""
+    """Per series (stamps, values (rows, 1)), the forecast the daemon publishes after each row,
+    (rows, horizon * targets), (rows, 1) for the generic models: the engine itself (online
+    scaling, calendar, the forecast guard of a model that has one, as in serve and score), every
+    series its own stream, stepped together in batches as serve would."""
     from statecast.daemon.engine.step_engine import Engine, EngineSettings
     from statecast.daemon.messages import Message
     columns = [(stamps.tolist(), values[:, 0].tolist()) for stamps, values in series]
     engine = Engine(model, EngineSettings(max_streams=len(series)))
-    forecasts: list[list[float]] = [[] for _ in series]
+    forecasts: list[list[list[float]]] = [[] for _ in series]
     for i in range(max(len(stamps) for stamps, _ in columns)):        # one round: row i of every series
         round_ = [Message(str(k), (values[i],), stamps[i], stamps[i])
                   for k, (stamps, values) in enumerate(columns) if i < len(stamps)]
         for result in engine.process(round_, now=0.0):
-            forecasts[int(result.stream_id)].append(float(result.forecast[0, 0]))
+            forecasts[int(result.stream_id)].append(result.forecast.reshape(-1).tolist())
     for k, (stamps, _) in enumerate(columns):
         if len(forecasts[k]) != len(stamps):
             raise ValueError(f"series {k}: {len(stamps) - len(forecasts[k])} rows were not stepped")
-    return [np.asarray(f, np.float64)[:, None] for f in forecasts]
+    return [np.asarray(f, np.float64) for f in forecasts]
 
 
 def increasing_rows(series):

@@ -33,8 +33,11 @@ def horizon_errors(forecast: np.ndarray, values: np.ndarray, start: int, stop: i
     origins = np.arange(earliest, min(stop, rows - horizon))
     if origins.size < 2:
         raise ValueError(f"too few rows to evaluate ({origins.size} forecast origins)")
-    spread = values[origins[0]:origins[-1] + horizon + 1].std(axis=0)
-    spread = np.where(spread > 0, spread, 1.0)
+    rows = values[origins[0]:origins[-1] + horizon + 1]
+    spread = rows.std(axis=0)
+    # A flat truth (a constant, whose float std is rounding noise ~1e-16 of its level, not 0) has
+    # no spread to normalise by: its NRMSE is the RMSE in sensor units.
+    spread = np.where(spread > 1e-9 * np.abs(rows).max(axis=0), spread, 1.0)
     report = {"origins": int(origins.size), "first_row": int(origins[0]), "last_row": int(origins[-1]),
               "steps": []}
     for k in range(horizon):
