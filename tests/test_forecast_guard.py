@@ -225,8 +225,11 @@ def test_streams_kept_across_a_reload_to_a_guarded_model_get_a_guard(guarded_and
     before = Engine(plain)
     before.process(feed[:200])
     assert before.table.get("r").guard is None
+    assert before.table.guard_restore is None
     after = Engine(guarded)
     after.keep_streams(before.table)                                    # what reload does
     results = after.process(feed[200:])
     assert len(results) == 200 and after.table.get("r").guard.seen == [199]
+    # a later restore into the kept table (a shard takeover) rebuilds guards for this model
+    assert after.table.guard_restore == after.scaling.restore_guard
     assert all(math.isfinite(r.forecast[0, 0]) for r in results)

@@ -82,7 +82,9 @@ class Engine:
 
     def keep_streams(self, table: StreamTable) -> None:
         """Serve the streams of an engine of the same state shapes (a reload): their forecast
-        guards become this model's (scaling.adopt_guard)."""
+        guards become this model's (scaling.adopt_guard), and so does the way the table rebuilds
+        a stream's scaler and guard from a checkpoint (a later shard takeover restores with it)."""
+        table.scaler_restore, table.guard_restore = self.table.scaler_restore, self.table.guard_restore
         self.table = table
         for info in table.streams.values():
             if info.guard is not None:
