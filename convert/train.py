@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from dataclasses import dataclass
 
@@ -186,6 +187,9 @@ def _check(options: TrainOptions) -> None:
         raise ConversionError(f"--cell {options.cell}: window models use fixed input scaling (no online normalisation)")
     if options.shrinkage and not options.residual:
         raise ConversionError("--shrinkage needs a residual model (it pulls the predicted change towards 0)")
+    if options.forecast_guard is not None and not (math.isfinite(options.forecast_guard) and options.forecast_guard > 0):
+        raise ConversionError(f"--forecast-guard {options.forecast_guard:g}: expected a half-life > 0 messages "
+                              "(--no-forecast-guard turns it off)")
 
 
 def _evaluate(final, prepared, options: TrainOptions, profile: DataProfile, scale, offset, window: int,

@@ -42,7 +42,8 @@ def _split(text: str | None) -> tuple[str, ...] | None:
 def _cmd_train(args) -> int:
     from statecast.convert.train import DEFAULT_GUARD_HALFLIFE, TrainOptions, train
     from statecast.convert.train_report import print_training_report
-    guard = None if args.no_forecast_guard else args.forecast_guard or DEFAULT_GUARD_HALFLIFE
+    guard = None if args.no_forecast_guard else \
+        DEFAULT_GUARD_HALFLIFE if args.forecast_guard is None else args.forecast_guard
     meta = train(TrainOptions(csv=tuple(args.csv), out=args.out, cell=args.cell, units=args.units, layers=args.layers,
                               window=args.window, horizon=args.horizon, time_column=args.time_column,
                               value_columns=_split(args.value_columns) or ("value",), rows=args.rows,

@@ -98,3 +98,13 @@ def test_on_a_stream_that_left_the_training_regime_the_guard_falls_back_to_persi
     # within 10% of persistence at every step: the factor is an estimate from ~45 effective pairs
     # (spread ~0.15), which costs a little where the best factor is 0 (measured 1.00 at each step)
     assert ratios["guarded"] < 1.1, ratios
+
+
+@pytest.mark.parametrize("halflife", ["0", "-5", "nan"])
+def test_a_guard_half_life_that_is_not_positive_is_refused_before_training(tmp_path, halflife):
+    stamps, values = regime_change_series()
+    csv = tmp_path / "stream.csv"
+    csv.write_text("timestamp,value\n" + "".join(f"{int(t)},{v:.5f}\n" for t, v in zip(stamps[:200], values)))
+    result = cli("train", "--csv", str(csv), "--forecast-guard", halflife, "--out", str(tmp_path / "m.keras"))
+    assert result.returncode == 2 and not (tmp_path / "m.keras").exists()
+    assert result.stderr.strip().splitlines()[-1].startswith(f"statecast train: error: --forecast-guard {halflife}")
