@@ -15,6 +15,7 @@ are development figures. Results are appended per stream, so a partial run is st
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import json
 import os
@@ -80,6 +81,11 @@ def evaluate(csv: str, horizon: int, work: str, train_args: tuple[str, ...] = ()
         forecast = published_forecast(model, x.astype(np.float32), series.values)     # with the guard train chose
         result[mode] = horizon_errors(forecast, series.values, split, series.values.shape[0], horizon, season_lags(meta))
     return result
+
+
+def kept_folder(keep: str, key: str) -> str:
+    """Where --keep puts one stream's trained and converted models (forecast_guard_eval reads them)."""
+    return os.path.join(keep, key.replace("/", "__"))
 
 
 def streams(sets: list[str], per_set: int) -> list[str]:
@@ -187,14 +193,10 @@ def main() -> None:
         key = os.path.relpath(csv, ROOT) if csv.startswith(ROOT) else "devcorpus/" + os.path.relpath(csv, os.path.dirname(SETS["skab"]))
         if key in results:
             continue
-        modes = tuple(args.modes.split(","))
         if args.keep:
-            work = os.path.join(args.keep, key.replace("/", "__"))
-            os.makedirs(work, exist_ok=True)
-            results[key] = evaluate(csv, args.horizon, work, tuple(args.train_args.split()), modes)
-        else:
-            with tempfile.TemporaryDirectory() as work:
-                results[key] = evaluate(csv, args.horizon, work, tuple(args.train_args.split()), modes)
+            os.makedirs(kept_folder(args.keep, key), exist_ok=True)
+        with contextlib.nullcontext(kept_folder(args.keep, key)) if args.keep else tempfile.TemporaryDirectory() as work:
+            results[key] = evaluate(csv, args.horizon, work, tuple(args.train_args.split()), tuple(args.modes.split(",")))
         with open(args.out, "w") as handle:
             json.dump(results, handle, indent=1)
         print(key, json.dumps({k: v for k, v in results[key].items() if k not in MODES}), flush=True)

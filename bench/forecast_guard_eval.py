@@ -27,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from default_skill import increasing_rows, published_forecasts  # noqa: E402
-from forecast_eval import ROOT, SETS, TRAIN_FRACTION, table_header, _row  # noqa: E402
+from forecast_eval import ROOT, SETS, TRAIN_FRACTION, kept_folder, table_header, _row  # noqa: E402
 
 SOURCES = ("nab", "skab", "smap", "msl")
 
@@ -62,14 +62,14 @@ def evaluate(key: str, keep: str, guards: list[str], modes: list[str], trained: 
     from statecast.daemon.model.step_model import StepModel
     from statecast.daemon.tools.series_csv import read_series
 
-    folder = os.path.join(keep, key.replace("/", "__"))
+    folder = kept_folder(keep, key)
     meta = json.load(open(os.path.join(folder, "m.keras.json")))
     horizon = int(meta["horizon"])
-    stamps, values = increasing_rows(read_series(csv_of(key)))
+    series = read_series(csv_of(key))
+    stamps, values = increasing_rows(series)
     rows = len(stamps)
     split = int(rows * TRAIN_FRACTION)
-    result = {"rows": rows, "dropped_rows": len(read_series(csv_of(key)).timestamps) - rows,
-              "features": meta["features"]}
+    result = {"rows": rows, "dropped_rows": len(series.timestamps) - rows, "features": meta["features"]}
     for mode in modes:
         model_dir = os.path.join(folder, mode)
         if not os.path.isdir(model_dir):
@@ -125,8 +125,9 @@ def per_source(results: dict, mode: str, guard: str) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {}
     for key, r in results.items():
         report = r.get(mode, {}).get(guard)
-        if report and "steps" in report and not np.isnan(worst_vs_persistence(report)):
-            out.setdefault(source_of(key), []).append(worst_vs_persistence(report))
+        ratio = worst_vs_persistence(report) if report and "steps" in report else float("nan")
+        if not np.isnan(ratio):
+            out.setdefault(source_of(key), []).append(ratio)
     return out
 
 
@@ -167,19 +168,14 @@ def main() -> None:
     parser.add_argument("--loso", action="store_true", help="print the leave-one-source-out choice of --out "
                                                               "(comma-separated files are merged)")
     args = parser.parse_args()
-    if args.forecast_table:
+    if args.forecast_table or args.loso or args.table:       # reports of --out (files merged)
         results = {k: v for path in args.out.split(",") for k, v in json.load(open(path)).items()}
-        print(forecast_eval_table(results, args.forecast_table))
-        return
-    if args.loso:
-        results = {k: v for path in args.out.split(",") for k, v in json.load(open(path)).items()}
-        for mode in args.modes.split(","):
-            print(f"\n{mode}\n\n{loso(results, mode)}")
-        return
-    if args.table:
-        results = {k: v for path in args.out.split(",") for k, v in json.load(open(path)).items()}
-        for mode in args.modes.split(","):
-            print(f"\n{mode}\n\n{table(results, mode)}")
+        if args.forecast_table:
+            print(forecast_eval_table(results, args.forecast_table))
+        else:
+            report = loso if args.loso else table
+            for mode in args.modes.split(","):
+                print(f"\n{mode}\n\n{report(results, mode)}")
         return
     results = json.load(open(args.out)) if os.path.exists(args.out) else {}
     trained = {key: r for path in args.streams.split(",") for key, r in json.load(open(path)).items()
