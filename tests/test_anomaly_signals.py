@@ -63,15 +63,26 @@ def test_cooldown_and_hourly_cap_limit_alerts_in_message_time(limit, expected):
 
 def test_a_frozen_reading_scores_once_with_the_stuck_signal():
     values = noisy(2000)
-    values[1500:1600] = values[1499]       # frozen for 100 steps
+    values[1500:1600] = values[1499]       # frozen for 100 steps; the noise never repeats a value
     plain_scores, plain_events, _ = feed(StreamAnomaly(AnomalySettings(**TUNED), 1.0, 0.0), values)
-    scores, events, details = feed(StreamAnomaly(AnomalySettings(**TUNED, signals=("range", "stuck")), 1.0, 0.0),
-                                   values)
+    stuck = AnomalySettings(**TUNED, signals=("range", "stuck"))
+    scores, events, details = feed(StreamAnomaly(stuck, 1.0, 0.0), values)
     assert "alert" not in plain_events[1500:1600]
     alert = events.index("alert", 1500)
-    assert alert < 1600 and details[alert]["signal"] == "stuck"
-    assert 0.9 ** (alert - 1499) <= 0.003 < 0.9 ** (alert - 1500)       # the run's first step past 1 - threshold
+    assert alert == 1499 + stuck.stuck_min_steps and details[alert]["signal"] == "stuck"   # the minimum run
     assert max(scores[alert + 1:1600]) < 0.997                          # ... and scores once
+
+
+def test_the_stuck_signal_judges_a_run_against_the_longest_the_stream_has_shown():
+    """A slow, quantised stream holds each value for 40 steps (39 repeats): such runs are its
+    normal; a run of 60 is not. It alerts when the run reaches 1.25 x 39 (stuck_margin 0.25)."""
+    levels = np.repeat((np.arange(60) % 7) * 0.1, 40)      # consecutive holds differ
+    values = np.concatenate([levels, np.full(60, levels[-1] + 0.5), noisy(100, seed=6)])
+    settings = AnomalySettings(**TUNED, signals=("stuck",), stuck_min_steps=24, stuck_margin=0.25)
+    scores, events, details = feed(StreamAnomaly(settings, 1.0, 0.0), values)
+    alerts = [i for i, e in enumerate(events) if e == "alert" and details[i]["signal"] == "stuck"]
+    frozen_from = len(levels)             # run 1 at frozen_from + 1
+    assert alerts == [frozen_from + 49]   # ceil(1.25 x 39) = 49 repeats; none of the 40-step holds before
 
 
 def test_a_level_shift_the_forecast_follows_scores_with_the_level_signal():

@@ -26,7 +26,8 @@ RANGES = {
     "scale_window": (1, 1_000_000, False, False),
     "spatial_tolerance": (0.0, 10.0, False, False),
     "range_warmup_steps": (0, 1_000_000, False, False),
-    "stuck_floor": (0.0, 1.0, True, True),
+    "stuck_min_steps": (1, 1_000_000, False, False),
+    "stuck_margin": (0.0, 100.0, False, False),
     "level_window": (2, 100_000, False, False),
     "cooldown_seconds": (0.0, None, False, False),
     "max_alerts_per_hour": (0.0, None, False, False),
@@ -60,7 +61,8 @@ class AnomalySettings:
     # hold is a new event, not the old one going on.
     hold_breakers: tuple[str, ...] = ()
     range_warmup_steps: int = 0    # range signal: tolerance widened x range_warmup_steps / n over the first n values
-    stuck_floor: float = 0.9       # stuck signal: the share of unchanged steps counts as at least this
+    stuck_min_steps: int = 12      # stuck signal: a run of unchanged values scores once this long at least ...
+    stuck_margin: float = 0.25     # ... and (1 + this) x the longest run the stream has shown
     level_window: int = 50         # level signal: time constant (steps) of the short mean
     cooldown_seconds: float = 0.0  # no new alert within this many seconds (message time) of the last
     max_alerts_per_hour: float = 0.0  # > 0: at most this many alerts per hour per stream (token bucket)
