@@ -24,13 +24,15 @@ import nab_scorer  # noqa: E402
 # θ optimised over the set (the most favourable choice for every detector). Chosen at b4ce124
 # among the 84 three-file sets of short nab-dev files with windows, as the set where the
 # shipped models lead persistence and random scores by the widest margin; measured there:
-# float32 65.8, int8 63.9, persistence 55.6, random (seeds 0-9) 0.0-38.5. The floor 60 sits
-# between int8 and persistence, ~4 points from each: a change that makes a shipped model
-# no better than persistence here fails it.
+# float32 65.8, int8 63.9, persistence 55.6, random (seeds 0-9) 0.0-38.5, and the floor was 60.
+# With the stuck signal shipped (this session's settings), every detector gains on these files
+# (rogue_agent_key_hold freezes): float32 76.1, int8 76.1, persistence 66.0, random unchanged.
+# The floor moved up with them, by the same rule: 71 sits between int8 and persistence, ~5
+# points from each, so a change that makes a shipped model no better than persistence here fails.
 GATE_FILES = ("nab-dev/artificialWithAnomaly/art_increase_spike_density.csv",
               "nab-dev/realKnownCause/ec2_request_latency_system_failure.csv",
               "nab-dev/realKnownCause/rogue_agent_key_hold.csv")
-GATE_FLOOR = 60.0
+GATE_FLOOR = 71.0
 
 
 @pytest.fixture(scope="module")
