@@ -25,7 +25,7 @@ import nab_scorer  # noqa: E402
 # among the 84 three-file sets of short nab-dev files with windows, as the set where the
 # shipped models lead persistence and random scores by the widest margin; measured there:
 # float32 65.8, int8 63.9, persistence 55.6, random (seeds 0-9) 0.0-38.5, and the floor was 60.
-# With the stuck signal shipped (this session's settings), every detector gains on these files
+# With the stuck signal shipped (1a4e5fc), every detector gains on these files
 # (rogue_agent_key_hold freezes): float32 76.1, int8 76.1, persistence 66.0, random unchanged.
 # The floor moved up with them, by the same rule: 71 sits between int8 and persistence, ~5
 # points from each, so a change that makes a shipped model no better than persistence here fails.
