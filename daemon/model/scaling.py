@@ -11,6 +11,8 @@ outputs  y = y_model * scale + offset, times the stream's running scale when onl
 from __future__ import annotations
 
 import math
+from array import array
+from functools import lru_cache
 
 import numpy as np
 
@@ -19,49 +21,77 @@ from .features import calendar_features
 from .forecast_guard import ForecastGuard
 
 
+@lru_cache(maxsize=64)
+def _scaler_params(halflife_steps: float, clip: float, min_scale: float) -> tuple[float, float, float]:
+    """(alpha, clip, min_scale): one tuple shared by every stream of a model."""
+    return 1.0 - 0.5 ** (1.0 / halflife_steps), float(clip), float(min_scale)
+
+
 class OnlineScaler:
     """One stream's exponentially weighted mean and variance per value feature.
 
     z_t uses the statistics *before* x_t (the score depends only on the past); the output scale
     uses them after. Variance is bias-corrected for the first steps; the scale never falls below
     a floor so a flat line does not divide by zero.
+
+    With 10,000s of streams per process each object and boxed number shows in the resident set,
+    so a stream keeps two references: the model's shared parameters and one flat float64
+    array.array [mean x n, var x n, count] (reads give plain floats; a count as a float64 is
+    exact to 2**53 steps). Two lists of boxed floats and three more slots cost ~260 bytes more.
     """
 
-    __slots__ = ("alpha", "clip", "min_scale", "mean", "var", "count")
+    __slots__ = ("params", "state")
     DEFAULT_CLIP = 10.0
     DEFAULT_MIN_SCALE = 1e-3
 
     def __init__(self, n_values: int, halflife_steps: float, clip: float = DEFAULT_CLIP,
                  min_scale: float = DEFAULT_MIN_SCALE):
-        self.alpha = 1.0 - 0.5 ** (1.0 / halflife_steps)
-        self.clip, self.min_scale = clip, min_scale
-        self.mean = [0.0] * n_values
-        self.var = [0.0] * n_values
-        self.count = 0
+        self.params = _scaler_params(float(halflife_steps), float(clip), float(min_scale))
+        self.state = array("d", [0.0]) * (2 * n_values + 1)
+
+    @property
+    def n_values(self) -> int:
+        return len(self.state) // 2
+
+    @property
+    def mean(self) -> list[float]:
+        return self.state[: self.n_values].tolist()
+
+    @property
+    def var(self) -> list[float]:
+        n = self.n_values
+        return self.state[n: 2 * n].tolist()
+
+    @property
+    def count(self) -> int:
+        return int(self.state[-1])
 
     def _scale(self, k: int) -> float:
-        if self.count == 0:
+        state, count = self.state, self.state[-1]
+        if count == 0:
             return 1.0
-        correction = 1.0 - (1.0 - self.alpha) ** self.count
-        spread = math.sqrt(self.var[k] / correction) if correction > 0 else 0.0
-        return max(spread, self.min_scale * (1.0 + abs(self.mean[k])))
+        alpha, _, min_scale = self.params
+        correction = 1.0 - (1.0 - alpha) ** count
+        spread = math.sqrt(state[len(state) // 2 + k] / correction) if correction > 0 else 0.0
+        return max(spread, min_scale * (1.0 + abs(state[k])))
 
     def observe(self, values) -> tuple[list[float], list[float], list[float]]:
         """-> (z for this input, centre after it, scale after it), one entry per value feature."""
+        state, n = self.state, len(self.state) // 2
+        alpha, clip, _ = self.params
+        first = state[-1] == 0
         z = []
         for k, x in enumerate(values):
-            z.append(0.0 if self.count == 0 else
-                     max(-self.clip, min(self.clip, (x - self.mean[k]) / self._scale(k))))
-        a = self.alpha
+            z.append(0.0 if first else max(-clip, min(clip, (x - state[k]) / self._scale(k))))
         for k, x in enumerate(values):
-            if self.count == 0:
-                self.mean[k] = float(x)
+            if first:
+                state[k] = float(x)
                 continue
-            diff = x - self.mean[k]
-            self.mean[k] += a * diff
-            self.var[k] = (1.0 - a) * (self.var[k] + a * diff * diff)
-        self.count += 1
-        return z, list(self.mean), [self._scale(k) for k in range(len(values))]
+            diff = x - state[k]
+            state[k] += alpha * diff
+            state[n + k] = (1.0 - alpha) * (state[n + k] + alpha * diff * diff)
+        state[-1] += 1.0
+        return z, state[:n].tolist(), [self._scale(k) for k in range(len(values))]
 
     def to_state(self) -> dict:
         """Numbers and float64 arrays (the checkpoint stacks each key across streams); exact."""
@@ -69,14 +99,15 @@ class OnlineScaler:
 
     def layout(self) -> tuple:
         """What fixes the keys and shapes of to_state(): states of equal layout stack together."""
-        return (len(self.mean),)
+        return (self.n_values,)
 
     @staticmethod
     def stack_states(scalers: list["OnlineScaler"]) -> dict[str, np.ndarray]:
         """[s.to_state() for s in scalers] stacked key by key (see StreamAnomaly.stack_states)."""
-        return {"mean": np.array([s.mean for s in scalers], np.float64),
-                "var": np.array([s.var for s in scalers], np.float64),
-                "count": np.fromiter((s.count for s in scalers), np.float64, len(scalers))}
+        n = len(scalers)
+        flat = np.frombuffer(b"".join(s.state for s in scalers), np.float64).reshape(n, -1)
+        width = flat.shape[1] // 2
+        return {"mean": flat[:, :width].copy(), "var": flat[:, width: 2 * width].copy(), "count": flat[:, -1].copy()}
 
     @classmethod
     def from_state(cls, data: dict, halflife_steps: float, clip: float, min_scale: float) -> "OnlineScaler":
@@ -84,7 +115,7 @@ class OnlineScaler:
         if len(mean) != len(var):
             raise ValueError(f"online scaler state has {len(mean)} means but {len(var)} variances")
         scaler = cls(len(mean), halflife_steps, clip, min_scale)
-        scaler.mean, scaler.var, scaler.count = mean, var, int(data["count"])
+        scaler.state = array("d", [*mean, *var, float(int(data["count"]))])
         return scaler
 
 
