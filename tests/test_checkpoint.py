@@ -58,7 +58,7 @@ def test_restart_through_the_serve_path_continues_bit_identically(model, tmp_pat
                                    anomaly_restore=lambda data: StreamAnomaly.from_state(settings, data))
     assert count == STREAMS and sources == [str(tmp_path / "entry.ckpt")]
     info = second.table.get("s3")
-    assert info.scaler is not None and info.anomaly is not None and info.anomaly.profile is not None
+    assert info.scaler is not None and info.anomaly is not None and info.anomaly.levels is not None
     assert info.guard is not None and info.guard.seen == [cut - 1]     # the forecast guard's state
     for step in range(cut, cut + 400):                         # across ring laps and alerts
         expected = outputs(uninterrupted.process(readings(step), now=1.0))

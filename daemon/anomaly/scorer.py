@@ -40,8 +40,8 @@ from functools import lru_cache
 import numpy as np
 
 from . import alerts
+from . import daily_profile
 from .alerts import FORECAST_SIGNAL
-from .daily_profile import DailyProfile
 from .settings import AnomalySettings
 from .signals import SIGNALS
 from .surprise import gaussian_tail, surprise_score
@@ -52,7 +52,8 @@ SCALE_FLOOR_FRACTION = 1e-3    # scale never drops below this fraction of the pr
 MIN_LONG_STD = 1e-3            # floor for sigma of raw scores (flat streams)
 
 # Where each running sum lives in StreamAnomaly.stats; the alert's floats follow, then the
-# raw-score ring, the block ring (sums, then sums of squares) and the signals' slices (Layout).
+# raw-score ring, the block ring (sums, then sums of squares), the signals' slices and the daily
+# profile's two errors (Layout).
 SCALE_SUM_SQ, SCALE_WEIGHT, BLOCK_SUM, BLOCK_SUM_SQ, WINDOW_SUM, WINDOW_SUM_SQ = range(6)
 ALERT_AT = 6
 RECENT = ALERT_AT + alerts.ALERT_FLOATS
@@ -69,7 +70,11 @@ class Layout:
             signal = SIGNALS[name]
             self.signals.append((signal, at))
             at += signal.size(settings)
-        self.signals_at, self.size = self.blocks_at + 2 * settings.blocks, at
+        self.signals_at = self.blocks_at + 2 * settings.blocks
+        # The checkpoint's `stats` are the first `saved` floats; the profile's errors are saved
+        # under their own keys (daily_profile.to_state), as before they moved into this array.
+        self.saved = self.profile_at = at
+        self.size = at + (daily_profile.FLOATS if settings.daily_profile else 0)
         self.breakers = frozenset(i for i, (signal, _) in enumerate(self.signals)
                                   if signal.name in settings.hold_breakers)
 
@@ -79,15 +84,32 @@ def layout_of(settings: AnomalySettings) -> Layout:
     return Layout(settings)
 
 
+class Kind:
+    """What every stream of one scorer factory shares: settings, layout and prior."""
+
+    __slots__ = ("settings", "offsets", "prior_residual_std", "prior_weight_steps")
+
+    def __init__(self, settings: AnomalySettings, prior_residual_std: float, prior_weight_steps: float):
+        self.settings, self.offsets = settings, layout_of(settings)
+        self.prior_residual_std, self.prior_weight_steps = prior_residual_std, prior_weight_steps
+
+
+@lru_cache(maxsize=64)
+def kind_of(settings: AnomalySettings, prior_residual_std: float, prior_weight_steps: float) -> Kind:
+    return Kind(settings, prior_residual_std, prior_weight_steps)
+
+
 class StreamAnomaly:
     """One stream's residual statistics, signals, likelihood and alert state.
 
     With 10,000s of streams per process every per-stream object and boxed number shows in the
-    resident set, so the running sums, the rings, the alert's floats and the signals' state share
-    one flat array.array (reads give plain floats), and the counters are slots."""
+    resident set, so the running sums, the rings, the alert's floats, the signals' state and the
+    daily profile's errors share one flat array.array (reads give plain floats), the profile's
+    levels are one float32 array.array, what all streams of a factory share is one Kind, and the
+    counters are slots."""
 
-    __slots__ = ("settings", "offsets", "prior_residual_std", "prior_weight_steps", "stats", "count", "profile",
-                 "anomalous", "above_steps", "last_alert_step", "episode_signal", "episode_direction")
+    __slots__ = ("kind", "stats", "levels", "count", "anomalous", "above_steps", "last_alert_step",
+                 "episode_signal", "episode_direction")
 
     def __init__(self, settings: AnomalySettings, prior_residual_std: float,
                  prior_weight_steps: float = PRIOR_WEIGHT_STEPS):
@@ -95,10 +117,8 @@ class StreamAnomaly:
             raise ValueError(f"prior_residual_std must be finite and > 0, got {prior_residual_std!r}")
         if not (math.isfinite(prior_weight_steps) and prior_weight_steps >= 0.0):
             raise ValueError(f"prior_weight_steps must be finite and >= 0, got {prior_weight_steps!r}")
-        self.settings = settings
-        self.offsets = layout = layout_of(settings)
-        self.prior_residual_std = float(prior_residual_std)
-        self.prior_weight_steps = float(prior_weight_steps)
+        self.kind = kind_of(settings, float(prior_residual_std), float(prior_weight_steps))
+        layout = self.kind.offsets
         # Repetition allocates exactly this many items (array("d", bytes) over-allocates by ~9%).
         self.stats = array("d", [0.0]) * layout.size
         self.stats[SCALE_SUM_SQ] = self.prior_weight_steps * self.prior_residual_std ** 2
@@ -107,12 +127,31 @@ class StreamAnomaly:
         for signal, at in layout.signals:
             signal.reset(self.stats, at, settings)
         self.count = 0           # residuals seen
-        self.profile = DailyProfile(settings.scale_window) if settings.daily_profile else None
+        self.levels = None       # the daily profile's levels (daily_profile.py), when it has one
+        if settings.daily_profile:
+            self.levels = daily_profile.new_levels()
+            daily_profile.reset(self.stats, layout.profile_at)
         self.anomalous = False
         self.above_steps = 0     # consecutive steps with score >= threshold
         self.last_alert_step: int | None = None
         self.episode_signal = FORECAST_SIGNAL       # which signal opened the current episode
         self.episode_direction = 0
+
+    @property
+    def settings(self) -> AnomalySettings:
+        return self.kind.settings
+
+    @property
+    def offsets(self) -> Layout:
+        return self.kind.offsets
+
+    @property
+    def prior_residual_std(self) -> float:
+        return self.kind.prior_residual_std
+
+    @property
+    def prior_weight_steps(self) -> float:
+        return self.kind.prior_weight_steps
 
     @property
     def recent(self) -> np.ndarray:
@@ -128,10 +167,10 @@ class StreamAnomaly:
     @property
     def scale(self) -> float:
         # The floor is relative to the prior; without one (online models) the stream's units are unknown.
-        floor = SCALE_FLOOR_FRACTION * self.prior_residual_std if self.prior_weight_steps > 0.0 else 0.0
+        floor = SCALE_FLOOR_FRACTION * self.kind.prior_residual_std if self.kind.prior_weight_steps > 0.0 else 0.0
         sum_sq, weight = self.stats[SCALE_SUM_SQ], self.stats[SCALE_WEIGHT]
         if weight <= 0.0 or sum_sq <= 0.0:
-            return self.prior_residual_std
+            return self.kind.prior_residual_std
         return max(math.sqrt(sum_sq / weight), floor)
 
     def update(self, actual: float, expected: float, ts: float | None = None) -> tuple[float | None, str | None]:
@@ -142,18 +181,19 @@ class StreamAnomaly:
         residual = actual - expected
         if not math.isfinite(residual):
             return None, None
-        if self.profile is not None and ts is not None and math.isfinite(ts):
-            chosen = self.profile.expected(ts, expected, either=self.settings.profile_either, actual=actual)
-            self.profile.observe(ts, actual, expected)
+        s, layout = self.kind.settings, self.kind.offsets
+        if self.levels is not None and ts is not None and math.isfinite(ts):
+            chosen = daily_profile.expected(self.levels, self.stats, layout.profile_at, ts, expected,
+                                            either=s.profile_either, actual=actual)
+            daily_profile.observe(self.levels, self.stats, layout.profile_at, s.scale_window, ts, actual, expected)
             residual = actual - chosen
-        s = self.settings
         fresh = self.stats[SCALE_SUM_SQ] <= 0.0              # no prior and only zero residuals so far
         scale = abs(residual) if fresh and residual != 0.0 else self.scale
         raw = 0.0 if fresh else surprise_score(residual / scale)
         ready = self.count >= s.min_steps
         if ready:
             mu_long, sigma_long = self._window_stats()
-        signal_scores = [signal.update(self.stats, at, actual, ready, s) for signal, at in self.offsets.signals]
+        signal_scores = [signal.update(self.stats, at, actual, ready, s) for signal, at in layout.signals]
         self._update_scale(residual * residual if fresh else min(residual * residual, (SCALE_CLIP_Z * scale) ** 2))
         self._push(raw)
         if not ready:
@@ -169,9 +209,9 @@ class StreamAnomaly:
 
     def _advance(self, score: float, source: int, direction: int, ts: float | None) -> tuple[float, str | None]:
         """Alert state and the published score for this step's score (alerts.py)."""
-        s, step = self.settings, self.count
+        s, step = self.kind.settings, self.count
         held = self.last_alert_step is not None and step - self.last_alert_step <= s.refractory_steps
-        breaks = held and source in self.offsets.breakers and score >= s.threshold
+        breaks = held and source in self.kind.offsets.breakers and score >= s.threshold
         event = None
         if self.anomalous:
             if score < s.clear_threshold:
@@ -192,12 +232,12 @@ class StreamAnomaly:
         """What this step's alert or clear says about itself: threshold, direction, signal,
         episode start and, on a clear, its duration."""
         source = self.episode_signal
-        name = "forecast" if source == FORECAST_SIGNAL else self.offsets.signals[source][0].name
-        return alerts.detail(self.settings, self.stats, ALERT_AT, event, ts, name, self.episode_direction)
+        name = "forecast" if source == FORECAST_SIGNAL else self.kind.offsets.signals[source][0].name
+        return alerts.detail(self.kind.settings, self.stats, ALERT_AT, event, ts, name, self.episode_direction)
 
     def window_size(self) -> int:
         """Raw scores in the reference window now: the finished blocks in the ring + the partial one."""
-        s = self.settings
+        s = self.kind.settings
         pushed = max(self.count - s.min_steps // 2, 0)
         return min(pushed // s.block_steps, s.blocks) * s.block_steps + pushed % s.block_steps
 
@@ -213,13 +253,13 @@ class StreamAnomaly:
         return mean, max(math.sqrt(var), MIN_LONG_STD)
 
     def _update_scale(self, clipped_sq: float) -> None:
-        keep = 1.0 - 1.0 / self.settings.scale_window
+        keep = 1.0 - 1.0 / self.kind.settings.scale_window
         stats = self.stats
         stats[SCALE_SUM_SQ] = keep * stats[SCALE_SUM_SQ] + clipped_sq
         stats[SCALE_WEIGHT] = keep * stats[SCALE_WEIGHT] + 1.0
 
     def _push(self, raw: float) -> None:
-        s, stats = self.settings, self.stats
+        s, stats = self.kind.settings, self.stats
         stats[RECENT + self.count % s.short_window] = raw
         self.count += 1
         pushed = self.count - s.min_steps // 2
@@ -228,14 +268,14 @@ class StreamAnomaly:
         stats[BLOCK_SUM] += raw
         stats[BLOCK_SUM_SQ] += raw * raw
         if pushed % s.block_steps == 0:                       # block finished: it replaces the oldest
-            slot = self.offsets.blocks_at + (pushed // s.block_steps - 1) % s.blocks
+            slot = self.kind.offsets.blocks_at + (pushed // s.block_steps - 1) % s.blocks
             stats[slot], stats[slot + s.blocks] = stats[BLOCK_SUM], stats[BLOCK_SUM_SQ]
             stats[BLOCK_SUM] = stats[BLOCK_SUM_SQ] = 0.0
             self._sum_window()
 
     def _sum_window(self) -> None:
         # Exactly rounded sums of the K block sums: no error carried from one block to the next.
-        at, k = self.offsets.blocks_at, self.settings.blocks
+        at, k = self.kind.offsets.blocks_at, self.kind.settings.blocks
         self.stats[WINDOW_SUM] = math.fsum(self.stats[at:at + k])
         self.stats[WINDOW_SUM_SQ] = math.fsum(self.stats[at + k:at + 2 * k])
 
@@ -246,7 +286,7 @@ class StreamAnomaly:
 
     def layout(self) -> tuple:
         """What fixes the keys and shapes of to_state(): states of equal layout stack together."""
-        return self.offsets.size, self.settings.short_window, self.settings.blocks, self.profile is not None
+        return self.kind.offsets.size, self.kind.settings.short_window, self.kind.settings.blocks, self.levels is not None
 
     @staticmethod
     def stack_states(anomalies: list["StreamAnomaly"]) -> dict[str, np.ndarray]:

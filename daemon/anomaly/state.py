@@ -11,8 +11,8 @@ import zlib
 
 import numpy as np
 
+from . import daily_profile
 from .alerts import FORECAST_SIGNAL, NO_ALERT
-from .daily_profile import DailyProfile
 
 STATE_VERSION = 4              # 4: one flat statistics array with the signals' and alerts' state (3: block sums)
 
@@ -28,12 +28,12 @@ def to_state(anomaly) -> dict:
     state = {"version": STATE_VERSION, "long_window": s.long_window, "short_window": s.short_window,
              "signals": signals_code(s), "prior_residual_std": anomaly.prior_residual_std,
              "prior_weight_steps": anomaly.prior_weight_steps,
-             "stats": np.frombuffer(anomaly.stats, np.float64).copy(), "count": anomaly.count,
+             "stats": np.frombuffer(anomaly.stats, np.float64, anomaly.offsets.saved).copy(), "count": anomaly.count,
              "anomalous": anomaly.anomalous, "above_steps": anomaly.above_steps,
              "last_alert_step": NO_ALERT if anomaly.last_alert_step is None else anomaly.last_alert_step,
              "episode_signal": anomaly.episode_signal, "episode_direction": anomaly.episode_direction}
-    if anomaly.profile is not None:
-        state.update(anomaly.profile.to_state())
+    if anomaly.levels is not None:
+        state.update(daily_profile.to_state(anomaly.levels, anomaly.stats, anomaly.offsets.profile_at))
     return state
 
 
@@ -41,7 +41,8 @@ def stack_states(anomalies: list) -> dict[str, np.ndarray]:
     """[to_state(a) for a in anomalies] stacked key by key (same keys and order, numbers as
     float64, arrays in their dtype), without a dict per stream. All share one layout()."""
     n, first = len(anomalies), anomalies[0]
-    s = first.settings
+    s, layout = first.settings, first.offsets
+    stats = np.frombuffer(b"".join(a.stats for a in anomalies), np.float64).reshape(n, -1)
 
     def column(values) -> np.ndarray:
         return np.fromiter(values, np.float64, n)
@@ -51,7 +52,7 @@ def stack_states(anomalies: list) -> dict[str, np.ndarray]:
              "signals": column(signals_code(a.settings) for a in anomalies),
              "prior_residual_std": column(a.prior_residual_std for a in anomalies),
              "prior_weight_steps": column(a.prior_weight_steps for a in anomalies),
-             "stats": np.frombuffer(b"".join(a.stats for a in anomalies), np.float64).reshape(n, -1),
+             "stats": np.ascontiguousarray(stats[:, :layout.saved]),
              "count": column(a.count for a in anomalies),
              "anomalous": column(a.anomalous for a in anomalies),
              "above_steps": column(a.above_steps for a in anomalies),
@@ -59,8 +60,9 @@ def stack_states(anomalies: list) -> dict[str, np.ndarray]:
                                        for a in anomalies),
              "episode_signal": column(a.episode_signal for a in anomalies),
              "episode_direction": column(a.episode_direction for a in anomalies)}
-    if first.profile is not None:
-        state.update(DailyProfile.stack_states([a.profile for a in anomalies]))
+    if first.levels is not None:
+        errors = stats[:, layout.profile_at:layout.profile_at + daily_profile.FLOATS]
+        state.update(daily_profile.stack_states([a.levels for a in anomalies], errors))
     return state
 
 
@@ -76,16 +78,17 @@ def from_state(cls, settings, data: dict):
                              f"settings say {key}={getattr(settings, key)}")
     if float(data["signals"]) != signals_code(settings):
         raise ValueError(f"anomaly state was built with other signals than {', '.join(settings.signals) or 'none'}")
-    if DailyProfile.in_state(data) != settings.daily_profile:
-        raise ValueError(f"anomaly state {'has' if DailyProfile.in_state(data) else 'lacks'} a daily "
+    if daily_profile.in_state(data) != settings.daily_profile:
+        raise ValueError(f"anomaly state {'has' if daily_profile.in_state(data) else 'lacks'} a daily "
                          f"profile, settings say daily_profile={settings.daily_profile}")
     self = cls(settings, float(data["prior_residual_std"]), float(data["prior_weight_steps"]))
     stats = np.asarray(data["stats"], np.float64)
-    if stats.shape != (len(self.stats),):
-        raise ValueError(f"anomaly state has {stats.size} statistics, expected {len(self.stats)}")
-    np.frombuffer(self.stats, np.float64)[:] = stats
+    saved = self.offsets.saved
+    if stats.shape != (saved,):
+        raise ValueError(f"anomaly state has {stats.size} statistics, expected {saved}")
+    np.frombuffer(self.stats, np.float64, saved)[:] = stats
     if settings.daily_profile:
-        self.profile = DailyProfile.from_state(settings.scale_window, data)
+        daily_profile.restore(self.levels, self.stats, self.offsets.profile_at, data)
     self.count = int(data["count"])
     self.anomalous, self.above_steps = bool(data["anomalous"]), int(data["above_steps"])
     last = int(data["last_alert_step"])
