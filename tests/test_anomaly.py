@@ -199,7 +199,7 @@ def test_per_stream_statistics_stay_small():
     assert not hasattr(anomaly, "__dict__")
     assert anomaly.recent.nbytes + anomaly.blocks.nbytes <= 2 * 32 * 8 + 10 * 8
     profiled = StreamAnomaly(AnomalySettings(daily_profile=True), 1.0)
-    assert profiled.levels.itemsize * len(profiled.levels) == 288 * 4
+    assert profiled.levels.itemsize * len(profiled.levels) == 288 * 2
 
 
 def test_per_stream_allocations_after_long_window_steps():
@@ -319,6 +319,56 @@ def test_daily_profile_needs_the_timestamp_and_round_trips():
     assert same_state(restored.to_state(), original.to_state())
     with pytest.raises(ValueError, match="daily_profile"):
         StreamAnomaly.from_state(AnomalySettings(spatial_tolerance=0.05, long_window=500), original.to_state())
+
+
+def _float_profile(stamps, values):
+    """The profile's levels as floats would hold them (the reference for the int16 quanta)."""
+    from statecast.daemon.anomaly import daily_profile
+    levels = {}
+    for ts, x in zip(stamps, values):
+        slot = daily_profile.slot_of(ts)
+        old = levels.get(slot)
+        levels[slot] = x if old is None else (1 - daily_profile.LEVEL_WEIGHT) * old + daily_profile.LEVEL_WEIGHT * x
+    return levels
+
+
+@pytest.mark.parametrize("offset, spread", [(80.0, 10.0), (1.0e6, 3.0), (-2.5e-3, 1.0e-4), (0.0, 5.0e4)])
+def test_daily_profile_quanta_stay_within_one_quantum_of_float_levels(offset, spread):
+    """int16 levels hold 288 slots in half a float32 array's bytes. The stated bound: each level
+    is within 1.5 quanta of the float64 level (half a quantum of rounding on the last store, and
+    at most one more from rounding the slot's older level to a coarser quantum), and a quantum
+    is at most 2**-14 of the farthest level from the anchor (levels fill 2**14 to 2**15 quanta)."""
+    from statecast.daemon.anomaly import daily_profile as dp
+    rng = np.random.default_rng(7)
+    stamps = 1.7e9 + 300.0 * np.arange(288 * 5)
+    values = offset + spread * (np.sin(np.arange(stamps.size) * 2 * np.pi / 288) + 0.1 * rng.standard_normal(stamps.size))
+    levels, stats = dp.new_levels(), [0.0] * dp.FLOATS
+    dp.reset(stats, 0)
+    for ts, x in zip(stamps, values):
+        dp.observe(levels, stats, 0, 100.0, float(ts), float(x), float(x))
+    reference = _float_profile(stamps, values)
+    quantum = math.ldexp(1.0, int(stats[dp.SHIFT]))
+    farthest = max(abs(level - stats[dp.ANCHOR]) for level in reference.values())
+    assert quantum <= farthest * 2.0 ** -14
+    worst = max(abs(dp.level_at(levels, stats, 0, slot) - level) for slot, level in reference.items())
+    assert worst <= 1.5 * quantum, (worst, quantum)
+
+
+def test_daily_profile_far_value_coarsens_the_quantum_without_losing_levels():
+    from statecast.daemon.anomaly import daily_profile as dp
+    levels, stats = dp.new_levels(), [0.0] * dp.FLOATS
+    dp.reset(stats, 0)
+    for slot, x in enumerate((20.0, 20.5, 19.75)):
+        dp.observe(levels, stats, 0, 100.0, slot * 300.0, x, x)
+    fine = math.ldexp(1.0, int(stats[dp.SHIFT]))
+    dp.observe(levels, stats, 0, 100.0, 3 * 300.0, 1.0e9, 1.0e9)         # one value 10**9 away
+    coarse = math.ldexp(1.0, int(stats[dp.SHIFT]))
+    assert coarse > 1000 * fine and abs(dp.level_at(levels, stats, 0, 3) - 1.0e9) <= coarse / 2
+    for slot, x in enumerate((20.0, 20.5, 19.75)):
+        assert abs(dp.level_at(levels, stats, 0, slot) - x) <= coarse     # rounded, not lost
+    assert math.isnan(dp.level_at(levels, stats, 0, 4))                 # an empty slot stays empty
+    dp.observe(levels, stats, 0, 100.0, 5 * 300.0, math.inf, 0.0)      # beyond float range: kept out
+    assert math.isnan(dp.level_at(levels, stats, 0, 5))
 
 
 def test_default_model_carries_its_tuned_settings_and_no_unit_prior():

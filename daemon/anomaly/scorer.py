@@ -71,8 +71,8 @@ class Layout:
             self.signals.append((signal, at))
             at += signal.size(settings)
         self.signals_at = self.blocks_at + 2 * settings.blocks
-        # The checkpoint's `stats` are the first `saved` floats; the profile's errors are saved
-        # under their own keys (daily_profile.to_state), as before they moved into this array.
+        # The checkpoint's `stats` are the first `saved` floats; the profile's numbers are saved
+        # under their own keys (daily_profile.to_state).
         self.saved = self.profile_at = at
         self.size = at + (daily_profile.FLOATS if settings.daily_profile else 0)
         self.breakers = frozenset(i for i, (signal, _) in enumerate(self.signals)

@@ -14,7 +14,7 @@ import numpy as np
 from . import daily_profile
 from .alerts import FORECAST_SIGNAL, NO_ALERT
 
-STATE_VERSION = 4              # 4: one flat statistics array with the signals' and alerts' state (3: block sums)
+STATE_VERSION = 5              # 5: the daily profile as int16 quanta (4: one flat statistics array; 3: block sums)
 
 
 def signals_code(settings) -> float:
@@ -61,8 +61,8 @@ def stack_states(anomalies: list) -> dict[str, np.ndarray]:
              "episode_signal": column(a.episode_signal for a in anomalies),
              "episode_direction": column(a.episode_direction for a in anomalies)}
     if first.levels is not None:
-        errors = stats[:, layout.profile_at:layout.profile_at + daily_profile.FLOATS]
-        state.update(daily_profile.stack_states([a.levels for a in anomalies], errors))
+        numbers = stats[:, layout.profile_at:layout.profile_at + daily_profile.FLOATS]
+        state.update(daily_profile.stack_states([a.levels for a in anomalies], numbers))
     return state
 
 
