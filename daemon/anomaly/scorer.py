@@ -17,7 +17,7 @@ Each step, for residual r = actual - expected:
    last K = ceil(long_window / B) finished blocks, and the window is those K blocks plus the
    block being filled. Until the ring is full that is every score so far; after that, the last
    K*B to K*B + B - 1 scores (long_window rounded up to whole blocks, plus the partial block:
-   2,016 to 2,078 for long_window 2000), where an exact sliding window would need every score.
+   2,000 to 2,124 for long_window 2000), where an exact sliding window would need every score.
 4. The signals named in `signals` (signals.py: e.g. a value beyond the seen range, a level
    shift) each score the value too; the published score is the largest, and an alert names the
    signal that gave it.

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from functools import cached_property
 
-BLOCKS = 32                    # the reference window is summed in ~this many blocks
+BLOCKS = 16                    # the reference window is summed in ~this many blocks (16 x 2 float64 a stream)
 
 # One set of per-key ranges, name -> (lo, hi, lo_open, hi_open) (None: unbounded on that side),
 # in the order they are checked. daemon/config.py reads [anomaly] with exactly these bounds.
