@@ -57,6 +57,12 @@ MIN_LONG_STD = 1e-3            # floor for sigma of raw scores (flat streams)
 SCALE_SUM_SQ, SCALE_WEIGHT, BLOCK_SUM, BLOCK_SUM_SQ, WINDOW_SUM, WINDOW_SUM_SQ = range(6)
 ALERT_AT = 6
 RECENT = ALERT_AT + alerts.ALERT_FLOATS
+# The counters, after everything else (Layout.counters_at): residuals seen, alerting (0/1),
+# consecutive steps at or above the threshold, the step of the last alert (NaN: none yet, so
+# that `step - last <= refractory_steps` is false), and the signal (index; -1 the forecast) and
+# direction of the current episode. float64 holds each exactly.
+COUNT, ANOMALOUS, ABOVE_STEPS, LAST_ALERT_STEP, EPISODE_SIGNAL, EPISODE_DIRECTION = range(6)
+COUNTERS = 6
 
 
 class Layout:
@@ -73,8 +79,10 @@ class Layout:
         self.signals_at = self.blocks_at + 2 * settings.blocks
         # The checkpoint's `stats` are the first `saved` floats; the profile's numbers are saved
         # under their own keys (daily_profile.to_state).
+        # The counters are saved under their own keys too (state.py).
         self.saved = self.profile_at = at
-        self.size = at + (daily_profile.FLOATS if settings.daily_profile else 0)
+        self.counters_at = at + (daily_profile.FLOATS if settings.daily_profile else 0)
+        self.size = self.counters_at + COUNTERS
         self.breakers = frozenset(i for i, (signal, _) in enumerate(self.signals)
                                   if signal.name in settings.hold_breakers)
 
@@ -103,13 +111,12 @@ class StreamAnomaly:
     """One stream's residual statistics, signals, likelihood and alert state.
 
     With 10,000s of streams per process every per-stream object and boxed number shows in the
-    resident set, so the running sums, the rings, the alert's floats, the signals' state and the
-    daily profile's errors share one flat array.array (reads give plain floats), the profile's
-    levels are one float32 array.array, what all streams of a factory share is one Kind, and the
-    counters are slots."""
+    resident set, so the running sums, the rings, the alert's floats, the signals' state, the
+    daily profile's numbers and the counters share one flat array.array (reads give plain
+    floats), the profile's levels are one int16 array.array, and what all streams of a factory
+    share is one Kind."""
 
-    __slots__ = ("kind", "stats", "levels", "count", "anomalous", "above_steps", "last_alert_step",
-                 "episode_signal", "episode_direction")
+    __slots__ = ("kind", "stats", "levels")
 
     def __init__(self, settings: AnomalySettings, prior_residual_std: float,
                  prior_weight_steps: float = PRIOR_WEIGHT_STEPS):
@@ -126,16 +133,13 @@ class StreamAnomaly:
         alerts.reset_alert_floats(self.stats, ALERT_AT)
         for signal, at in layout.signals:
             signal.reset(self.stats, at, settings)
-        self.count = 0           # residuals seen
+        counters = layout.counters_at
+        self.stats[counters + LAST_ALERT_STEP] = math.nan
+        self.stats[counters + EPISODE_SIGNAL] = float(FORECAST_SIGNAL)
         self.levels = None       # the daily profile's levels (daily_profile.py), when it has one
         if settings.daily_profile:
             self.levels = daily_profile.new_levels()
             daily_profile.reset(self.stats, layout.profile_at)
-        self.anomalous = False
-        self.above_steps = 0     # consecutive steps with score >= threshold
-        self.last_alert_step: int | None = None
-        self.episode_signal = FORECAST_SIGNAL       # which signal opened the current episode
-        self.episode_direction = 0
 
     @property
     def settings(self) -> AnomalySettings:
@@ -152,6 +156,45 @@ class StreamAnomaly:
     @property
     def prior_weight_steps(self) -> float:
         return self.kind.prior_weight_steps
+
+    @property
+    def count(self) -> int:
+        """Residuals seen."""
+        return int(self.stats[self.kind.offsets.counters_at + COUNT])
+
+    @count.setter
+    def count(self, value: int) -> None:
+        self.stats[self.kind.offsets.counters_at + COUNT] = float(value)
+
+    @property
+    def anomalous(self) -> bool:
+        return self.stats[self.kind.offsets.counters_at + ANOMALOUS] != 0.0
+
+    @property
+    def above_steps(self) -> int:
+        return int(self.stats[self.kind.offsets.counters_at + ABOVE_STEPS])
+
+    @property
+    def last_alert_step(self) -> int | None:
+        last = self.stats[self.kind.offsets.counters_at + LAST_ALERT_STEP]
+        return None if math.isnan(last) else int(last)
+
+    @property
+    def episode_signal(self) -> int:
+        return int(self.stats[self.kind.offsets.counters_at + EPISODE_SIGNAL])
+
+    @property
+    def episode_direction(self) -> int:
+        return int(self.stats[self.kind.offsets.counters_at + EPISODE_DIRECTION])
+
+    def set_counters(self, count: int, anomalous: bool, above_steps: int, last_alert_step: int | None,
+                     episode_signal: int, episode_direction: int) -> None:
+        """All counters at once (a restore from a checkpoint)."""
+        at = self.kind.offsets.counters_at
+        self.stats[at:at + COUNTERS] = array("d", (
+            float(count), float(anomalous), float(above_steps),
+            math.nan if last_alert_step is None else float(last_alert_step),
+            float(episode_signal), float(episode_direction)))
 
     @property
     def recent(self) -> np.ndarray:
@@ -190,7 +233,8 @@ class StreamAnomaly:
         fresh = self.stats[SCALE_SUM_SQ] <= 0.0              # no prior and only zero residuals so far
         scale = abs(residual) if fresh and residual != 0.0 else self.scale
         raw = 0.0 if fresh else surprise_score(residual / scale)
-        ready = self.count >= s.min_steps
+        count = self.stats[layout.counters_at + COUNT]
+        ready = count >= s.min_steps
         if ready:
             mu_long, sigma_long = self._window_stats()
         signal_scores = [signal.update(self.stats, at, actual, ready, s) for signal, at in layout.signals]
@@ -198,7 +242,7 @@ class StreamAnomaly:
         self._push(raw)
         if not ready:
             return None, None
-        filled = min(self.count, s.short_window)           # the ring fills from slot 0
+        filled = int(min(count + 1, s.short_window))       # the ring fills from slot 0; _push counted this one
         # fsum over a slice: cheaper than ndarray.mean() on ten values (docs/performance-history.md)
         level = (math.fsum(self.stats[RECENT:RECENT + filled]) / filled - mu_long) / sigma_long
         score, source, direction = 1.0 - gaussian_tail(level), FORECAST_SIGNAL, (1 if residual > 0 else -1)
@@ -209,20 +253,23 @@ class StreamAnomaly:
 
     def _advance(self, score: float, source: int, direction: int, ts: float | None) -> tuple[float, str | None]:
         """Alert state and the published score for this step's score (alerts.py)."""
-        s, step = self.kind.settings, self.count
-        held = self.last_alert_step is not None and step - self.last_alert_step <= s.refractory_steps
-        breaks = held and source in self.kind.offsets.breakers and score >= s.threshold
+        s, layout, stats = self.kind.settings, self.kind.offsets, self.stats
+        at = layout.counters_at
+        step = stats[at + COUNT]
+        held = step - stats[at + LAST_ALERT_STEP] <= s.refractory_steps       # false before any alert (NaN)
+        breaks = held and source in layout.breakers and score >= s.threshold
         event = None
-        if self.anomalous:
+        if stats[at + ANOMALOUS]:
             if score < s.clear_threshold:
-                self.anomalous, self.above_steps, event = False, 0, "clear"
+                stats[at + ANOMALOUS], stats[at + ABOVE_STEPS], event = 0.0, 0.0, "clear"
         else:
-            self.above_steps = self.above_steps + 1 if score >= s.threshold else 0
-            if (self.above_steps >= s.debounce_steps and (breaks or not held)
-                    and alerts.time_allows(s, self.stats, ALERT_AT, ts)):
-                self.anomalous, self.last_alert_step, event = True, step, "alert"
-                self.episode_signal, self.episode_direction = source, direction
-                self.stats[ALERT_AT + alerts.EPISODE_START] = math.nan if ts is None else ts
+            above = stats[at + ABOVE_STEPS] + 1.0 if score >= s.threshold else 0.0
+            stats[at + ABOVE_STEPS] = above
+            if (above >= s.debounce_steps and (breaks or not held)
+                    and alerts.time_allows(s, stats, ALERT_AT, ts)):
+                stats[at + ANOMALOUS], stats[at + LAST_ALERT_STEP], event = 1.0, step, "alert"
+                stats[at + EPISODE_SIGNAL], stats[at + EPISODE_DIRECTION] = float(source), float(direction)
+                stats[ALERT_AT + alerts.EPISODE_START] = math.nan if ts is None else ts
                 return score, event
         if held and not breaks and s.refractory_steps > 0:
             return min(score, s.clear_threshold), event
@@ -260,9 +307,11 @@ class StreamAnomaly:
 
     def _push(self, raw: float) -> None:
         s, stats = self.kind.settings, self.stats
-        stats[RECENT + self.count % s.short_window] = raw
-        self.count += 1
-        pushed = self.count - s.min_steps // 2
+        at = self.kind.offsets.counters_at + COUNT
+        count = int(stats[at])
+        stats[RECENT + count % s.short_window] = raw
+        stats[at] = count + 1.0
+        pushed = count + 1 - s.min_steps // 2
         if pushed <= 0:                                       # learning period: the scale settles
             return
         stats[BLOCK_SUM] += raw

@@ -13,6 +13,7 @@ import numpy as np
 
 from . import daily_profile
 from .alerts import FORECAST_SIGNAL, NO_ALERT
+from .scorer import ABOVE_STEPS, ANOMALOUS, COUNT, COUNTERS, EPISODE_DIRECTION, EPISODE_SIGNAL, LAST_ALERT_STEP
 
 STATE_VERSION = 5              # 5: the daily profile as int16 quanta (4: one flat statistics array; 3: block sums)
 
@@ -43,6 +44,7 @@ def stack_states(anomalies: list) -> dict[str, np.ndarray]:
     n, first = len(anomalies), anomalies[0]
     s, layout = first.settings, first.offsets
     stats = np.frombuffer(b"".join(a.stats for a in anomalies), np.float64).reshape(n, -1)
+    counters = stats[:, layout.counters_at:layout.counters_at + COUNTERS]
 
     def column(values) -> np.ndarray:
         return np.fromiter(values, np.float64, n)
@@ -53,13 +55,12 @@ def stack_states(anomalies: list) -> dict[str, np.ndarray]:
              "prior_residual_std": column(a.prior_residual_std for a in anomalies),
              "prior_weight_steps": column(a.prior_weight_steps for a in anomalies),
              "stats": np.ascontiguousarray(stats[:, :layout.saved]),
-             "count": column(a.count for a in anomalies),
-             "anomalous": column(a.anomalous for a in anomalies),
-             "above_steps": column(a.above_steps for a in anomalies),
-             "last_alert_step": column(NO_ALERT if a.last_alert_step is None else a.last_alert_step
-                                       for a in anomalies),
-             "episode_signal": column(a.episode_signal for a in anomalies),
-             "episode_direction": column(a.episode_direction for a in anomalies)}
+             "count": counters[:, COUNT].copy(), "anomalous": counters[:, ANOMALOUS].copy(),
+             "above_steps": counters[:, ABOVE_STEPS].copy(),
+             "last_alert_step": np.where(np.isnan(counters[:, LAST_ALERT_STEP]), float(NO_ALERT),
+                                         counters[:, LAST_ALERT_STEP]),
+             "episode_signal": counters[:, EPISODE_SIGNAL].copy(),
+             "episode_direction": counters[:, EPISODE_DIRECTION].copy()}
     if first.levels is not None:
         numbers = stats[:, layout.profile_at:layout.profile_at + daily_profile.FLOATS]
         state.update(daily_profile.stack_states([a.levels for a in anomalies], numbers))
@@ -89,10 +90,8 @@ def from_state(cls, settings, data: dict):
     np.frombuffer(self.stats, np.float64, saved)[:] = stats
     if settings.daily_profile:
         daily_profile.restore(self.levels, self.stats, self.offsets.profile_at, data)
-    self.count = int(data["count"])
-    self.anomalous, self.above_steps = bool(data["anomalous"]), int(data["above_steps"])
     last = int(data["last_alert_step"])
-    self.last_alert_step = None if last == NO_ALERT else last
-    self.episode_signal = int(data.get("episode_signal", FORECAST_SIGNAL))
-    self.episode_direction = int(data.get("episode_direction", 0))
+    self.set_counters(int(data["count"]), bool(data["anomalous"]), int(data["above_steps"]),
+                      None if last == NO_ALERT else last, int(data.get("episode_signal", FORECAST_SIGNAL)),
+                      int(data.get("episode_direction", 0)))
     return self
