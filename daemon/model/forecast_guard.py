@@ -24,10 +24,17 @@ from __future__ import annotations
 
 import math
 from array import array
+from functools import lru_cache
 
 import numpy as np
 
 WARMUP_STEPS = 20
+
+
+@lru_cache(maxsize=64)
+def _guard_params(halflife_steps: float, horizon: int, targets: int) -> tuple[float, int, int]:
+    """(keep, horizon, targets): one tuple shared by every stream of a model."""
+    return 0.5 ** (1.0 / halflife_steps), horizon, targets
 
 
 class ForecastGuard:
@@ -37,17 +44,31 @@ class ForecastGuard:
         [xy (W) | xx (W) | seen (W) | H prediction slots, newest first: changes (W), values (T),
          scales (T)]
 
-    An empty slot (no prediction made there yet) is NaN."""
+    An empty slot (no prediction made there yet) is NaN. What all streams of a model share, the
+    per-step weight and the layout, is one tuple (`params`): a boxed float and two more slots per
+    stream cost 40 bytes."""
 
-    __slots__ = ("keep", "horizon", "targets", "state")
+    __slots__ = ("params", "state")
 
     def __init__(self, halflife_steps: float, horizon: int = 1, targets: int = 1):
         if not (math.isfinite(halflife_steps) and halflife_steps > 0):
             raise ValueError(f"forecast guard halflife_steps must be finite and > 0, got {halflife_steps!r}")
-        self.keep = 0.5 ** (1.0 / halflife_steps)
-        self.horizon, self.targets = horizon, targets
+        self.params = _guard_params(float(halflife_steps), int(horizon), int(targets))
         width = horizon * targets
         self.state = array("d", [0.0] * (3 * width) + [math.nan] * (horizon * (width + 2 * targets)))
+
+    @property
+    def keep(self) -> float:
+        """Weight of the past per step (0.5 ** (1 / halflife_steps))."""
+        return self.params[0]
+
+    @property
+    def horizon(self) -> int:
+        return self.params[1]
+
+    @property
+    def targets(self) -> int:
+        return self.params[2]
 
     @property
     def seen(self) -> list[int]:
@@ -58,10 +79,10 @@ class ForecastGuard:
     def observe(self, values) -> None:
         """New values of the targets: learn from how each earlier prediction's output for this
         step came out (the prediction made k steps ago, its horizon step k)."""
-        state, keep, targets = self.state, self.keep, self.targets
-        width = self.horizon * targets
+        state, (keep, horizon, targets) = self.state, self.params
+        width = horizon * targets
         slot = width + 2 * targets
-        for k in range(self.horizon):
+        for k in range(horizon):
             at = 3 * width + k * slot                       # the prediction made k + 1 steps ago
             for t in range(targets):
                 j = k * targets + t                         # its output for horizon step k + 1
@@ -82,10 +103,10 @@ class ForecastGuard:
     def publish(self, values, forecast, scales) -> list[float]:
         """The model's forecast (W,) made at the targets' `values` (T,), with the stream's scale
         per target (T,; 1 for fixed scaling) -> the forecast to publish; remembers the prediction."""
-        state, targets = self.state, self.targets
-        width = self.horizon * targets
+        state, (_, horizon, targets) = self.state, self.params
+        width = horizon * targets
         slot, first = width + 2 * targets, 3 * width
-        if self.horizon > 1:                                # the older predictions move one slot on
+        if horizon > 1:                                # the older predictions move one slot on
             state[first + slot:] = state[first: len(state) - slot]
         changes = [f - values[j % targets] for j, f in enumerate(forecast)]
         state[first: first + slot] = array("d", [*changes, *values, *scales])

@@ -169,7 +169,7 @@ class IoScaling:
         if self.guard_halflife_steps is None or guard is None or \
                 guard.layout() != (self.horizon, self.n_targets):
             return None
-        guard.keep = self.new_guard().keep
+        guard.params = self.new_guard().params
         return guard
 
     def inputs(self, values: np.ndarray, timestamps: np.ndarray, z: np.ndarray | None = None) -> np.ndarray:
