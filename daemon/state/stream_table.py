@@ -7,7 +7,6 @@ refuses new ones, so a flood of new ids cannot push out established streams.
 """
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,8 +42,10 @@ class StreamTable:
         # NaN: none yet), which its next value is scored against. A column here rather than an
         # array per stream: 10,000 streams' ndarray views cost ~1 MB of objects.
         self.forecasts = np.full((capacity, forecast_width), np.nan, np.float32)
-        # least recently seen first: idle eviction looks at the front only
-        self.streams: OrderedDict[str, StreamInfo] = OrderedDict()
+        # least recently seen first: idle eviction looks at the front only. A plain dict keeps
+        # insertion order, and touch() re-inserts: an OrderedDict's linked list costs ~66 bytes a
+        # stream more (10,000 streams: 0.66 MB).
+        self.streams: dict[str, StreamInfo] = {}
         self._free: list[int] = list(range(capacity - 1, -1, -1))
         self.evicted = 0
         self.refused = 0
@@ -97,21 +98,23 @@ class StreamTable:
     def touch(self, info: StreamInfo, now: float) -> None:
         """Mark a stream as just seen (keeps the least-recently-seen order)."""
         info.last_seen = now
-        self.streams.move_to_end(info.stream_id)
+        streams = self.streams
+        del streams[info.stream_id]
+        streams[info.stream_id] = info
 
     def evict_idle(self, now: float, idle_seconds: float, limit: int | None = None) -> int:
         """Drop streams not seen for idle_seconds, oldest first; returns how many. O(evicted)."""
         if idle_seconds <= 0:
             return 0
-        count = 0
-        while self.streams and (limit is None or count < limit):
-            oldest = next(iter(self.streams.values()))
-            if now - oldest.last_seen < idle_seconds:
+        expired = []
+        for stream_id, info in self.streams.items():       # least recently seen first: one pass
+            if (limit is not None and len(expired) >= limit) or now - info.last_seen < idle_seconds:
                 break
-            self.remove(oldest.stream_id)
-            count += 1
-        self.evicted += count
-        return count
+            expired.append(stream_id)
+        for stream_id in expired:
+            self.remove(stream_id)
+        self.evicted += len(expired)
+        return len(expired)
 
     def reset_state(self, info: StreamInfo) -> None:
         for array in self.arrays:
