@@ -30,17 +30,34 @@ class Totals:
     streams_with_gaps = 0
 
 
-class Cadence:
-    """One stream's learned interval and missing-step count (StreamInfo.cadence)."""
-    __slots__ = ("interval_seconds", "intervals", "missing_steps", "unlogged", "logged_at", "last_gap_ts")
+# Regular intervals counted (beyond it the learning rate is LEARNING_RATE anyway): a small int is
+# shared by the interpreter, a larger one would cost every stream a 32-byte box.
+INTERVALS_CAP = round(1 / LEARNING_RATE)
 
-    def __init__(self, interval_seconds: float):
-        self.interval_seconds = interval_seconds
-        self.intervals = 1           # regular intervals learned from
+
+class GapLog:
+    """A stream's missing steps and their log lines, from its first gap on (most streams have none)."""
+    __slots__ = ("missing_steps", "unlogged", "logged_at", "last_gap_ts")
+
+    def __init__(self):
         self.missing_steps = 0
         self.unlogged = 0            # missing steps counted since the last log line
         self.logged_at = None        # monotonic time of the last log line (None: never logged)
         self.last_gap_ts = None      # epoch s of the step after the latest hole
+
+
+class Cadence:
+    """One stream's learned interval (StreamInfo.cadence) and, once it had a gap, its GapLog."""
+    __slots__ = ("interval_seconds", "intervals", "gaps")
+
+    def __init__(self, interval_seconds: float):
+        self.interval_seconds = interval_seconds
+        self.intervals = 1           # regular intervals learned from (up to INTERVALS_CAP)
+        self.gaps: GapLog | None = None
+
+    @property
+    def missing_steps(self) -> int:
+        return 0 if self.gaps is None else self.gaps.missing_steps
 
     def observe(self, interval_seconds: float) -> int:
         """One new interval (s, > 0) -> how many steps it skipped (0 for a regular one)."""
@@ -51,7 +68,7 @@ class Cadence:
             self.interval_seconds = interval_seconds     # a faster cadence (or a first interval that was a gap)
             self.intervals = 1
         else:
-            self.intervals += 1
+            self.intervals = min(self.intervals + 1, INTERVALS_CAP)
             rate = max(LEARNING_RATE, 1.0 / self.intervals)
             self.interval_seconds = learned + rate * (interval_seconds - learned)
         return 0
@@ -77,20 +94,22 @@ def observe_step(info, ts: float, has_own_ts: bool, now: float | None = None) ->
 
 
 def _count(info, cadence: Cadence, missing: int, ts: float, interval: float, now: float) -> None:
-    if cadence.missing_steps == 0:
+    if cadence.gaps is None:
+        cadence.gaps = GapLog()
         Totals.streams_with_gaps += 1
-    cadence.missing_steps += missing
-    cadence.unlogged += missing
-    cadence.last_gap_ts = ts
+    gaps = cadence.gaps
+    gaps.missing_steps += missing
+    gaps.unlogged += missing
+    gaps.last_gap_ts = ts
     Totals.missing_steps += missing
-    if cadence.logged_at is not None and now - cadence.logged_at < LOG_INTERVAL_SECONDS:
+    if gaps.logged_at is not None and now - gaps.logged_at < LOG_INTERVAL_SECONDS:
         _held[info.stream_id] = info              # flush_held() reports it when the minute is up
         return
-    since = "" if cadence.logged_at is None else f" ({cadence.unlogged} since the last line)"
+    since = "" if gaps.logged_at is None else f" ({gaps.unlogged} since the last line)"
     log.warning("stream %s: %d step(s) missing before %s (a %.0f s gap; its interval is %.0f s); "
                 "%d missing in total%s", info.stream_id, missing, iso_time(ts), interval,
-                cadence.interval_seconds, cadence.missing_steps, since)
-    cadence.logged_at, cadence.unlogged = now, 0
+                cadence.interval_seconds, gaps.missing_steps, since)
+    gaps.logged_at, gaps.unlogged = now, 0
     _held.pop(info.stream_id, None)
 
 
@@ -104,12 +123,12 @@ def flush_held(now: float | None = None, force: bool = False) -> None:
         return
     now = time.monotonic() if now is None else now
     for stream_id, info in list(_held.items()):
-        cadence = info.cadence
-        if not force and now - cadence.logged_at < LOG_INTERVAL_SECONDS:
+        gaps = info.cadence.gaps
+        if not force and now - gaps.logged_at < LOG_INTERVAL_SECONDS:
             continue
         log.warning("stream %s: %d more step(s) missing since the last line, the latest before %s; %d missing "
-                    "in total", stream_id, cadence.unlogged, iso_time(cadence.last_gap_ts), cadence.missing_steps)
-        cadence.logged_at, cadence.unlogged = now, 0
+                    "in total", stream_id, gaps.unlogged, iso_time(gaps.last_gap_ts), gaps.missing_steps)
+        gaps.logged_at, gaps.unlogged = now, 0
         del _held[stream_id]
 
 
