@@ -78,6 +78,38 @@ def test_bursts_large_packets_and_reconnects_arrive_whole_and_in_order(broker):
         subscriber.loop_stop()
 
 
+def test_one_read_takes_at_most_one_chunk_so_a_flood_cannot_starve_writes(broker):
+    """paho writes only between reads. Under a flood the socket always has more to read, and a
+    loop_read that refilled its buffer whenever it ran dry never returned: nothing the daemon
+    published went out. One loop_read takes at most one chunk from the socket; the rest is read
+    by the next ones, whole and in order (one packet spans four reads)."""
+    import select
+    received, subscribed = [], threading.Event()
+    client = BufferedClient(CallbackAPIVersion.VERSION2, client_id="link-test-flood")
+    client.on_message = lambda _c, _u, message: received.append(bytes(message.payload))
+    client.on_subscribe = lambda *_args: subscribed.set()
+    client.connect("127.0.0.1", broker.port)                # no network thread: this test turns paho's loop
+    try:
+        client.subscribe(TOPIC, qos=0)
+        deadline = time.monotonic() + 10
+        while not subscribed.is_set() and time.monotonic() < deadline:
+            client.loop(timeout=0.05)
+        assert subscribed.is_set(), "no SUBACK"
+        flood = _payloads(4000, "f") + [b"B" * (3 * READ_CHUNK + 123)] + _payloads(50, "g")   # ~0.8 MB
+        _publish(broker, flood)
+        time.sleep(0.5)                                      # the broker has written it to our socket
+        assert select.select([client.socket()], [], [], 5)[0], "nothing to read"
+        client.loop_read()
+        first = sum(len(p) + len(TOPIC) + 4 for p in received)      # payload, topic, length fields
+        assert 0 < first <= READ_CHUNK, f"one loop_read handled {first} bytes"
+        deadline = time.monotonic() + 30
+        while len(received) < len(flood) and time.monotonic() < deadline:
+            client.loop(timeout=0.05)
+        assert received == flood
+    finally:
+        client.disconnect()
+
+
 def test_held_wakeups_become_one_byte_on_release():
     """BatchedWakeups stands in for paho's socket-pair writer: while held, paho's per-packet wake
     bytes are skipped; release() writes exactly one, which is what gets the network thread out of

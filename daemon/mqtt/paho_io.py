@@ -38,17 +38,25 @@ class BufferedClient(mqtt.Client):
     thousands of messages a second the two threads hand the GIL back and forth several times per
     message. Here recv() is served from a buffer filled by one system call and loop_read goes on
     until the buffer is empty, and the packets queued when paho comes to write are joined into
-    one send(). The read buffer belongs to one connection: it is dropped with the socket (paho
-    closes the socket before every reconnect)."""
+    one send(). One loop_read reads at most one chunk from the socket: under a flood of input the
+    socket always has more, and a loop_read that refilled its buffer whenever it ran dry never
+    returned, so paho's loop never came to write: no forecast went out, and what the engine
+    published piled up in paho's queue (bench_memory at 10,000 streams on a slow machine: 20,000
+    readings in, 0 forecasts out for 8 s and more, RSS 99-151 MB). The read buffer belongs to one
+    connection: it is dropped with the socket (paho closes the socket before every reconnect)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._read_buffer = b""
         self._read_offset = 0
+        self._chunk_taken = False               # this loop_read has already read from the socket
 
     def _sock_recv(self, bufsize: int) -> bytes:
         if self._read_offset >= len(self._read_buffer):
+            if self._chunk_taken:               # paho takes it as "nothing more now" and resumes later
+                raise BlockingIOError
             chunk = super()._sock_recv(READ_CHUNK)         # raises BlockingIOError when nothing came
+            self._chunk_taken = True
             if not chunk:
                 return chunk                                # connection closed
             self._read_buffer, self._read_offset = chunk, 0
@@ -58,6 +66,7 @@ class BufferedClient(mqtt.Client):
 
     def loop_read(self, max_packets: int = 1) -> mqtt.MQTTErrorCode:
         # select() cannot see bytes already in the buffer: handle them all before returning.
+        self._chunk_taken = False
         rc = super().loop_read(max_packets)
         while rc == mqtt.MQTT_ERR_SUCCESS and self._sock is not None and self._read_offset < len(self._read_buffer):
             rc = super().loop_read(max_packets)
