@@ -7,7 +7,8 @@ refuses new ones, so a flood of new ids cannot push out established streams.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from array import array as float_array
 from typing import Any
 
 import numpy as np
@@ -15,20 +16,71 @@ import numpy as np
 from statecast.daemon.protocols import GuardRestore, ScalerRestore, StreamGuard, StreamScaler, StreamScorer
 
 
-@dataclass(slots=True)
+# A stream's numbers, NUMBERS float64 per slot in the table's `numbers` column: the timestamp of
+# its last step (NaN: none yet), its steps, the wall-clock seconds of its last accepted message
+# and the seconds between its last two messages (NaN: none yet). In a column, not as attributes:
+# each would be a boxed float or int per stream (~32 bytes; 10,000 streams: ~1 MB for the three
+# that change with every message).
+LAST_TS, STEPS, LAST_SEEN, LAST_INTERVAL = range(4)
+NUMBERS = 4
+_EMPTY_NUMBERS = float_array("d", [math.nan, 0.0, 0.0, math.nan])
+
+
 class StreamInfo:
     """Everything about one stream except its recurrent state arrays (slots: no per-stream __dict__)."""
-    stream_id: str
-    slot: int
-    last_ts: float | None = None
-    steps: int = 0
-    last_seen: float = 0.0                       # wall-clock seconds of the last accepted message
-    last_interval: float | None = None           # seconds between the last two messages
-    scaler: StreamScaler | None = None           # online input normaliser (models that ask for it)
-    anomaly: StreamScorer | None = None          # anomaly scorer (when anomaly scoring is on)
-    guard: StreamGuard | None = None             # forecast guard (models whose manifest has one)
-    extra: dict | None = None                    # window ring buffers etc. (window engines only)
-    cadence: Any = None                          # gaps.Cadence: learned interval, missing steps
+
+    __slots__ = ("stream_id", "slot", "numbers", "scaler", "anomaly", "guard", "extra", "cadence")
+
+    def __init__(self, stream_id: str, slot: int, numbers: float_array):
+        self.stream_id, self.slot, self.numbers = stream_id, slot, numbers   # numbers: the table's column
+        self.scaler: StreamScaler | None = None        # online input normaliser (models that ask for it)
+        self.anomaly: StreamScorer | None = None       # anomaly scorer (when anomaly scoring is on)
+        self.guard: StreamGuard | None = None          # forecast guard (models whose manifest has one)
+        self.extra: dict | None = None                 # window ring buffers etc. (window engines only)
+        self.cadence: Any = None                       # gaps.Cadence: learned interval, missing steps
+
+    @property
+    def last_ts(self) -> float | None:
+        value = self.numbers[self.slot * NUMBERS + LAST_TS]
+        return None if math.isnan(value) else value
+
+    @last_ts.setter
+    def last_ts(self, value: float | None) -> None:
+        self.numbers[self.slot * NUMBERS + LAST_TS] = math.nan if value is None else value
+
+    @property
+    def steps(self) -> int:
+        return int(self.numbers[self.slot * NUMBERS + STEPS])
+
+    @steps.setter
+    def steps(self, value: int) -> None:
+        self.numbers[self.slot * NUMBERS + STEPS] = value
+
+    @property
+    def last_seen(self) -> float:
+        """Wall-clock seconds of the last accepted message."""
+        return self.numbers[self.slot * NUMBERS + LAST_SEEN]
+
+    @last_seen.setter
+    def last_seen(self, value: float) -> None:
+        self.numbers[self.slot * NUMBERS + LAST_SEEN] = value
+
+    @property
+    def last_interval(self) -> float | None:
+        """Seconds between the last two messages."""
+        value = self.numbers[self.slot * NUMBERS + LAST_INTERVAL]
+        return None if math.isnan(value) else value
+
+    @last_interval.setter
+    def last_interval(self, value: float | None) -> None:
+        self.numbers[self.slot * NUMBERS + LAST_INTERVAL] = math.nan if value is None else value
+
+    def take_over(self, other: "StreamInfo") -> None:
+        """Everything of `other` (a stream of another table) but its id and slot."""
+        self.last_ts, self.steps, self.last_seen, self.last_interval = \
+            other.last_ts, other.steps, other.last_seen, other.last_interval
+        self.scaler, self.anomaly, self.guard = other.scaler, other.anomaly, other.guard
+        self.extra, self.cadence = other.extra, other.cadence
 
 
 class StreamTable:
@@ -42,6 +94,7 @@ class StreamTable:
         # NaN: none yet), which its next value is scored against. A column here rather than an
         # array per stream: 10,000 streams' ndarray views cost ~1 MB of objects.
         self.forecasts = np.full((capacity, forecast_width), np.nan, np.float32)
+        self.numbers = _EMPTY_NUMBERS * capacity            # StreamInfo's numbers, NUMBERS per slot
         # least recently seen first: idle eviction looks at the front only. A plain dict keeps
         # insertion order, and touch() re-inserts: an OrderedDict's linked list costs ~66 bytes a
         # stream more (10,000 streams: 0.66 MB).
@@ -74,6 +127,7 @@ class StreamTable:
                        for a in self.arrays]
         self.forecasts = np.concatenate([self.forecasts, np.full((new_capacity - capacity, self.forecasts.shape[1]),
                                                                  np.nan, np.float32)])
+        self.numbers.extend(_EMPTY_NUMBERS * (new_capacity - capacity))   # the same array: infos keep it
         self._free.extend(range(new_capacity - 1, capacity - 1, -1))
         return True
 
@@ -87,7 +141,9 @@ class StreamTable:
         for array in self.arrays:
             array[slot] = 0.0
         self.forecasts[slot] = np.nan
-        info = StreamInfo(stream_id=stream_id, slot=slot, last_seen=now)
+        self.numbers[slot * NUMBERS: (slot + 1) * NUMBERS] = _EMPTY_NUMBERS
+        info = StreamInfo(stream_id, slot, self.numbers)
+        info.last_seen = now
         self.streams[stream_id] = info
         return info
 

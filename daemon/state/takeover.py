@@ -10,7 +10,6 @@ stream back.
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import re
@@ -73,7 +72,7 @@ def restore_shard(table: StreamTable, directory: str, entry: str, model_sha256: 
         for target, source in zip(table.arrays, scratch.arrays):
             target[slot.slot] = source[info.slot]                     # (units,) per state tensor
         table.forecasts[slot.slot] = scratch.forecasts[info.slot]
-        table.streams[stream_id] = dataclasses.replace(info, slot=slot.slot)
+        slot.take_over(info)
         added += 1
         sources.add(path)
     return added, sorted(sources)
