@@ -8,6 +8,7 @@ from statecast.daemon.engine import gaps
 from statecast.daemon.engine.step_engine import Engine
 from statecast.daemon.messages import Message
 from statecast.daemon.model.step_model import StepModel
+from statecast.daemon.state.stream_table import StreamTable
 
 STEP_SECONDS = 300.0
 
@@ -21,8 +22,8 @@ def messages(stamps, stream="s", own_ts=True):
 
 
 def missing_of(e, stream="s"):
-    cadence = e.table.get(stream).cadence
-    return 0 if cadence is None else cadence.missing_steps
+    gap_log = e.table.get(stream).gap_log
+    return 0 if gap_log is None else gap_log.missing_steps
 
 
 def test_skipped_rows_are_counted_exactly():
@@ -41,7 +42,7 @@ def test_regular_and_jittered_intervals_count_nothing():
     stamps = np.cumsum(STEP_SECONDS * (1 + rng.uniform(-0.3, 0.3, 500)))
     e.process(messages(stamps))
     assert missing_of(e) == 0
-    assert abs(e.table.get("s").cadence.interval_seconds - STEP_SECONDS) < 0.2 * STEP_SECONDS
+    assert abs(e.table.get("s").learned_interval - STEP_SECONDS) < 0.2 * STEP_SECONDS
 
 
 def test_a_lost_second_message_does_not_hide_later_gaps():
@@ -60,13 +61,8 @@ def test_receive_times_are_not_judged():
 
 
 def test_one_log_line_per_stream_per_minute(caplog):
-    cadence = gaps.Cadence(STEP_SECONDS)
-
-    class Info:
-        stream_id, last_ts, last_interval = "s", 0.0, STEP_SECONDS
-
-    info = Info()
-    info.cadence = cadence
+    info = StreamTable([(2,)], 10).add("s", 0.0)
+    info.last_ts, info.last_interval, info.learned_interval, info.intervals = 0.0, STEP_SECONDS, STEP_SECONDS, 1
     with caplog.at_level(logging.WARNING, logger="statecast.gaps"):
         for k, now in enumerate([0.0, 10.0, 30.0, 61.0]):          # four gaps of 2 missing steps each
             info.last_ts = k * 10 * STEP_SECONDS
@@ -75,7 +71,7 @@ def test_one_log_line_per_stream_per_minute(caplog):
     assert len(lines) == 2, lines                  # at once, then not before 60 s have passed
     assert "stream s: 2 step(s) missing" in lines[0]
     assert "8 missing in total (6 since the last line)" in lines[1]
-    assert cadence.missing_steps == 8
+    assert info.gap_log.missing_steps == 8
     with caplog.at_level(logging.WARNING, logger="statecast.gaps"):
         gaps.observe_step(info, info.last_ts + 6 * STEP_SECONDS, True, now=70.0)   # held back (5 steps)
         gaps.flush_held(now=100.0)                                               # minute not up yet

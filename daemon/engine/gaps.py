@@ -3,10 +3,11 @@
 Each stream learns its interval from its own payload timestamps (readings without a `ts` use the
 receive time, whose jitter says nothing about loss, and are not judged). An interval of at least
 GAP_FACTOR learned intervals counts round(gap / interval) - 1 missing steps. The count goes to
-the stream's `Cadence`, to this process's total (`stats.missing_steps`) and to the log: the first
-gap of a stream is logged at once, later ones at most once per LOG_INTERVAL_SECONDS per stream,
-with what was counted in between. A broker that drops messages, a sensor that skips readings and
-a publisher that outran its broker all show up here, on the step that follows the hole.
+the stream's GapLog (StreamInfo.gap_log), to this process's total (`stats.missing_steps`) and to
+the log: the first gap of a stream is logged at once, later ones at most once per
+LOG_INTERVAL_SECONDS per stream, with what was counted in between. A broker that drops
+messages, a sensor that skips readings and a publisher that outran its broker all show up here,
+on the step that follows the hole.
 """
 from __future__ import annotations
 
@@ -30,8 +31,7 @@ class Totals:
     streams_with_gaps = 0
 
 
-# Regular intervals counted (beyond it the learning rate is LEARNING_RATE anyway): a small int is
-# shared by the interpreter, a larger one would cost every stream a 32-byte box.
+# Regular intervals counted (beyond it the learning rate is LEARNING_RATE anyway).
 INTERVALS_CAP = round(1 / LEARNING_RATE)
 
 
@@ -46,32 +46,21 @@ class GapLog:
         self.last_gap_ts = None      # epoch s of the step after the latest hole
 
 
-class Cadence:
-    """One stream's learned interval (StreamInfo.cadence) and, once it had a gap, its GapLog."""
-    __slots__ = ("interval_seconds", "intervals", "gaps")
-
-    def __init__(self, interval_seconds: float):
-        self.interval_seconds = interval_seconds
-        self.intervals = 1           # regular intervals learned from (up to INTERVALS_CAP)
-        self.gaps: GapLog | None = None
-
-    @property
-    def missing_steps(self) -> int:
-        return 0 if self.gaps is None else self.gaps.missing_steps
-
-    def observe(self, interval_seconds: float) -> int:
-        """One new interval (s, > 0) -> how many steps it skipped (0 for a regular one)."""
-        learned = self.interval_seconds
-        if interval_seconds >= GAP_FACTOR * learned:
-            return max(int(round(interval_seconds / learned)) - 1, 1)
-        if interval_seconds < learned / GAP_FACTOR:
-            self.interval_seconds = interval_seconds     # a faster cadence (or a first interval that was a gap)
-            self.intervals = 1
-        else:
-            self.intervals = min(self.intervals + 1, INTERVALS_CAP)
-            rate = max(LEARNING_RATE, 1.0 / self.intervals)
-            self.interval_seconds = learned + rate * (interval_seconds - learned)
-        return 0
+def _learn(info, interval_seconds: float) -> int:
+    """One new interval (s, > 0) of a stream with a learned interval -> how many steps it skipped
+    (0 for a regular one); a regular or faster interval updates what is learned."""
+    learned = info.learned_interval
+    if interval_seconds >= GAP_FACTOR * learned:
+        return max(int(round(interval_seconds / learned)) - 1, 1)
+    if interval_seconds < learned / GAP_FACTOR:
+        info.learned_interval = interval_seconds         # a faster cadence (or a first interval that was a gap)
+        info.intervals = 1
+    else:
+        intervals = min(info.intervals + 1, INTERVALS_CAP)
+        info.intervals = intervals
+        rate = max(LEARNING_RATE, 1.0 / intervals)
+        info.learned_interval = learned + rate * (interval_seconds - learned)
+    return 0
 
 
 def observe_step(info, ts: float, has_own_ts: bool, now: float | None = None) -> int:
@@ -80,24 +69,22 @@ def observe_step(info, ts: float, has_own_ts: bool, now: float | None = None) ->
     interval = ts - info.last_ts
     if not has_own_ts or interval <= 0:
         return 0
-    cadence = info.cadence
-    if cadence is None:
+    if info.learned_interval is None:
         # a stream restored from a checkpoint starts from its last known interval
-        info.cadence = Cadence(info.last_interval or interval)
+        info.learned_interval, info.intervals = info.last_interval or interval, 1
         if info.last_interval is None:
             return 0
-        cadence = info.cadence
-    missing = cadence.observe(interval)
+    missing = _learn(info, interval)
     if missing:
-        _count(info, cadence, missing, ts, interval, time.monotonic() if now is None else now)
+        _count(info, missing, ts, interval, time.monotonic() if now is None else now)
     return missing
 
 
-def _count(info, cadence: Cadence, missing: int, ts: float, interval: float, now: float) -> None:
-    if cadence.gaps is None:
-        cadence.gaps = GapLog()
+def _count(info, missing: int, ts: float, interval: float, now: float) -> None:
+    if info.gap_log is None:
+        info.gap_log = GapLog()
         Totals.streams_with_gaps += 1
-    gaps = cadence.gaps
+    gaps = info.gap_log
     gaps.missing_steps += missing
     gaps.unlogged += missing
     gaps.last_gap_ts = ts
@@ -108,7 +95,7 @@ def _count(info, cadence: Cadence, missing: int, ts: float, interval: float, now
     since = "" if gaps.logged_at is None else f" ({gaps.unlogged} since the last line)"
     log.warning("stream %s: %d step(s) missing before %s (a %.0f s gap; its interval is %.0f s); "
                 "%d missing in total%s", info.stream_id, missing, iso_time(ts), interval,
-                cadence.interval_seconds, gaps.missing_steps, since)
+                info.learned_interval, gaps.missing_steps, since)
     gaps.logged_at, gaps.unlogged = now, 0
     _held.pop(info.stream_id, None)
 
@@ -123,7 +110,7 @@ def flush_held(now: float | None = None, force: bool = False) -> None:
         return
     now = time.monotonic() if now is None else now
     for stream_id, info in list(_held.items()):
-        gaps = info.cadence.gaps
+        gaps = info.gap_log
         if not force and now - gaps.logged_at < LOG_INTERVAL_SECONDS:
             continue
         log.warning("stream %s: %d more step(s) missing since the last line, the latest before %s; %d missing "
@@ -136,12 +123,13 @@ def top_streams(tables, limit: int = 10) -> dict[str, int]:
     """The live streams with the most missing steps: {stream id: count}, largest first."""
     if not Totals.streams_with_gaps:              # the common case costs no walk over the tables
         return {}
-    counts = [(info.cadence.missing_steps, info.stream_id) for table in tables
-              for info in table.streams.values() if info.cadence is not None and info.cadence.missing_steps]
+    counts = [(info.gap_log.missing_steps, info.stream_id) for table in tables
+              for info in table.streams.values() if info.gap_log is not None]
     counts.sort(reverse=True)
     return {stream_id: count for count, stream_id in counts[:limit]}
 
 
 def learned_interval(info) -> float | None:
     """The stream's learned interval (s), else its last one; None before its second message."""
-    return info.cadence.interval_seconds if info.cadence is not None else info.last_interval
+    learned = info.learned_interval
+    return learned if learned is not None else info.last_interval

@@ -17,19 +17,21 @@ from statecast.daemon.protocols import GuardRestore, ScalerRestore, StreamGuard,
 
 
 # A stream's numbers, NUMBERS float64 per slot in the table's `numbers` column: the timestamp of
-# its last step (NaN: none yet), its steps, the wall-clock seconds of its last accepted message
-# and the seconds between its last two messages (NaN: none yet). In a column, not as attributes:
-# each would be a boxed float or int per stream (~32 bytes; 10,000 streams: ~1 MB for the three
-# that change with every message).
-LAST_TS, STEPS, LAST_SEEN, LAST_INTERVAL = range(4)
-NUMBERS = 4
-_EMPTY_NUMBERS = float_array("d", [math.nan, 0.0, 0.0, math.nan])
+# its last step (NaN: none yet), its steps, the wall-clock seconds of its last accepted message,
+# the seconds between its last two messages (NaN: none yet), and the interval it has been
+# learned to keep and how many regular intervals that was learned from (gaps.py; NaN, 0: none
+# yet). In a column, not as attributes: each would be a boxed float or int per stream (~32
+# bytes; 10,000 streams: ~1 MB for the three that change with every message), and the learned
+# interval an object per stream.
+LAST_TS, STEPS, LAST_SEEN, LAST_INTERVAL, LEARNED_INTERVAL, INTERVALS = range(6)
+NUMBERS = 6
+_EMPTY_NUMBERS = float_array("d", [math.nan, 0.0, 0.0, math.nan, math.nan, 0.0])
 
 
 class StreamInfo:
     """Everything about one stream except its recurrent state arrays (slots: no per-stream __dict__)."""
 
-    __slots__ = ("stream_id", "slot", "numbers", "scaler", "anomaly", "guard", "extra", "cadence")
+    __slots__ = ("stream_id", "slot", "numbers", "scaler", "anomaly", "guard", "extra", "gap_log")
 
     def __init__(self, stream_id: str, slot: int, numbers: float_array):
         self.stream_id, self.slot, self.numbers = stream_id, slot, numbers   # numbers: the table's column
@@ -37,7 +39,7 @@ class StreamInfo:
         self.anomaly: StreamScorer | None = None       # anomaly scorer (when anomaly scoring is on)
         self.guard: StreamGuard | None = None          # forecast guard (models whose manifest has one)
         self.extra: dict | None = None                 # window ring buffers etc. (window engines only)
-        self.cadence: Any = None                       # gaps.Cadence: learned interval, missing steps
+        self.gap_log: Any = None                       # gaps.GapLog: missing steps, once it had a gap
 
     @property
     def last_ts(self) -> float | None:
@@ -75,12 +77,31 @@ class StreamInfo:
     def last_interval(self, value: float | None) -> None:
         self.numbers[self.slot * NUMBERS + LAST_INTERVAL] = math.nan if value is None else value
 
+    @property
+    def learned_interval(self) -> float | None:
+        """The interval the stream has been learned to keep (gaps.py); None before its second message."""
+        value = self.numbers[self.slot * NUMBERS + LEARNED_INTERVAL]
+        return None if math.isnan(value) else value
+
+    @learned_interval.setter
+    def learned_interval(self, value: float | None) -> None:
+        self.numbers[self.slot * NUMBERS + LEARNED_INTERVAL] = math.nan if value is None else value
+
+    @property
+    def intervals(self) -> int:
+        """Regular intervals the learned interval comes from (gaps.py, up to its cap)."""
+        return int(self.numbers[self.slot * NUMBERS + INTERVALS])
+
+    @intervals.setter
+    def intervals(self, value: int) -> None:
+        self.numbers[self.slot * NUMBERS + INTERVALS] = value
+
     def take_over(self, other: "StreamInfo") -> None:
         """Everything of `other` (a stream of another table) but its id and slot."""
-        self.last_ts, self.steps, self.last_seen, self.last_interval = \
-            other.last_ts, other.steps, other.last_seen, other.last_interval
+        at, there = self.slot * NUMBERS, other.slot * NUMBERS
+        self.numbers[at:at + NUMBERS] = other.numbers[there:there + NUMBERS]
         self.scaler, self.anomaly, self.guard = other.scaler, other.anomaly, other.guard
-        self.extra, self.cadence = other.extra, other.cadence
+        self.extra, self.gap_log = other.extra, other.gap_log
 
 
 class StreamTable:
