@@ -27,9 +27,10 @@ Each step, for residual r = actual - expected:
 Alerts, clears and the published score: alerts.py. Cost: O(1) per step; the window's totals are
 re-summed (exactly rounded, fsum) from the K block sums whenever a block finishes, so rounding
 error cannot build up over time. Memory per stream: one flat float64 array (the running sums,
-the raw-score ring, the block ring, the alert's floats and every signal's state: ~760 bytes by
-default) instead of a long_window ring (16 kB), which is what lets one process keep 10,000s of
-streams. Non-finite residuals are skipped (no state change, no score).
+the raw-score ring, the block ring, the alert's floats, every signal's state, the daily
+profile's numbers and the counters: 68 floats, 544 bytes, with models/default's settings) and
+the profile's int16 levels (576 bytes) instead of a long_window ring (16 kB), which is what lets
+one process keep 10,000s of streams. Non-finite residuals are skipped (no state change, no score).
 """
 from __future__ import annotations
 
@@ -92,6 +93,24 @@ def layout_of(settings: AnomalySettings) -> Layout:
     return Layout(settings)
 
 
+class _Counter:
+    """A StreamAnomaly counter, read (and for `count` written) in its statistics array."""
+
+    def __init__(self, index: int, kind: type, optional: bool = False, settable: bool = False):
+        self.index, self.kind, self.optional, self.settable = index, kind, optional, settable
+
+    def __get__(self, anomaly, owner=None):
+        if anomaly is None:
+            return self
+        value = anomaly.stats[anomaly.kind.offsets.counters_at + self.index]
+        return None if self.optional and math.isnan(value) else self.kind(value)
+
+    def __set__(self, anomaly, value) -> None:
+        if not self.settable:
+            raise AttributeError("read-only: the scorer sets its counters itself")
+        anomaly.stats[anomaly.kind.offsets.counters_at + self.index] = float(value)
+
+
 class Kind:
     """What every stream of one scorer factory shares: settings, layout and prior."""
 
@@ -117,6 +136,13 @@ class StreamAnomaly:
     share is one Kind."""
 
     __slots__ = ("kind", "stats", "levels")
+
+    count = _Counter(COUNT, int, settable=True)           # residuals seen
+    anomalous = _Counter(ANOMALOUS, bool)
+    above_steps = _Counter(ABOVE_STEPS, int)
+    last_alert_step = _Counter(LAST_ALERT_STEP, int, optional=True)   # None before the first alert
+    episode_signal = _Counter(EPISODE_SIGNAL, int)
+    episode_direction = _Counter(EPISODE_DIRECTION, int)
 
     def __init__(self, settings: AnomalySettings, prior_residual_std: float,
                  prior_weight_steps: float = PRIOR_WEIGHT_STEPS):
@@ -156,36 +182,6 @@ class StreamAnomaly:
     @property
     def prior_weight_steps(self) -> float:
         return self.kind.prior_weight_steps
-
-    @property
-    def count(self) -> int:
-        """Residuals seen."""
-        return int(self.stats[self.kind.offsets.counters_at + COUNT])
-
-    @count.setter
-    def count(self, value: int) -> None:
-        self.stats[self.kind.offsets.counters_at + COUNT] = float(value)
-
-    @property
-    def anomalous(self) -> bool:
-        return self.stats[self.kind.offsets.counters_at + ANOMALOUS] != 0.0
-
-    @property
-    def above_steps(self) -> int:
-        return int(self.stats[self.kind.offsets.counters_at + ABOVE_STEPS])
-
-    @property
-    def last_alert_step(self) -> int | None:
-        last = self.stats[self.kind.offsets.counters_at + LAST_ALERT_STEP]
-        return None if math.isnan(last) else int(last)
-
-    @property
-    def episode_signal(self) -> int:
-        return int(self.stats[self.kind.offsets.counters_at + EPISODE_SIGNAL])
-
-    @property
-    def episode_direction(self) -> int:
-        return int(self.stats[self.kind.offsets.counters_at + EPISODE_DIRECTION])
 
     def set_counters(self, count: int, anomalous: bool, above_steps: int, last_alert_step: int | None,
                      episode_signal: int, episode_direction: int) -> None:

@@ -28,8 +28,31 @@ NUMBERS = 6
 _EMPTY_NUMBERS = float_array("d", [math.nan, 0.0, 0.0, math.nan, math.nan, 0.0])
 
 
+class _Number:
+    """A StreamInfo field kept in its table's `numbers` column (optional: NaN reads as None)."""
+
+    def __init__(self, index: int, kind: type = float, optional: bool = False):
+        self.index, self.kind, self.optional = index, kind, optional
+
+    def __get__(self, info, owner=None):
+        if info is None:
+            return self
+        value = info.numbers[info.slot * NUMBERS + self.index]
+        return None if self.optional and math.isnan(value) else self.kind(value)
+
+    def __set__(self, info, value) -> None:
+        info.numbers[info.slot * NUMBERS + self.index] = math.nan if value is None else value
+
+
 class StreamInfo:
     """Everything about one stream except its recurrent state arrays (slots: no per-stream __dict__)."""
+
+    last_ts = _Number(LAST_TS, optional=True)               # None before the first step
+    steps = _Number(STEPS, int)
+    last_seen = _Number(LAST_SEEN)                          # wall-clock seconds of the last accepted message
+    last_interval = _Number(LAST_INTERVAL, optional=True)   # seconds between the last two messages
+    learned_interval = _Number(LEARNED_INTERVAL, optional=True)   # gaps.py; None before the second message
+    intervals = _Number(INTERVALS, int)                     # regular intervals it was learned from (gaps.py)
 
     __slots__ = ("stream_id", "slot", "numbers", "scaler", "anomaly", "guard", "extra", "gap_log")
 
@@ -40,61 +63,6 @@ class StreamInfo:
         self.guard: StreamGuard | None = None          # forecast guard (models whose manifest has one)
         self.extra: dict | None = None                 # window ring buffers etc. (window engines only)
         self.gap_log: Any = None                       # gaps.GapLog: missing steps, once it had a gap
-
-    @property
-    def last_ts(self) -> float | None:
-        value = self.numbers[self.slot * NUMBERS + LAST_TS]
-        return None if math.isnan(value) else value
-
-    @last_ts.setter
-    def last_ts(self, value: float | None) -> None:
-        self.numbers[self.slot * NUMBERS + LAST_TS] = math.nan if value is None else value
-
-    @property
-    def steps(self) -> int:
-        return int(self.numbers[self.slot * NUMBERS + STEPS])
-
-    @steps.setter
-    def steps(self, value: int) -> None:
-        self.numbers[self.slot * NUMBERS + STEPS] = value
-
-    @property
-    def last_seen(self) -> float:
-        """Wall-clock seconds of the last accepted message."""
-        return self.numbers[self.slot * NUMBERS + LAST_SEEN]
-
-    @last_seen.setter
-    def last_seen(self, value: float) -> None:
-        self.numbers[self.slot * NUMBERS + LAST_SEEN] = value
-
-    @property
-    def last_interval(self) -> float | None:
-        """Seconds between the last two messages."""
-        value = self.numbers[self.slot * NUMBERS + LAST_INTERVAL]
-        return None if math.isnan(value) else value
-
-    @last_interval.setter
-    def last_interval(self, value: float | None) -> None:
-        self.numbers[self.slot * NUMBERS + LAST_INTERVAL] = math.nan if value is None else value
-
-    @property
-    def learned_interval(self) -> float | None:
-        """The interval the stream has been learned to keep (gaps.py); None before its second message."""
-        value = self.numbers[self.slot * NUMBERS + LEARNED_INTERVAL]
-        return None if math.isnan(value) else value
-
-    @learned_interval.setter
-    def learned_interval(self, value: float | None) -> None:
-        self.numbers[self.slot * NUMBERS + LEARNED_INTERVAL] = math.nan if value is None else value
-
-    @property
-    def intervals(self) -> int:
-        """Regular intervals the learned interval comes from (gaps.py, up to its cap)."""
-        return int(self.numbers[self.slot * NUMBERS + INTERVALS])
-
-    @intervals.setter
-    def intervals(self, value: int) -> None:
-        self.numbers[self.slot * NUMBERS + INTERVALS] = value
 
     def take_over(self, other: "StreamInfo") -> None:
         """Everything of `other` (a stream of another table) but its id and slot."""
