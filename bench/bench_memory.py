@@ -6,16 +6,17 @@ checkpoint's size and time, and a check that the serve process never loads Tenso
 
 Per size: a fresh broker and daemon (max_streams = N, anomaly scoring on, as by default), two
 readings published to every stream (the second creates the stream's anomaly statistics), RSS
-read from /proc/<pid>/status once all forecasts arrived. READY=1 is timed on a NOTIFY_SOCKET the
+read from /proc/<pid>/status once the load is over and the daemon at rest. READY=1 is timed on a NOTIFY_SOCKET the
 benchmark binds, as systemd would. Then SIGTERM (final checkpoint, peak RSS sampled meanwhile)
 and a second daemon on the same state directory: READY after restoring N streams.
 
-A stream's anomaly statistics (running sums and block sums of its reference window, 656 bytes) are allocated
-with its second message, but hold long_window messages' worth of values only later; `probe`
+A stream's anomaly statistics (one float64 array with the running sums and block sums of its
+reference window, 544 bytes with models/default, and 576 bytes of int16 daily-profile levels) are
+allocated with its second message, but hold long_window messages' worth of values only later; `probe`
 builds the serve process's own objects in a TensorFlow-free subprocess, fills every stream's
 statistics as 2,000 messages would, and reports that steady-state RSS and what saving (encode +
 fsync'd write) and restoring a checkpoint cost at that point (per-stream statistics are stacked
-.npz arrays, so a checkpoint is ~1.9 kB per stream for this model).
+.npz arrays: a checkpoint of models/default's streams is ~1.4 kB per stream).
 """
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ MESSAGES_PER_STREAM = 2
 CHECKPOINT_MAX_STREAMS = 100_000    # final checkpoint + restart measured up to this many streams
 VARIANT_STREAMS = 10_000
 # What anomaly scoring costs, what the largest batch bucket's interpreter arena costs (4x smaller at
-# 256), and what the daily profile (288 float32 levels per stream) costs at the shipped max_batch
+# 256), and what the daily profile (288 int16 levels per stream) costs at the shipped max_batch
 VARIANTS = {"anomaly disabled": {"anomaly": False}, "max_batch 256": {"max_batch": 256},
             "max_batch 256, daily profile off": {"max_batch": 256, "anomaly_daily_profile": False}}
 # The shipped configuration's RSS moves by a few MB from run to run (allocator and scheduling):
