@@ -12,8 +12,9 @@ the stream's flat statistics array (FLOATS slots from `at`, placed by the scorer
 anchor (the stream's first value), the quantum as a power of two, and two running errors. A level
 is anchor + q x quantum. The quantum is the smallest power of two that keeps every level within
 32,767 quanta of the anchor, so it grows (and the levels are rounded to it) only as the profile
-meets values farther from the anchor: a level is then within a quantum of what a float would hold,
-about 1/16,000 of the farthest level from the anchor. That is finer than the residual scale any
+meets values farther from the anchor: a level is then within 1.5 quanta of what a float would
+hold (half a quantum from its last rounding, up to one more from a coarsening), and a quantum is
+at most 1/16,384 of the farthest level from the anchor. That is finer than the residual scale any
 score depends on, and halves the profile of a float32 array (1,152 bytes a stream; 10,000 streams
 save 5.8 MB). Functions, not an object per stream: with 10,000s of streams an object, an ndarray
 header and two boxed floats would cost ~180 bytes more.

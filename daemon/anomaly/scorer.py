@@ -53,8 +53,8 @@ SCALE_FLOOR_FRACTION = 1e-3    # scale never drops below this fraction of the pr
 MIN_LONG_STD = 1e-3            # floor for sigma of raw scores (flat streams)
 
 # Where each running sum lives in StreamAnomaly.stats; the alert's floats follow, then the
-# raw-score ring, the block ring (sums, then sums of squares), the signals' slices and the daily
-# profile's two errors (Layout).
+# raw-score ring, the block ring (sums, then sums of squares), the signals' slices, the daily
+# profile's four numbers and the counters (Layout).
 SCALE_SUM_SQ, SCALE_WEIGHT, BLOCK_SUM, BLOCK_SUM_SQ, WINDOW_SUM, WINDOW_SUM_SQ = range(6)
 ALERT_AT = 6
 RECENT = ALERT_AT + alerts.ALERT_FLOATS
