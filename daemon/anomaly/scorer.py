@@ -167,21 +167,11 @@ class StreamAnomaly:
             self.levels = daily_profile.new_levels()
             daily_profile.reset(self.stats, layout.profile_at)
 
-    @property
-    def settings(self) -> AnomalySettings:
-        return self.kind.settings
-
-    @property
-    def offsets(self) -> Layout:
-        return self.kind.offsets
-
-    @property
-    def prior_residual_std(self) -> float:
-        return self.kind.prior_residual_std
-
-    @property
-    def prior_weight_steps(self) -> float:
-        return self.kind.prior_weight_steps
+    # What every stream of its factory shares, read through the Kind.
+    settings = property(lambda self: self.kind.settings)
+    offsets = property(lambda self: self.kind.offsets)
+    prior_residual_std = property(lambda self: self.kind.prior_residual_std)
+    prior_weight_steps = property(lambda self: self.kind.prior_weight_steps)
 
     def set_counters(self, count: int, anomalous: bool, above_steps: int, last_alert_step: int | None,
                      episode_signal: int, episode_direction: int) -> None:
