@@ -148,7 +148,9 @@ class StreamTable:
         streams[info.stream_id] = info
 
     def evict_idle(self, now: float, idle_seconds: float, limit: int | None = None) -> int:
-        """Drop streams not seen for idle_seconds, oldest first; returns how many. O(evicted)."""
+        """Drop streams not seen for idle_seconds, oldest first; returns how many. One pass from
+        the least recently seen (the dict also skips the slots of streams touched since it last
+        resized: at most about as many as it holds)."""
         if idle_seconds <= 0:
             return 0
         expired = []
