@@ -58,32 +58,31 @@ def level_at(levels, stats, at: int, slot: int) -> float:
     return math.nan if q == EMPTY else stats[at + ANCHOR] + math.ldexp(q, int(stats[at + SHIFT]))
 
 
-def expected(levels, stats, at: int, ts: float, model_expected: float, either: bool = False,
-             actual: float = math.nan) -> float:
-    """The value to compare with at time ts: the profile's level if it has lately been the
-    better predictor (and has one for this slot), else the model's forecast. either: whichever
-    of the two is nearer to the actual value (a value is surprising only if neither the model
-    nor the stream's yesterday expected it; a schedule that changes from one day to the next
-    is then no anomaly while the model follows it)."""
-    level = level_at(levels, stats, at, slot_of(ts))
-    if math.isnan(level):
-        return model_expected
-    if either:
-        return level if abs(actual - level) < abs(actual - model_expected) else model_expected
-    return level if stats[at + PROFILE_SQ] < stats[at + MODEL_SQ] else model_expected
-
-
-def observe(levels, stats, at: int, window_steps: float, ts: float, actual: float, model_expected: float) -> None:
-    keep = 1.0 - 1.0 / window_steps
+def observe(levels, stats, at: int, window_steps: float, ts: float, actual: float, model_expected: float,
+            either: bool = False) -> float:
+    """The value to compare `actual` with at time ts, judged before it is learnt: the profile's
+    level if it has lately been the better predictor (and has one for this slot), else the
+    model's forecast. either: whichever of the two is nearer to the actual value (a value is
+    surprising only if neither the model nor the stream's yesterday expected it; a schedule that
+    changes from one day to the next is then no anomaly while the model follows it). Then the
+    profile learns `actual`: its slot's level and both running errors."""
     slot = slot_of(ts)
     level = level_at(levels, stats, at, slot)
-    profile_expected = model_expected if math.isnan(level) else level
+    if math.isnan(level):
+        chosen = profile_expected = model_expected
+    else:
+        profile_expected = level
+        if either:
+            chosen = level if abs(actual - level) < abs(actual - model_expected) else model_expected
+        else:
+            chosen = level if stats[at + PROFILE_SQ] < stats[at + MODEL_SQ] else model_expected
+    keep = 1.0 - 1.0 / window_steps
     stats[at + MODEL_SQ] = keep * stats[at + MODEL_SQ] + (actual - model_expected) ** 2
     stats[at + PROFILE_SQ] = keep * stats[at + PROFILE_SQ] + (actual - profile_expected) ** 2
     if math.isnan(stats[at + ANCHOR]):
         stats[at + ANCHOR] = actual
-    new_level = actual if math.isnan(level) else (1 - LEVEL_WEIGHT) * level + LEVEL_WEIGHT * actual
-    _store(levels, stats, at, slot, new_level)
+    _store(levels, stats, at, slot, actual if math.isnan(level) else (1 - LEVEL_WEIGHT) * level + LEVEL_WEIGHT * actual)
+    return chosen
 
 
 def _store(levels, stats, at: int, slot: int, level: float) -> None:

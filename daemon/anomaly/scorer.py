@@ -212,10 +212,8 @@ class StreamAnomaly:
             return None, None
         s, layout = self.kind.settings, self.kind.offsets
         if self.levels is not None and ts is not None and math.isfinite(ts):
-            chosen = daily_profile.expected(self.levels, self.stats, layout.profile_at, ts, expected,
-                                            either=s.profile_either, actual=actual)
-            daily_profile.observe(self.levels, self.stats, layout.profile_at, s.scale_window, ts, actual, expected)
-            residual = actual - chosen
+            residual = actual - daily_profile.observe(self.levels, self.stats, layout.profile_at, s.scale_window,
+                                                      ts, actual, expected, either=s.profile_either)
         fresh = self.stats[SCALE_SUM_SQ] <= 0.0              # no prior and only zero residuals so far
         scale = abs(residual) if fresh and residual != 0.0 else self.scale
         raw = 0.0 if fresh else surprise_score(residual / scale)
@@ -321,7 +319,8 @@ class StreamAnomaly:
 
     def layout(self) -> tuple:
         """What fixes the keys and shapes of to_state(): states of equal layout stack together."""
-        return self.kind.offsets.size, self.kind.settings.short_window, self.kind.settings.blocks, self.levels is not None
+        s = self.kind.settings
+        return self.kind.offsets.size, s.short_window, s.blocks, self.levels is not None
 
     @staticmethod
     def stack_states(anomalies: list["StreamAnomaly"]) -> dict[str, np.ndarray]:
