@@ -30,7 +30,7 @@ class LevelSignal:
         for i in range(5):
             stats[at + i] = 0.0
 
-    def update(self, stats, at: int, actual: float, ready: bool, settings) -> tuple[float, int]:
+    def update(self, stats, at: int, actual: float, noise: float, ready: bool, settings) -> tuple[float, int]:
         if not math.isfinite(actual):
             return 0.0, 0
         if stats[at + SEEN] == 0.0:

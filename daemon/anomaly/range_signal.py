@@ -24,7 +24,7 @@ class RangeSignal:
         stats[at + LOW] = stats[at + HIGH] = math.nan
         stats[at + SEEN] = 0.0
 
-    def update(self, stats, at: int, actual: float, ready: bool, settings) -> tuple[float, int]:
+    def update(self, stats, at: int, actual: float, noise: float, ready: bool, settings) -> tuple[float, int]:
         low, high, seen = stats[at + LOW], stats[at + HIGH], stats[at + SEEN]
         score, direction = 0.0, 0
         tolerance = settings.spatial_tolerance

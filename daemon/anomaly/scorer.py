@@ -215,13 +215,14 @@ class StreamAnomaly:
             residual = actual - daily_profile.observe(self.levels, self.stats, layout.profile_at, s.scale_window,
                                                       ts, actual, expected, either=s.profile_either)
         fresh = self.stats[SCALE_SUM_SQ] <= 0.0              # no prior and only zero residuals so far
-        scale = abs(residual) if fresh and residual != 0.0 else self.scale
+        noise = 0.0 if fresh else self.scale                 # the past's residual scale, for the signals
+        scale = noise if not fresh else (abs(residual) if residual != 0.0 else self.scale)
         raw = 0.0 if fresh else surprise_score(residual / scale)
         count = self.stats[layout.counters_at + COUNT]
         ready = count >= s.min_steps
         if ready:
             mu_long, sigma_long = self._window_stats()
-        signal_scores = [signal.update(self.stats, at, actual, ready, s) for signal, at in layout.signals]
+        signal_scores = [signal.update(self.stats, at, actual, noise, ready, s) for signal, at in layout.signals]
         self._update_scale(residual * residual if fresh else min(residual * residual, (SCALE_CLIP_Z * scale) ** 2))
         self._push(raw)
         if not ready:

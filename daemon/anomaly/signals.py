@@ -3,9 +3,12 @@
 A signal keeps its per-stream state in a slice of the stream's flat statistics array (one
 array per stream keeps 10,000s of streams small), is called once per step with the value, and
 returns a score in [0, 1] and a direction (+1 high, -1 low, 0 none). It must depend only on the
-past and this value. The scorer publishes the largest of the forecast likelihood and the
-signals' scores, and names the signal that gave it. Adding a signal: one module with a class
-like the ones below, one line in SIGNALS, its name in the settings' `signals`.
+past and this value. It is also told the stream's residual scale (`noise`: the running RMS of
+the forecast's one-step errors before this step, in the stream's units; 0.0 while none is
+known), so that a signal can tell a departure from the stream's ordinary step-to-step noise.
+The scorer publishes the largest of the forecast likelihood and the signals' scores, and names
+the signal that gave it. Adding a signal: one module with a class like the ones below, one line
+in SIGNALS, its name in the settings' `signals`.
 """
 from __future__ import annotations
 
@@ -30,7 +33,7 @@ class Signal(Protocol):
     def reset(self, stats: "array", at: int, settings: "AnomalySettings") -> None:
         """Initial state of a new stream in stats[at:at + size]."""
 
-    def update(self, stats: "array", at: int, actual: float, ready: bool,
+    def update(self, stats: "array", at: int, actual: float, noise: float, ready: bool,
                settings: "AnomalySettings") -> tuple[float, int]:
         """Score this value against the stream's past (0.0 while not ready), then learn from it."""
 

@@ -29,7 +29,7 @@ class StuckSignal:
         stats[at + LAST] = math.nan
         stats[at + RUN] = stats[at + LONGEST] = stats[at + REPORTED] = 0.0
 
-    def update(self, stats, at: int, actual: float, ready: bool, settings) -> tuple[float, int]:
+    def update(self, stats, at: int, actual: float, noise: float, ready: bool, settings) -> tuple[float, int]:
         if not math.isfinite(actual):
             return 0.0, 0
         score = 0.0
