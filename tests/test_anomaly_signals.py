@@ -105,6 +105,22 @@ def test_range_warmup_keeps_a_young_stream_from_alerting_on_its_first_new_extrem
     assert events[150] == "alert" and warm[150] is None
 
 
+def test_range_noise_margin_ignores_a_brush_past_the_extreme_but_not_a_jump():
+    """A stream with noise of 1 (persistence forecast: residual scale ~1.4) passes its extreme
+    by 0.6 (10% of its range) at step 400 and by 4 at step 800. Without the noise margin both
+    alert on the range signal; with range_noise_scales 1 the margin is 5% of the range plus one
+    residual scale (~0.3 + 1.4), so only the jump does."""
+    values = noisy(1000, seed=6)
+    values[400] = values[:400].max() + 0.6
+    values[800] = values[:800].max() + 4.0
+    plain = {**TUNED, "range_warmup_steps": 0}
+    _, events, details = feed(StreamAnomaly(AnomalySettings(**plain), 1.0, 0.0), values)
+    _, noise, noise_details = feed(StreamAnomaly(AnomalySettings(**plain, range_noise_scales=1.0), 1.0, 0.0), values)
+    assert events[400] == "alert" and details[400]["signal"] == "range"
+    assert noise[400] is None
+    assert events[800] == noise[800] == "alert" and noise_details[800]["signal"] == "range"
+
+
 @pytest.mark.parametrize("cut", [120, 1234])
 def test_every_signal_continues_bit_identically_through_a_checkpoint(cut):
     settings = AnomalySettings(**TUNED, signals=("range", "level", "stuck"), hold_breakers=("range",),
