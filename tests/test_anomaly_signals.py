@@ -85,6 +85,20 @@ def test_the_stuck_signal_judges_a_run_against_the_longest_the_stream_has_shown(
     assert alerts == [frozen_from + 49]   # ceil(1.25 x 39) = 49 repeats; none of the 40-step holds before
 
 
+def test_a_stream_that_has_never_changed_is_not_stuck_but_one_that_freezes_later_is():
+    """NAB's art_flatline, or a status channel: one value from the first reading on. No stuck
+    alert when the warm-up (min_steps, 100) ends, nor later. A stream that moved in its warm-up
+    and froze there alerts once the run reaches the minimum past the warm-up."""
+    settings = AnomalySettings(**TUNED, signals=("stuck",), stuck_min_steps=12)
+    _, flat_events, _ = feed(StreamAnomaly(settings, 1.0, 0.0), np.full(600, 45.0))
+    assert "alert" not in flat_events
+    moved = noisy(600, seed=7)
+    moved[60:] = moved[59]                               # frozen from step 60: 41 repeats by step 101
+    _, events, details = feed(StreamAnomaly(settings, 1.0, 0.0), moved)
+    alerts = [i for i, e in enumerate(events) if e == "alert"]
+    assert alerts == [101] and details[101]["signal"] == "stuck"     # the first scored step
+
+
 def test_a_level_shift_the_forecast_follows_scores_with_the_level_signal():
     values = noisy(4000) * 0.1
     values[3000:] += np.linspace(0.0, 3.0, 1000)                        # a slow rise of 30 noise levels
