@@ -91,23 +91,22 @@ def read_scored(path) -> dict[str, np.ndarray | list[str]]:
 def replay_anomaly(scored: dict, anomaly_factory) -> tuple[np.ndarray, list]:
     """The engine's anomaly path replayed from a scored CSV's value and forecast_1 columns:
     (scores, events) per row, exactly as `statecast score` computes them (a row whose timestamp
-    is not after the last accepted one is not stepped and shows that timestamp's result).
-    Lets the anomaly settings be tuned without re-running the model."""
+    is not after the last accepted one is not stepped: score writes empty cells there, so its
+    score is NaN, as in anomaly_runs.replay). Lets the anomaly settings be tuned without
+    re-running the model."""
     from statecast.daemon.tools.series_csv import parse_timestamp
     values, forecasts = scored["value"], scored["forecast_1"]
     own = scored.get("expected")                          # a guarded model's own expected cells
     stamps = [parse_timestamp(t) for t in scored["timestamp"]]
     anomaly = anomaly_factory()
     scores, events = np.full(len(values), np.nan), [None] * len(values)
-    by_stamp = {stamps[0]: np.nan}
     previous = 0                                          # last row the engine accepted
     for i in range(1, len(values)):
         if stamps[i] <= stamps[previous]:
-            scores[i] = by_stamp.get(stamps[i], np.nan)
             continue
         expected = forecasts[previous] if own is None else own[i]
         score, events[i] = anomaly.update(values[i], expected, stamps[i])
-        scores[i] = by_stamp[stamps[i]] = np.nan if score is None else score
+        scores[i] = np.nan if score is None else score
         previous = i
     return scores, events
 

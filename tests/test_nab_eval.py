@@ -68,6 +68,30 @@ def test_replay_reproduces_what_score_wrote(scored):
         assert set(events) <= {None, "alert", "clear"}
 
 
+def test_replay_of_a_repeated_timestamp_matches_score_and_the_other_harness(files, tmp_path):
+    """A row whose timestamp repeats the last accepted one: score writes empty cells (the engine
+    drops it), and both replays (this one and bench/anomaly_runs.py's) leave its score NaN and
+    agree with score everywhere else."""
+    import anomaly_runs
+    from statecast.daemon.model.step_model import StepModel
+    from statecast.daemon.service.runtime_setup import anomaly_factory_for
+    lines = Path(files[SHORT_FILES[0]]).read_text().splitlines()
+    lines.insert(300, lines[299])                        # data row 299 again, as row 300
+    repeated, out = tmp_path / "repeated.csv", tmp_path / "repeated_scored.csv"
+    repeated.write_text("\n".join(lines) + "\n")
+    nab_eval.score_file_cli(MODEL, repeated, out)
+    data = nab_eval.read_scored(out)
+    written = data["anomaly_score"]
+    assert math.isnan(written[299]) and math.isfinite(written[298]) and math.isfinite(written[300])
+    factory = anomaly_factory_for(StepModel(str(MODEL)))
+    replayed, _ = nab_eval.replay_anomaly(data, factory)
+    anomaly_runs.parse_scored(out, tmp_path / "repeated.npz")
+    other, _ = anomaly_runs.replay(anomaly_runs.load_scored(str(tmp_path / "repeated.npz")), factory)
+    for scores in (replayed, other):
+        assert np.array_equal(np.isnan(scores), np.isnan(written))
+        assert np.allclose(np.nan_to_num(scores), np.nan_to_num(written), rtol=0, atol=1e-12)
+
+
 def test_command_line_path_matches_in_process(files, scored, tmp_path):
     key = SHORT_FILES[0]
     out = tmp_path / "cli.csv"
