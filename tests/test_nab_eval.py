@@ -76,7 +76,7 @@ def test_replay_of_a_repeated_timestamp_matches_score_and_the_other_harness(file
     from statecast.daemon.model.step_model import StepModel
     from statecast.daemon.service.runtime_setup import anomaly_factory_for
     lines = Path(files[SHORT_FILES[0]]).read_text().splitlines()
-    lines.insert(300, lines[299])                        # data row 299 again, as row 300
+    lines.insert(300, lines[299])                        # data row 298 again, as data row 299 (0-based)
     repeated, out = tmp_path / "repeated.csv", tmp_path / "repeated_scored.csv"
     repeated.write_text("\n".join(lines) + "\n")
     nab_eval.score_file_cli(MODEL, repeated, out)
