@@ -68,20 +68,22 @@ def observe(levels, stats, at: int, window_steps: float, ts: float, actual: floa
     profile learns `actual`: its slot's level and both running errors."""
     slot = slot_of(ts)
     level = level_at(levels, stats, at, slot)
-    if math.isnan(level):
+    if math.isnan(level):                      # the slot's first value: it becomes the level
         chosen = profile_expected = model_expected
+        new_level = actual
     else:
         profile_expected = level
         if either:
             chosen = level if abs(actual - level) < abs(actual - model_expected) else model_expected
         else:
             chosen = level if stats[at + PROFILE_SQ] < stats[at + MODEL_SQ] else model_expected
+        new_level = (1 - LEVEL_WEIGHT) * level + LEVEL_WEIGHT * actual
     keep = 1.0 - 1.0 / window_steps
     stats[at + MODEL_SQ] = keep * stats[at + MODEL_SQ] + (actual - model_expected) ** 2
     stats[at + PROFILE_SQ] = keep * stats[at + PROFILE_SQ] + (actual - profile_expected) ** 2
     if math.isnan(stats[at + ANCHOR]):
         stats[at + ANCHOR] = actual
-    _store(levels, stats, at, slot, actual if math.isnan(level) else (1 - LEVEL_WEIGHT) * level + LEVEL_WEIGHT * actual)
+    _store(levels, stats, at, slot, new_level)
     return chosen
 
 
