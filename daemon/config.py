@@ -260,6 +260,7 @@ def _anomaly(t: Table) -> AnomalyConfig:
                          signals=signals, hold_breakers=breakers,
                          range_warmup_steps=t.get("range_warmup_steps", int, **_bounds("range_warmup_steps")),
                          range_noise_scales=t.get("range_noise_scales", float, **_bounds("range_noise_scales")),
+                         novelty_noise_scales=t.get("novelty_noise_scales", float, **_bounds("novelty_noise_scales")),
                          stuck_min_steps=t.get("stuck_min_steps", int, **_bounds("stuck_min_steps")),
                          stuck_margin=t.get("stuck_margin", float, **_bounds("stuck_margin")),
                          level_window=t.get("level_window", int, **_bounds("level_window")),

@@ -1,4 +1,4 @@
-"""The signals beside the forecast residual (range, level, stuck) and the alert limits (hold
+"""The signals beside the forecast residual (range, level, stuck, novel) and the alert limits (hold
 breakers, cooldown, hourly cap, event details), each on a stream built to show it."""
 from __future__ import annotations
 
@@ -135,9 +135,34 @@ def test_range_noise_margin_ignores_a_brush_past_the_extreme_but_not_a_jump():
     assert events[800] == noise[800] == "alert" and noise_details[800]["signal"] == "range"
 
 
+def test_novelty_signal_sees_a_value_between_known_levels_but_not_a_step_of_noise_past_one():
+    """A valve-like stream switches between 0 and 10 (noise 0.5) every 50 steps. At step 1500 it
+    settles at 5, inside its range (the range signal is blind to it) and where it has never been;
+    at step 1700 it holds 0.5 past the highest value of its low level, a fresh bin as well, but
+    within 2 residual scales (~0.9 each) of a visited one. Only the first is news."""
+    rng = np.random.default_rng(7)
+    levels = np.where((np.arange(2000) // 50) % 2 == 0, 0.0, 10.0)
+    values = levels + rng.normal(0.0, 0.5, 2000)
+    values[1500:1530] = 5.0 + rng.normal(0.0, 0.05, 30)
+    values[1700:1730] = values[:1500][levels[:1500] == 0.0].max() + 0.5 + rng.normal(0.0, 0.05, 30)
+    base = {**TUNED, "range_warmup_steps": 300}
+
+    def alerts(signals, noise_scales=2.0):
+        _, events, details = feed(StreamAnomaly(AnomalySettings(**base, signals=signals,
+                                                                novelty_noise_scales=noise_scales), 1.0, 0.0), values)
+        return [(i, details[i]["signal"]) for i, event in enumerate(events) if event == "alert"]
+
+    assert alerts(("range", "level", "stuck")) == []
+    assert alerts(("range", "level", "stuck", "novel")) == [(1500, "novel")]
+    # without the noise margin, both fresh bins are news, and so is a step of noise into one as
+    # the stream leaves 5 (1533)
+    assert alerts(("range", "level", "stuck", "novel"), noise_scales=0.0) == [(1500, "novel"), (1533, "novel"),
+                                                                             (1700, "novel")]
+
+
 @pytest.mark.parametrize("cut", [120, 1234])
 def test_every_signal_continues_bit_identically_through_a_checkpoint(cut):
-    settings = AnomalySettings(**TUNED, signals=("range", "level", "stuck"), hold_breakers=("range",),
+    settings = AnomalySettings(**TUNED, signals=("range", "level", "stuck", "novel"), hold_breakers=("range",),
                                max_alerts_per_hour=2.0, long_window=500)
     values = noisy(2500, seed=5)
     values[700] = 20.0

@@ -27,6 +27,7 @@ RANGES = {
     "spatial_tolerance": (0.0, 10.0, False, False),
     "range_warmup_steps": (0, 1_000_000, False, False),
     "range_noise_scales": (0.0, 100.0, False, False),
+    "novelty_noise_scales": (0.0, 100.0, False, False),
     "stuck_min_steps": (1, 1_000_000, False, False),
     "stuck_margin": (0.0, 100.0, False, False),
     "level_window": (2, 100_000, False, False),
@@ -63,6 +64,7 @@ class AnomalySettings:
     hold_breakers: tuple[str, ...] = ()
     range_warmup_steps: int = 0    # range signal: tolerance widened x range_warmup_steps / n over the first n values
     range_noise_scales: float = 0.0  # range signal: the margin adds this many residual scales (noise)
+    novelty_noise_scales: float = 2.0  # novelty signal: an unvisited bin this many residual scales from any visited one
     stuck_min_steps: int = 12      # stuck signal: a run of unchanged values scores once this long at least ...
     stuck_margin: float = 0.25     # ... and (1 + this) x the longest run the stream has shown
     level_window: int = 50         # level signal: time constant (steps) of the short mean

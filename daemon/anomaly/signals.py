@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 from .level_signal import LevelSignal
+from .novelty_signal import NoveltySignal
 from .range_signal import RangeSignal
 from .stuck_signal import StuckSignal
 
@@ -42,4 +43,5 @@ SIGNALS: dict[str, Signal] = {
     "range": RangeSignal(),
     "level": LevelSignal(),
     "stuck": StuckSignal(),
+    "novel": NoveltySignal(),
 }
