@@ -23,7 +23,7 @@ KNOWN_MISSES = {
     # each new maximum stretches the seen range by less than the range signal's tolerance, and the
     # level signal's short mean stays within twice the swing it has learnt.
     "drift": "a slow drift (+0.5 degree/hour for 8 h) raises no alert",
-    # The stuck signal is shipped and catches the freeze after 12 unchanged readings (seed 2), but
+    # The stuck signal is shipped and catches the freeze after 24 unchanged readings (seed 2), but
     # in seeds 0 and 1 a false alert on the Wednesday-night setback ramp 11 hours earlier holds the
     # stream (refractory_steps 250) through it: the stuck signal is no hold breaker (as one it
     # scored lower on nab-dev and MSL, docs/anomaly.md).
