@@ -130,6 +130,21 @@ def load_scored(npz_path: str) -> dict[str, np.ndarray]:
 
 # --- the anomaly stage, replayed ---------------------------------------------------------------
 
+def replay_steps(values: list, expected_of: list, own: bool, stamps: list, factory):
+    """The anomaly stage over one file's rows as `statecast score` steps it: yields (row, score,
+    event) for each row stepped. A row whose timestamp is not after the last accepted one is not
+    stepped (the engine drops it; score writes empty cells there). The expected value is the
+    row's own cell when `own` (a guarded model's expected column), else the last accepted row's
+    (its one-step forecast, or its value for persistence). The one loop both replays share."""
+    scorer, previous = factory(), 0
+    for i in range(1, len(values)):
+        if stamps[i] <= stamps[previous]:
+            continue
+        score, event = scorer.update(values[i], expected_of[i if own else previous], stamps[i])
+        yield i, score, event
+        previous = i
+
+
 def replay(scored: dict, factory, persistence: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(scores, alerts) per row as `statecast score` computes them: scores NaN where undefined,
     alerts True on rows whose step emitted an "alert" event. A row whose timestamp is not after
@@ -138,18 +153,12 @@ def replay(scored: dict, factory, persistence: bool = False) -> tuple[np.ndarray
     values = scored["value"].tolist()
     own = not persistence and "expected" in scored          # the row's own expected cell
     expected_of = values if persistence else (scored["expected"] if own else scored["forecast_1"]).tolist()
-    stamps = scored["stamps"].tolist()
     n = len(values)
     scores, alerts = [np.nan] * n, np.zeros(n, bool)
-    scorer, previous = factory(), 0
-    for i in range(1, n):
-        if stamps[i] <= stamps[previous]:          # not stepped: score writes empty cells there
-            continue
-        score, event = scorer.update(values[i], expected_of[i if own else previous], stamps[i])
+    for i, score, event in replay_steps(values, expected_of, own, scored["stamps"].tolist(), factory):
         scores[i] = np.nan if score is None else score
         if event is not None and is_alert(event):
             alerts[i] = True
-        previous = i
     return np.array(scores, np.float64), alerts
 
 

@@ -27,6 +27,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
+import anomaly_runs  # noqa: E402
 import nab_scorer  # noqa: E402
 
 NAB_DIR = ROOT / "data" / "nab"
@@ -95,19 +96,13 @@ def replay_anomaly(scored: dict, anomaly_factory) -> tuple[np.ndarray, list]:
     score is NaN, as in anomaly_runs.replay). Lets the anomaly settings be tuned without
     re-running the model."""
     from statecast.daemon.tools.series_csv import parse_timestamp
-    values, forecasts = scored["value"], scored["forecast_1"]
+    values = scored["value"]
     own = scored.get("expected")                          # a guarded model's own expected cells
     stamps = [parse_timestamp(t) for t in scored["timestamp"]]
-    anomaly = anomaly_factory()
     scores, events = np.full(len(values), np.nan), [None] * len(values)
-    previous = 0                                          # last row the engine accepted
-    for i in range(1, len(values)):
-        if stamps[i] <= stamps[previous]:
-            continue
-        expected = forecasts[previous] if own is None else own[i]
-        score, events[i] = anomaly.update(values[i], expected, stamps[i])
-        scores[i] = np.nan if score is None else score
-        previous = i
+    expected_of = scored["forecast_1"] if own is None else own
+    for i, score, event in anomaly_runs.replay_steps(values, expected_of, own is not None, stamps, anomaly_factory):
+        scores[i], events[i] = (np.nan if score is None else score), event
     return scores, events
 
 
