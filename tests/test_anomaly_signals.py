@@ -160,6 +160,17 @@ def test_novelty_signal_sees_a_value_between_known_levels_but_not_a_step_of_nois
                                                                              (1700, "novel")]
 
 
+def test_novelty_signal_takes_a_value_far_beyond_a_tiny_range_in_its_stride():
+    """Bins 3e-12 wide and a reading of 1e300: the bin index would overflow (it raised
+    OverflowError before it was tested against the edges first). It is outside the bins, so the
+    novelty signal leaves it to the range signal and the step scores as usual."""
+    anomaly = StreamAnomaly(AnomalySettings(signals=("novel",), range_warmup_steps=10, min_steps=5), 1.0, 0.0)
+    for i in range(40):
+        anomaly.update(1e-10 * (i % 2), 0.0, 1e9 + 60.0 * i)
+    score, _ = anomaly.update(1e300, 0.0, 1e9 + 60.0 * 41)
+    assert 0.0 <= score <= 1.0
+
+
 @pytest.mark.parametrize("cut", [120, 1234])
 def test_every_signal_continues_bit_identically_through_a_checkpoint(cut):
     settings = AnomalySettings(**TUNED, signals=("range", "level", "stuck", "novel"), hold_breakers=("range",),

@@ -3,12 +3,12 @@
 The range signal sees a value beyond every extreme. A valve rig's pressure settling between two
 levels it has known, or a reading crossing a band it never crossed, stays inside the range and
 goes unseen there (NAB's CAD OSE, which flags quantised values and pairs of them it has not seen,
-leads on SKAB's valve rig).
-So once the stream's warm-up is over (`range_warmup_steps` values) this signal divides the range
-it showed into BINS equal bins, remembers which it has visited (one bit each), and scores 1 on a
-value in a bin never visited that lies more than `novelty_noise_scales` x the stream's residual
-scale (its ordinary step-to-step noise) from every visited bin: a step of noise into a fresh bin
-is not news. Values outside the bins are the range signal's, and are not scored here.
+leads on SKAB's valve rig). So once the stream's warm-up is over (`range_warmup_steps` values)
+this signal divides the range it showed into BINS equal bins, remembers which it has visited (one
+bit each), and scores 1 on a value in a bin never visited that lies more than
+`novelty_noise_scales` x the stream's residual scale (its ordinary step-to-step noise) from every
+visited bin: a step of noise into a fresh bin is not news. Values outside the bins are the range
+signal's, and are not scored here.
 
 The warm-up's values were not binned (keeping them would cost their storage), so until the
 stream has shown 2 x `range_warmup_steps` values the signal only learns which bins it visits. A
@@ -48,9 +48,11 @@ class NoveltySignal:
             if seen >= settings.range_warmup_steps and high > low:      # (a flat warm-up goes on)
                 stats[at + VISITED] = float(1 | 1 << (BINS - 1))        # the extremes' bins
             return 0.0, 0
+        if not low <= actual < high:                   # outside the bins (tested first: a value far
+            return 0.0, 0                              # beyond a tiny range would overflow the index)
         width = (high - low) / BINS
         index = math.floor((actual - low) / width)
-        if not 0 <= index < BINS:
+        if index >= BINS:                              # rounding, just below the top edge
             return 0.0, 0
         visited = int(stats[at + VISITED])
         stats[at + VISITED] = float(visited | 1 << index)
