@@ -21,3 +21,17 @@ def test_a_repeated_timestamp_gets_empty_cells_like_serve_publishes_nothing(tmp_
     assert len(rows) == 301 and rows[200]["value"] == "99.0" and rows[199]["timestamp"] == rows[200]["timestamp"]
     assert rows[200]["forecast_1"] == "" and rows[200]["anomaly_score"] == "" and rows[200]["alert"] == ""
     assert rows[199]["forecast_1"] != "" and rows[201]["forecast_1"] != "" and rows[201]["anomaly_score"] != ""
+
+
+def test_a_stream_of_subnormal_steps_scores_to_the_end(tmp_path):
+    """0 and 5e-324 in turn: a range of one subnormal step made the novelty signal's bins 0 wide,
+    and the bin index divided by zero (ZeroDivisionError, which stopped serve too)."""
+    lines = MACHINE_TEMPERATURE.read_text().splitlines()[:801]
+    rows = [lines[0]] + [line.split(",")[0] + (",5e-324" if i % 2 else ",0") for i, line in enumerate(lines[1:])]
+    series = tmp_path / "subnormal.csv"
+    series.write_text("\n".join(rows) + "\n")
+    model = open_model(str(ROOT / "models" / "default"))
+    out = tmp_path / "scored.csv"
+    assert score_csv(model, str(series), str(out), anomaly_factory=anomaly_factory_for(model)) == 800
+    scores = [row["anomaly_score"] for row in csv.DictReader(open(out))]
+    assert all(0.0 <= float(score) <= 1.0 for score in scores[101:])    # defined after the warm-up

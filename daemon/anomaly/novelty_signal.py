@@ -12,7 +12,8 @@ signal's, and are not scored here.
 
 The warm-up's values were not binned (keeping them would cost their storage), so until the
 stream has shown 2 x `range_warmup_steps` values the signal only learns which bins it visits. A
-warm-up that never moved sets no bins: they are set at the stream's first change after it.
+warm-up that never moved sets no bins (nor one that moved by less than BINS x the smallest
+float): they are set at the first change after it that gives bins of non-zero width.
 
 State: 4 floats. LOW and HIGH follow the stream's extremes through the warm-up and are then the
 bins' fixed edges; VISITED holds the visited bins as an integer below 2**BINS, exact in a float64
@@ -45,7 +46,9 @@ class NoveltySignal:
         if stats[at + VISITED] == 0.0:                 # no bins yet: the warm-up learns their edges
             low = stats[at + LOW] = actual if math.isnan(low) else min(low, actual)
             high = stats[at + HIGH] = actual if math.isnan(high) else max(high, actual)
-            if seen >= settings.range_warmup_steps and high > low:      # (a flat warm-up goes on)
+            # A flat warm-up goes on, and so does one too narrow to split (bins of 0 width: a
+            # range below 32 subnormal steps made the bin index divide by zero) or too wide.
+            if seen >= settings.range_warmup_steps and 0.0 < (high - low) / BINS < math.inf:
                 stats[at + VISITED] = float(1 | 1 << (BINS - 1))        # the extremes' bins
             return 0.0, 0
         if not low <= actual < high:                   # outside the bins (tested first: a value far
