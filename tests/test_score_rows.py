@@ -23,6 +23,25 @@ def test_a_repeated_timestamp_gets_empty_cells_like_serve_publishes_nothing(tmp_
     assert rows[199]["forecast_1"] != "" and rows[201]["forecast_1"] != "" and rows[201]["anomaly_score"] != ""
 
 
+def test_a_value_beyond_float32_is_refused_with_one_line_naming_its_row(tmp_path):
+    """serve drops such a payload as out_of_range (tests/test_serve.py); score stops on it with one
+    line, as on a non-finite cell, instead of turning the stream's state to inf."""
+    import subprocess
+    import sys
+    lines = MACHINE_TEMPERATURE.read_text().splitlines()[:50]
+    lines[30] = lines[30].split(",")[0] + ",1e300"
+    series = tmp_path / "huge.csv"
+    series.write_text("\n".join(lines) + "\n")
+    done = subprocess.run([sys.executable, "-m", "statecast.daemon", "score", "--model", str(ROOT / "models" / "default"),
+                           "--csv", str(series), "--out", str(tmp_path / "out.csv")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    error = done.stderr.strip().splitlines()[-1]
+    assert error.endswith(f"huge.csv:31: column 'value' is beyond float32's range (±3.4e38), "
+                          "in which the model computes ('1e300')"), done.stderr
+    assert not (tmp_path / "out.csv").exists()
+
+
 def test_a_stream_of_subnormal_steps_scores_to_the_end(tmp_path):
     """0 and 5e-324 in turn: a range of one subnormal step made the novelty signal's bins 0 wide,
     and the bin index divided by zero (ZeroDivisionError, which stopped serve too)."""

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from conftest import MACHINE_TEMPERATURE
-from daemon_proc import DEFAULT_MODEL, Collector, DaemonProcess, publish_all, publisher, write_config
+from daemon_proc import DEFAULT_MODEL, ROOT, Collector, DaemonProcess, publish_all, publisher, write_config
 from statecast.daemon.anomaly import AnomalySettings
 from statecast.daemon.engine.step_engine import Engine
 from statecast.daemon.messages import Message
@@ -192,6 +192,7 @@ BAD_INPUTS = [
     ("sensors/bad/temperature", b'{"value": NaN}', "non_finite"),
     ("sensors/bad/temperature", b'{"value": Infinity}', "non_finite"),
     ("sensors/bad/temperature", b'{"value": 1e400}', "non_finite"),
+    ("sensors/bad/temperature", b'{"value": 1e300}', "out_of_range"),    # finite, but not in float32
     ("sensors/bad/temperature", b"x" * 70_000, "oversize"),
     ("sensors/bad/temperature", b"", "empty"),
     ("sensors/bad/temperature", b"\xff\xfe\x00", "not_utf8"),
@@ -220,6 +221,29 @@ def test_bad_input_is_dropped_counted_and_leaves_state_alone(broker, daemon_env)
     assert daemon.process.poll() is None, "daemon died on bad input"
     log = daemon.log()
     assert "dropped message on 'sensors/bad/temperature'" in log and "sensors/../temperature" in log
+    pub.disconnect()
+
+
+def test_values_at_float32s_edges_never_stop_the_daemon(broker, daemon_env):
+    """models/default (daily profile, novelty signal) on a stream that steps between 0 and 5e-324,
+    with a payload of 1e300 in the middle. Each stopped the daemon before: the subnormal range made
+    the novelty signal's bins 0 wide (ZeroDivisionError), and 1e300, finite to Python, overflowed
+    the daily profile (OverflowError). Now every reading is forecast and scored, and 1e300 is
+    dropped as out_of_range."""
+    start, collector = daemon_env
+    daemon = start(model=os.path.join(ROOT, "models", "default"))
+    pub = publisher(broker.port, client_id="pub-edges")
+    data = [(ts, 5e-324 if i % 2 else 0.0) for i, (ts, _) in enumerate(rows(0, 400))]
+    publish_all(pub, [("sensors/edges/temperature", json_payload(*row)) for row in data[:300]])
+    publish_all(pub, [("sensors/edges/temperature", json_payload(data[299][0] + 1.0, 1e300))])
+    publish_all(pub, [("sensors/edges/temperature", json_payload(*row)) for row in data[300:]])
+    collector.wait_for(lambda: len(forecasts_of(collector, "edges")) == 400 or daemon.process.poll() is not None,
+                       what="every reading forecast")
+    assert daemon.process.poll() is None, daemon.log()[-2000:]
+    scores = [score for _, score in forecasts_of(collector, "edges")]
+    assert len(scores) == 400 and all(0.0 <= score <= 1.0 for score in scores[101:])
+    collector.wait_for(lambda: last_stats(collector).get("rejected", {}).get("out_of_range") == 1,
+                       what="1e300 counted as out_of_range")
     pub.disconnect()
 
 

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 
 from statecast.daemon.timestamps import parse_timestamp
+from statecast.daemon.value_range import out_of_range
 
 FORMATS = ("auto", "json", "senml", "number")
 MAX_JSON_DEPTH = 8
@@ -207,6 +208,12 @@ def decode_payload(payload: bytes, fmt: str, fields: tuple[str, ...], max_bytes:
     if fmt == "number":
         if len(fields) != 1:
             raise PayloadError("wrong_field_count", f"a bare number carries one field, {len(fields)} configured")
-        return Reading((_parse_number_text(text),), None)
-    document = _load_json(text)
-    return _decode_json(document, fields) if fmt == "json" else _decode_senml(document, fields)
+        reading = Reading((_parse_number_text(text),), None)
+    else:
+        document = _load_json(text)
+        reading = _decode_json(document, fields) if fmt == "json" else _decode_senml(document, fields)
+    for field, value in zip(fields, reading.values):     # finite already; the model's range too
+        why = out_of_range(value)
+        if why is not None:
+            raise PayloadError("out_of_range", f"field {_show(field)} {why} ({_show(value)})")
+    return reading

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from statecast.daemon.timestamps import parse_timestamp
+from statecast.daemon.value_range import out_of_range
 
 
 class SeriesError(Exception):
@@ -72,9 +73,9 @@ def read_series(path: str, time_column: str = "timestamp", value_columns: tuple[
                         number = float(row[at])
                     except ValueError:
                         number = math.nan
-                    if not math.isfinite(number):
-                        raise SeriesError(f"{path}:{line_number}: column '{column}' is not a finite number "
-                                          f"('{row[at][:40]}')")
+                    why = out_of_range(number)
+                    if why is not None:
+                        raise SeriesError(f"{path}:{line_number}: column '{column}' {why} ('{row[at][:40]}')")
                     parsed.append(number)
                 values.append(parsed)
         except UnicodeDecodeError:
