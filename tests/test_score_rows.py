@@ -25,7 +25,8 @@ def test_a_repeated_timestamp_gets_empty_cells_like_serve_publishes_nothing(tmp_
 
 def test_a_value_beyond_float32_is_refused_with_one_line_naming_its_row(tmp_path):
     """serve drops such a payload as out_of_range (tests/test_serve.py); score stops on it with one
-    line, as on a non-finite cell, instead of turning the stream's state to inf."""
+    line, as on a non-finite cell (it stopped with an OverflowError's traceback from the daily
+    profile before)."""
     import subprocess
     import sys
     lines = MACHINE_TEMPERATURE.read_text().splitlines()[:50]
