@@ -1,5 +1,6 @@
 """`statecast score` writes one row per input row, each with what serve would publish for it."""
 import csv
+import math
 from pathlib import Path
 
 from statecast.daemon.service.runtime_setup import anomaly_factory_for, open_model
@@ -55,3 +56,25 @@ def test_a_stream_of_subnormal_steps_scores_to_the_end(tmp_path):
     assert score_csv(model, str(series), str(out), anomaly_factory=anomaly_factory_for(model)) == 800
     scores = [row["anomaly_score"] for row in csv.DictReader(open(out))]
     assert all(0.0 <= float(score) <= 1.0 for score in scores[101:])    # defined after the warm-up
+
+
+def test_a_reading_at_float32s_limit_leaves_a_fixed_scale_models_state_usable(tmp_path):
+    """3.4e38 is in range, so it is stepped. Standardised by machine_temperature's fixed mean and std
+    it reached the LSTM at ~2.6e37, overflowed its sums to inf and NaN, and every later forecast of
+    the stream was empty. Held within FIXED_INPUT_LIMIT standard deviations, the reading draws an
+    alert and the model forgets it: 300 rows later the forecast is that of a run without it (measured
+    2.6e-4 apart; 0.01 degrees is 40x that and a hundredth of the stream's step-to-step noise)."""
+    lines = MACHINE_TEMPERATURE.read_text().splitlines()[:701]
+    clean, spoiled = tmp_path / "clean.csv", tmp_path / "spoiled.csv"
+    clean.write_text("\n".join(lines) + "\n")
+    lines[401] = lines[401].split(",")[0] + ",3.4028234663852886e38"            # data row 400
+    spoiled.write_text("\n".join(lines) + "\n")
+    model = open_model(str(ROOT / "models" / "machine_temperature-float32"))
+    scored = {}
+    for series in (clean, spoiled):
+        out = tmp_path / f"{series.stem}.out.csv"
+        assert score_csv(model, str(series), str(out), anomaly_factory=anomaly_factory_for(model)) == 700
+        scored[series.stem] = list(csv.DictReader(open(out)))
+    assert all(row["forecast_1"] != "" and math.isfinite(float(row["forecast_1"])) for row in scored["spoiled"])
+    assert scored["spoiled"][400]["alert"] == "alert"
+    assert abs(float(scored["spoiled"][-1]["forecast_1"]) - float(scored["clean"][-1]["forecast_1"])) < 0.01

@@ -130,7 +130,7 @@ class WindowEngine(Engine):
         """One invoke over the due streams' windows -> outputs in sensor units, (due, [W,] k)."""
         positions = (counts[:, None] - self.window + np.arange(self.window)) % self.window  # oldest first
         windows = self.table.arrays[0][slots[:, None], positions]                           # (due, W, F)
-        x = (windows - self.scaling.mean) / self.scaling.std
+        x = self.scaling.standardise(windows)
         y = self.model.run(x.astype(np.float32))
         values = windows[..., : self.scaling.n_values]
         return self.scaling.outputs(y, values if self.per_step else values[:, -1])

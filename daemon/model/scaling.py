@@ -20,6 +20,14 @@ from .artifact import Manifest
 from .features import calendar_features
 from .forecast_guard import ForecastGuard
 
+# Fixed-scaled inputs are held within this many standard deviations of the training mean. No
+# reading comes near it (machine_temperature's std is ~13 degrees: a million of them is 13
+# million degrees), but a value near float32's limit, 3.4e38, would otherwise reach the
+# recurrent cell at ~1e37, overflow its sums to inf and NaN, and leave the stream's state NaN for
+# good: every later forecast of that stream empty. Online-normalised inputs are clipped far
+# tighter already (`clip`, 10 scales).
+FIXED_INPUT_LIMIT = 1e6
+
 
 @lru_cache(maxsize=64)
 def _scaler_params(halflife_steps: float, clip: float, min_scale: float) -> tuple[float, float, float]:
@@ -178,10 +186,16 @@ class IoScaling:
         if self.calendar:
             calendar = calendar_features(timestamps, self.calendar).astype(np.float32)
             features = np.concatenate([features, calendar], axis=-1)
-        scaled = (features - self.mean) / self.std
+        scaled = self.standardise(features)
         if z is not None:
             scaled[:, : self.n_values] = z
         return scaled
+
+    def standardise(self, features: np.ndarray) -> np.ndarray:
+        """(x - mean) / std in float32, held within FIXED_INPUT_LIMIT (an overflow to inf included)."""
+        with np.errstate(over="ignore"):
+            scaled = ((features - self.mean) / self.std).astype(np.float32)
+        return np.clip(scaled, -FIXED_INPUT_LIMIT, FIXED_INPUT_LIMIT, out=scaled)
 
     def outputs(self, y_model: np.ndarray, values: np.ndarray, centres: np.ndarray | None = None,
                 scales: np.ndarray | None = None) -> np.ndarray:
@@ -200,10 +214,10 @@ class IoScaling:
         for one stream (centres/scales None for fixed scaling)."""
         values = x_raw[:, : self.n_values]
         if not self.online:
-            return ((x_raw - self.mean) / self.std).astype(np.float32), None, None
+            return self.standardise(x_raw), None, None
         scaler = self.new_scaler()
         z, centres, scales = zip(*(scaler.observe(row.tolist()) for row in values))
-        x_model = ((x_raw - self.mean) / self.std).astype(np.float32)
+        x_model = self.standardise(x_raw)
         x_model[:, : self.n_values] = np.asarray(z, np.float32)
         return x_model, np.asarray(centres, np.float32), np.asarray(scales, np.float32)
 
