@@ -20,7 +20,7 @@ PACKAGE_DIRS = {"statecast.daemon": ROOT / "daemon", "statecast.convert": ROOT /
 # before it, never a later one ("upward"): the network side (mqtt/) never reaches the engine,
 # the state code never reaches the service, nothing on the device reaches the tools.
 LAYERS = (
-    ("messages", "protocols", "timestamps", "replay_pacing"),
+    ("messages", "protocols", "timestamps", "value_range", "replay_pacing"),
     ("model",),
     ("anomaly",),
     ("mqtt",),
