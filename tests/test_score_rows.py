@@ -60,7 +60,7 @@ def test_a_stream_of_subnormal_steps_scores_to_the_end(tmp_path):
 
 def test_a_reading_at_float32s_limit_leaves_a_fixed_scale_models_state_usable(tmp_path):
     """3.4e38 is in range, so it is stepped. Standardised by machine_temperature's fixed mean and std
-    it reached the LSTM at ~2.6e37, overflowed its sums to inf and NaN, and every later forecast of
+    it reached the LSTM at ~2.8e37, overflowed its sums to inf and NaN, and every later forecast of
     the stream was empty. Held within FIXED_INPUT_LIMIT standard deviations, the reading draws an
     alert and the model forgets it: 300 rows later the forecast is that of a run without it (measured
     2.6e-4 apart; 0.01 degrees is 40x that and a hundredth of the stream's step-to-step noise)."""

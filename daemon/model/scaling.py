@@ -21,7 +21,7 @@ from .features import calendar_features
 from .forecast_guard import ForecastGuard
 
 # Fixed-scaled inputs are held within this many standard deviations of the training mean. No
-# reading comes near it (machine_temperature's std is ~13 degrees: a million of them is 13
+# reading comes near it (machine_temperature's std is ~12 degrees: a million of them is 12
 # million degrees), but a value near float32's limit, 3.4e38, would otherwise reach the
 # recurrent cell at ~1e37, overflow its sums to inf and NaN, and leave the stream's state NaN for
 # good: every later forecast of that stream empty. Online-normalised inputs are clipped far
