@@ -131,7 +131,7 @@ class WindowEngine(Engine):
         positions = (counts[:, None] - self.window + np.arange(self.window)) % self.window  # oldest first
         windows = self.table.arrays[0][slots[:, None], positions]                           # (due, W, F)
         x = self.scaling.standardise(windows)
-        y = self.model.run(x.astype(np.float32))
+        y = self.model.run(x)                                   # float32 already
         values = windows[..., : self.scaling.n_values]
         return self.scaling.outputs(y, values if self.per_step else values[:, -1])
 

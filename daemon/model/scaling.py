@@ -194,7 +194,7 @@ class IoScaling:
     def standardise(self, features: np.ndarray) -> np.ndarray:
         """(x - mean) / std in float32, held within FIXED_INPUT_LIMIT (an overflow to inf included)."""
         with np.errstate(over="ignore"):
-            scaled = ((features - self.mean) / self.std).astype(np.float32)
+            scaled = ((features - self.mean) / self.std).astype(np.float32, copy=False)
         return np.clip(scaled, -FIXED_INPUT_LIMIT, FIXED_INPUT_LIMIT, out=scaled)
 
     def outputs(self, y_model: np.ndarray, values: np.ndarray, centres: np.ndarray | None = None,
