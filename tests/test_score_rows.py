@@ -64,17 +64,7 @@ def test_a_reading_at_float32s_limit_leaves_a_fixed_scale_models_state_usable(tm
     the stream was empty. Held within FIXED_INPUT_LIMIT standard deviations, the reading draws an
     alert and the model forgets it: 300 rows later the forecast is that of a run without it (measured
     2.6e-4 apart; 0.01 degrees is 40x that and a hundredth of the stream's step-to-step noise)."""
-    lines = MACHINE_TEMPERATURE.read_text().splitlines()[:701]
-    clean, spoiled = tmp_path / "clean.csv", tmp_path / "spoiled.csv"
-    clean.write_text("\n".join(lines) + "\n")
-    lines[401] = lines[401].split(",")[0] + ",3.4028234663852886e38"            # data row 400
-    spoiled.write_text("\n".join(lines) + "\n")
-    model = open_model(str(ROOT / "models" / "machine_temperature-float32"))
-    scored = {}
-    for series in (clean, spoiled):
-        out = tmp_path / f"{series.stem}.out.csv"
-        assert score_csv(model, str(series), str(out), anomaly_factory=anomaly_factory_for(model)) == 700
-        scored[series.stem] = list(csv.DictReader(open(out)))
+    scored = _score_clean_and_spoiled(tmp_path, "machine_temperature-float32", 700, 400, "3.4028234663852886e38")
     assert all(row["forecast_1"] != "" and math.isfinite(float(row["forecast_1"])) for row in scored["spoiled"])
     assert scored["spoiled"][400]["alert"] == "alert"
     assert abs(float(scored["spoiled"][-1]["forecast_1"]) - float(scored["clean"][-1]["forecast_1"])) < 0.01
@@ -88,17 +78,7 @@ def test_one_glitch_reading_throws_an_online_models_forecasts_off_for_rows_not_d
     is what the next looser bound on the grid, 200 scales at 7.6 times, fails), and 1,600 rows on
     they are a clean run's to within a twentieth of that error (measured: 0.010 on average;
     unbounded, 0.091, which fails it)."""
-    lines = MACHINE_TEMPERATURE.read_text().splitlines()[:2701]
-    clean, spoiled = tmp_path / "clean.csv", tmp_path / "spoiled.csv"
-    clean.write_text("\n".join(lines) + "\n")
-    lines[1001] = lines[1001].split(",")[0] + ",65535"                                  # data row 1,000
-    spoiled.write_text("\n".join(lines) + "\n")
-    model = open_model(str(ROOT / "models" / "default"))
-    scored = {}
-    for series in (clean, spoiled):
-        out = tmp_path / f"{series.stem}.out.csv"
-        assert score_csv(model, str(series), str(out), anomaly_factory=anomaly_factory_for(model)) == 2700
-        scored[series.stem] = list(csv.DictReader(open(out)))
+    scored = _score_clean_and_spoiled(tmp_path, "default", 2700, 1000, "65535")
 
     def moved(rows):
         pairs = zip(scored["clean"][rows], scored["spoiled"][rows])
@@ -112,3 +92,20 @@ def test_one_glitch_reading_throws_an_online_models_forecasts_off_for_rows_not_d
 
 def _mean(xs) -> float:
     return sum(xs) / len(xs)
+
+
+def _score_clean_and_spoiled(tmp_path, model_name: str, rows: int, row: int, reading: str) -> dict:
+    """machine_temperature's first `rows` rows through `statecast score` with models/<model_name>,
+    as they are and with data row `row` replaced by `reading`: {"clean"|"spoiled": output rows}."""
+    lines = MACHINE_TEMPERATURE.read_text().splitlines()[:rows + 1]
+    clean, spoiled = tmp_path / "clean.csv", tmp_path / "spoiled.csv"
+    clean.write_text("\n".join(lines) + "\n")
+    lines[row + 1] = lines[row + 1].split(",")[0] + "," + reading                  # after the header
+    spoiled.write_text("\n".join(lines) + "\n")
+    model = open_model(str(ROOT / "models" / model_name))
+    scored = {}
+    for series in (clean, spoiled):
+        out = tmp_path / f"{series.stem}.out.csv"
+        assert score_csv(model, str(series), str(out), anomaly_factory=anomaly_factory_for(model)) == rows
+        scored[series.stem] = list(csv.DictReader(open(out)))
+    return scored
