@@ -2,10 +2,13 @@
 breakers, cooldown, hourly cap, event details), each on a stream built to show it."""
 from __future__ import annotations
 
+from array import array
+
 import numpy as np
 import pytest
 
 from statecast.daemon.anomaly import AnomalySettings, StreamAnomaly
+from statecast.daemon.anomaly.range_signal import RangeSignal
 from test_anomaly import same_state, through_checkpoint
 
 TUNED = dict(threshold=0.997, clear_threshold=0.99, short_window=5, spatial_tolerance=0.05, range_warmup_steps=1000)
@@ -133,6 +136,31 @@ def test_range_noise_margin_ignores_a_brush_past_the_extreme_but_not_a_jump():
     assert events[400] == "alert" and details[400]["signal"] == "range"
     assert noise[400] is None
     assert events[800] == noise[800] == "alert" and noise_details[800]["signal"] == "range"
+
+
+def test_a_glitch_leaves_the_range_signal_watching_above_it():
+    """One 65535 in a stream with noise of 1 (its range 6.4 wide, -3.2 to 3.2) used to become its
+    maximum, and the range signal never fired above the stream again. Learnt at most
+    EXTEND_WIDTHS (3) widths past the extreme, it leaves the maximum at 22.4, so a later jump to
+    40 is a new extreme again."""
+    values = noisy(1000, seed=8)
+    values[400], values[800] = 65535.0, 40.0
+    _, events, details = feed(StreamAnomaly(AnomalySettings(**TUNED), 1.0, 0.0), values)
+    assert events[400] == "alert" and details[400]["signal"] == "range"
+    assert events[800] == "alert" and details[800]["signal"] == "range"
+
+
+def test_a_real_shift_is_learnt_by_the_range_in_a_few_steps():
+    """The range grows (1 + EXTEND_WIDTHS)-fold a step while the stream stays beyond it: from 5.6
+    wide to a level of 1,000 takes ceil(log4(1000 / 5.6)) = 4 steps, after which values at the new
+    level score 0 (measured: the fifth value is the first inside; the bound allows the sixth)."""
+    signal, settings = RangeSignal(), AnomalySettings(**TUNED)
+    stats = array("d", [0.0] * signal.size(settings))
+    signal.reset(stats, 0, settings)
+    for x in noisy(500, seed=9):
+        signal.update(stats, 0, float(x), 0.0, True, settings)
+    shifted = [signal.update(stats, 0, 1000.0 + float(x), 0.0, True, settings)[0] for x in noisy(20, seed=10)]
+    assert shifted[:4] == [1.0] * 4 and sum(shifted[4:6]) <= 1.0 and shifted[6:] == [0.0] * 14
 
 
 def test_novelty_signal_sees_a_value_between_known_levels_but_not_a_step_of_noise_past_one():
