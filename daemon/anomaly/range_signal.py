@@ -25,8 +25,8 @@ from __future__ import annotations
 import math
 
 LOW, HIGH, SEEN = 0, 1, 2
-# 1.5, 3 and 6 give the same user's-way figures on the 147 development files but one (nab-dev
-# -0.2 at 1.5): few real values land more than a range width past the extreme (docs/anomaly.md).
+# On the 147 development files 3 and 6 give the same figures as no bound; 1 and 1.5 take 0.2 off
+# nab-dev: few real values land more than a range width past the extreme (docs/anomaly.md).
 EXTEND_WIDTHS = 3.0
 
 

@@ -69,9 +69,9 @@ class OnlineScaler:
     # scores and alerts on all 147 development files.
     WINSOR_AFTER_STEPS = 16
     # Far beyond the model's own clip (10): steps of 10-100 scales are real on bursty and step-like
-    # streams, and learning them as 10 cost anomaly windows there (nab-dev 61.2 -> 55.1). At 100,
-    # and at 50 or 200, no development figure moves by more than 0.2 (at 30 nab-dev loses a
-    # window); docs/anomaly.md, "One glitch reading and the online scaler".
+    # streams, and learning them as 10 cost anomaly windows there (nab-dev 61.2 -> 55.1). At 100
+    # no file's score moves the user's way, at 50 and 200 one SMAP row (int8), at 30 nab-dev loses
+    # a window; docs/anomaly.md, "One glitch reading and the online scaler".
     WINSOR_SCALES = 100.0
 
     def __init__(self, n_values: int, halflife_steps: float, clip: float = DEFAULT_CLIP,
