@@ -111,18 +111,18 @@ class OnlineScaler:
         alpha, clip, _ = self.params
         first = state[-1] == 0
         winsorise = state[-1] >= self.WINSOR_AFTER_STEPS
-        z, bounds = [], []
-        for k, x in enumerate(values):
-            scale = 1.0 if first else self._scale(k)
-            z.append(0.0 if first else max(-clip, min(clip, (x - state[k]) / scale)))
-            bounds.append(self.WINSOR_SCALES * scale)
-        for k, x in enumerate(values):
+        z = []
+        for k, x in enumerate(values):       # feature k reads and writes only its own mean and var
             if first:
+                z.append(0.0)
                 state[k] = float(x)
                 continue
+            scale = self._scale(k)                             # before this value
             diff = x - state[k]
+            z.append(max(-clip, min(clip, diff / scale)))
             if winsorise and state[n + k] > 0.0:
-                diff = max(-bounds[k], min(bounds[k], diff))
+                bound = self.WINSOR_SCALES * scale
+                diff = max(-bound, min(bound, diff))
             state[k] += alpha * diff
             state[n + k] = (1.0 - alpha) * (state[n + k] + alpha * diff * diff)
         state[-1] += 1.0
