@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +14,8 @@ import pytest
 from statecast.daemon.anomaly import STATE_VERSION, AnomalySettings, StreamAnomaly
 from statecast.daemon.state import checkpoint
 from statecast.daemon.state.stream_table import StreamTable
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def run(anomaly: StreamAnomaly, residuals) -> tuple[list, list]:
@@ -370,6 +373,57 @@ def test_daily_profile_far_value_coarsens_the_quantum_without_losing_levels():
     assert math.isnan(dp.level_at(levels, stats, 0, 4))                 # an empty slot stays empty
     dp.observe(levels, stats, 0, 100.0, 5 * 300.0, math.inf, 0.0)      # beyond float range: kept out
     assert math.isnan(dp.level_at(levels, stats, 0, 5))
+
+
+def _profile_run(settings: AnomalySettings, stamps, values, forecasts):
+    """Alert steps, and the daily profile's quantum (log2) and levels at the end."""
+    from statecast.daemon.anomaly import daily_profile as dp
+    anomaly = StreamAnomaly(settings, 1.0, 0.0)
+    alerted = [i for i in range(1, len(values)) if anomaly.update(values[i], forecasts[i], stamps[i])[1] == "alert"]
+    at = anomaly.offsets.profile_at
+    levels = [dp.level_at(anomaly.levels, anomaly.stats, at, slot) for slot in range(dp.SLOTS)]
+    return alerted, anomaly.stats[at + dp.SHIFT], np.array(levels)
+
+
+def test_a_glitch_does_not_teach_the_daily_profile():
+    """One 65535 in a 20/80 daily stream (noise 1) with models/default's settings, and a forecast
+    that is not thrown by it (as models/default's is not, with its bounded scaler). Learnt, the
+    glitch coarsened the profile's quantum from 2**-9 to 2 and swamped both running errors, and
+    three more alerts followed on the next days (measured). More than SKIP_BEYOND_WIDTHS range
+    widths beyond the stream's range, it is judged (one alert, by the range signal) but not learnt:
+    the profile ends as it does without the glitch."""
+    tuned = AnomalySettings(**json.loads((ROOT / "models" / "default-anomaly.json").read_text()))
+    stamps, clean = _daily(14)
+    forecasts = np.concatenate([[clean[0]], clean[:-1]])
+    glitch_at = 3 * 288 + 150
+    spoiled = clean.copy()
+    spoiled[glitch_at] = 65535.0
+    clean_alerts, clean_shift, clean_levels = _profile_run(tuned, stamps, clean, forecasts)
+    alerts, shift, levels = _profile_run(tuned, stamps, spoiled, forecasts)
+    assert clean_alerts == [] and alerts == [glitch_at]
+    assert shift == clean_shift
+    np.testing.assert_array_equal(levels, clean_levels)
+
+
+def test_the_daily_profile_still_learns_a_real_shift(monkeypatch):
+    """The same stream moves up by 1,000 (about 14 of its range widths) on day 4 and stays there.
+    Only its first shifted value is kept out of the profile: the range signal then widens the
+    range (3 widths a step), and every value after is learnt. So the profile ends as one that
+    learns everything, but for that first value's slot, which has learnt one shifted day less
+    (6 of 7 half-weight updates: about 1000 / 2**7 behind, at most 1000 / 2**6 with noise 1)."""
+    from statecast.daemon.anomaly import daily_profile as dp
+    tuned = AnomalySettings(**json.loads((ROOT / "models" / "default-anomaly.json").read_text()))
+    stamps, values = _daily(11)
+    values[4 * 288:] += 1000.0
+    forecasts = np.concatenate([[values[0]], values[:-1]])
+    _, shift, levels = _profile_run(tuned, stamps, values, forecasts)
+    monkeypatch.setattr(dp, "SKIP_BEYOND_WIDTHS", math.inf)
+    _, everything_shift, everything = _profile_run(tuned, stamps, values, forecasts)
+    assert shift == everything_shift
+    first_slot = dp.slot_of(stamps[4 * 288])
+    others = np.arange(dp.SLOTS) != first_slot
+    np.testing.assert_array_equal(levels[others], everything[others])
+    assert 0.0 < everything[first_slot] - levels[first_slot] < 1000.0 / 2 ** 6    # 7.8 measured
 
 
 def test_default_model_carries_its_tuned_settings_and_no_unit_prior():

@@ -60,3 +60,14 @@ class RangeSignal:
             stats[at + HIGH] = actual if math.isnan(high) else max(high, learnt)
             stats[at + SEEN] = seen + 1.0
         return score, direction
+
+
+def far_beyond(stats, at: int, value: float, widths: float, seen_at_least: float) -> bool:
+    """Whether `value` lies more than `widths` range widths beyond the range learnt so far, once
+    that range covers `seen_at_least` values (before then, and for a flat range, never). The
+    daily profile asks this to keep a glitch out of what it learns (daily_profile.py)."""
+    low, high = stats[at + LOW], stats[at + HIGH]
+    if not (high > low and stats[at + SEEN] >= seen_at_least):
+        return False
+    reach = widths * (high - low)
+    return value > high + reach or value < low - reach

@@ -23,7 +23,8 @@ Each step, for residual r = actual - expected:
    signal that gave it.
 5. Optionally (`daily_profile`, needs the message time), the expected value is the stream's own
    daily profile instead of the model's forecast whenever the profile has lately predicted the
-   stream better (daily_profile.py): a daily pattern the model cannot hold still counts.
+   stream better (daily_profile.py): a daily pattern the model cannot hold still counts. A value
+   far beyond the range signal's range is judged but not learnt by the profile (a glitch).
 Alerts, clears and the published score: alerts.py. Cost: O(1) per step; the window's totals are
 re-summed (exactly rounded, fsum) from the K block sums whenever a block finishes, so rounding
 error cannot build up over time. Memory per stream: one flat float64 array (the running sums,
@@ -41,7 +42,7 @@ from functools import lru_cache
 import numpy as np
 
 from . import alerts
-from . import daily_profile
+from . import daily_profile, range_signal
 from .alerts import FORECAST_SIGNAL
 from .settings import AnomalySettings
 from .signals import SIGNALS
@@ -84,6 +85,9 @@ class Layout:
         self.saved = self.profile_at = at
         self.counters_at = at + (daily_profile.FLOATS if settings.daily_profile else 0)
         self.size = self.counters_at + COUNTERS
+        # The range signal's offset, if configured: the daily profile reads its range (before
+        # this step's update) to keep values far beyond it out of what it learns.
+        self.range_at = next((offset for signal, offset in self.signals if signal.name == "range"), None)
         self.breakers = frozenset(i for i, (signal, _) in enumerate(self.signals)
                                   if signal.name in settings.hold_breakers)
 
@@ -212,8 +216,10 @@ class StreamAnomaly:
             return None, None
         s, layout = self.kind.settings, self.kind.offsets
         if self.levels is not None and ts is not None and math.isfinite(ts):
+            learn = layout.range_at is None or not range_signal.far_beyond(
+                self.stats, layout.range_at, actual, daily_profile.SKIP_BEYOND_WIDTHS, s.min_steps)
             residual = actual - daily_profile.observe(self.levels, self.stats, layout.profile_at, s.scale_window,
-                                                      ts, actual, expected, either=s.profile_either)
+                                                      ts, actual, expected, either=s.profile_either, learn=learn)
         fresh = self.stats[SCALE_SUM_SQ] <= 0.0              # no prior and only zero residuals so far
         noise = 0.0 if fresh else self.scale                 # the past's residual scale, for the signals
         scale = noise if not fresh else (abs(residual) if residual != 0.0 else self.scale)
