@@ -37,8 +37,7 @@ class RangeSignal:
         return 3
 
     def reset(self, stats, at: int, settings) -> None:
-        stats[at + LOW] = stats[at + HIGH] = math.nan
-        stats[at + SEEN] = 0.0
+        reset_extremes(stats, at)
 
     def update(self, stats, at: int, actual: float, noise: float, ready: bool, settings) -> tuple[float, int]:
         low, high, seen = stats[at + LOW], stats[at + HIGH], stats[at + SEEN]
@@ -52,14 +51,27 @@ class RangeSignal:
             elif actual < low - margin:
                 score, direction = 1.0, -1
         if math.isfinite(actual):
-            learnt = actual
-            if ready and high > low:
-                reach = EXTEND_WIDTHS * (high - low)
-                learnt = min(max(actual, low - reach), high + reach)
-            stats[at + LOW] = actual if math.isnan(low) else min(low, learnt)
-            stats[at + HIGH] = actual if math.isnan(high) else max(high, learnt)
-            stats[at + SEEN] = seen + 1.0
+            learn_extremes(stats, at, actual, ready)
         return score, direction
+
+
+def reset_extremes(stats, at: int) -> None:
+    """No values yet: LOW, HIGH and SEEN from `at`."""
+    stats[at + LOW] = stats[at + HIGH] = math.nan
+    stats[at + SEEN] = 0.0
+
+
+def learn_extremes(stats, at: int, actual: float, ready: bool) -> None:
+    """Learn a finite value into LOW, HIGH and SEEN from `at`: once `ready`, a new extreme moves
+    the range's end by at most EXTEND_WIDTHS range widths."""
+    low, high = stats[at + LOW], stats[at + HIGH]
+    learnt = actual
+    if ready and high > low:
+        reach = EXTEND_WIDTHS * (high - low)
+        learnt = min(max(actual, low - reach), high + reach)
+    stats[at + LOW] = actual if math.isnan(low) else min(low, learnt)
+    stats[at + HIGH] = actual if math.isnan(high) else max(high, learnt)
+    stats[at + SEEN] += 1.0
 
 
 def far_beyond(stats, at: int, value: float, widths: float, seen_at_least: float) -> bool:
