@@ -264,6 +264,10 @@ def _anomaly(t: Table) -> AnomalyConfig:
                          stuck_min_steps=t.get("stuck_min_steps", int, **_bounds("stuck_min_steps")),
                          stuck_margin=t.get("stuck_margin", float, **_bounds("stuck_margin")),
                          level_window=t.get("level_window", int, **_bounds("level_window")),
+                         drift_window=t.get("drift_window", int, **_bounds("drift_window")),
+                         drift_records=t.get("drift_records", float, **_bounds("drift_records")),
+                         drift_rate_ratio=t.get("drift_rate_ratio", float, **_bounds("drift_rate_ratio")),
+                         drift_long_window=t.get("drift_long_window", int, **_bounds("drift_long_window")),
                          cooldown_seconds=t.get("cooldown_seconds", float, **_bounds("cooldown_seconds")),
                          max_alerts_per_hour=t.get("max_alerts_per_hour", float, **_bounds("max_alerts_per_hour")),
                          keys_set=frozenset(t.data))

@@ -1,13 +1,16 @@
-"""The signals beside the forecast residual (range, level, stuck, novel) and the alert limits (hold
+"""The signals beside the forecast residual (range, level, stuck, novel, drift) and the alert limits (hold
 breakers, cooldown, hourly cap, event details), each on a stream built to show it."""
 from __future__ import annotations
 
+import json
 from array import array
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from statecast.daemon.anomaly import AnomalySettings, StreamAnomaly
+from statecast.daemon.anomaly.drift_signal import DriftSignal
 from statecast.daemon.anomaly.range_signal import RangeSignal
 from test_anomaly import same_state, through_checkpoint
 
@@ -214,3 +217,62 @@ def test_every_signal_continues_bit_identically_through_a_checkpoint(cut):
     assert [restored.update(*a) for a in rest] == [original.update(*a) for a in rest]
     with pytest.raises(ValueError, match="other signals"):
         StreamAnomaly.from_state(AnomalySettings(**TUNED, long_window=500), original.to_state())
+
+
+
+SHIPPED = json.loads((Path(__file__).resolve().parent.parent / "models" / "default-anomaly.json").read_text())
+
+
+def drifting(n: int, start: int, per_step: float, seed: int) -> np.ndarray:
+    """Noise of 1, and from `start` on a steady slide of `per_step` a step (downwards if < 0)."""
+    values = noisy(n, seed)
+    values[start:] += per_step * np.arange(1, n - start + 1)
+    return values
+
+
+def test_a_slow_drift_past_the_range_alerts_on_the_drift_signal():
+    """models/default's settings. After 3,000 steps of noise of 1, the stream slides down 0.02 a
+    step (a fiftieth of its noise). It passes its lowest value at step 3,111 and creeps on, each
+    new low a hair below the last: the range signal learns every one (each is inside its margin
+    of 5% of the range plus one residual scale), the forecast follows, and without the drift
+    signal nothing alerts. The drift signal sees new lows come again and again where there were
+    hardly any for 3,000 steps: one alert, within 150 steps of the first (measured: 83 steps on,
+    at -6.2)."""
+    values = drifting(4000, 3000, -0.02, seed=11)
+    first_low = 3000 + int(np.argmax(values[3000:] < values[:3000].min()))
+    others = tuple(name for name in SHIPPED["signals"] if name != "drift")
+    _, without, _ = feed(StreamAnomaly(AnomalySettings(**{**SHIPPED, "signals": others}), 1.0, 0.0), values)
+    assert "alert" not in without
+    with_drift = AnomalySettings(**{**SHIPPED, "signals": (*others, "drift")})
+    _, events, details = feed(StreamAnomaly(with_drift, 1.0, 0.0), values)
+    alerts = [i for i, e in enumerate(events) if e == "alert"]
+    assert len(alerts) == 1 and first_low <= alerts[0] < first_low + 150, (first_low, alerts)
+    assert details[alerts[0]]["signal"] == "drift" and details[alerts[0]]["direction"] == "low"
+
+
+def test_a_stream_that_always_trends_is_no_drift():
+    """A stream that slides up 0.1 a step from its first value sets records all the time: its
+    usual rate of records is as high as its recent one, so the drift signal never scores, and
+    nor does it 1,500 steps in, where the stream's usual rate (divided by the weight it has
+    gathered) still counts its young, record-setting days. After 3,000 flat steps the same slide
+    scores (measured: 52 steps in)."""
+    settings = AnomalySettings(**{**SHIPPED, "signals": ("drift",), "hold_breakers": ()})
+
+    def drift_scores(values):
+        signal, stats = DriftSignal(), array("d", [0.0] * 7)
+        signal.reset(stats, 0, settings)
+        return [signal.update(stats, 0, float(x), 0.0, i >= settings.min_steps, settings)[0] for i, x in enumerate(values)]
+    assert max(drift_scores(drifting(5000, 0, 0.1, seed=12))) == 0.0
+    assert max(drift_scores(drifting(5000, 1500, 0.1, seed=12))) == 0.0
+    assert max(drift_scores(drifting(5000, 3000, 0.1, seed=12))[3000:3100]) == 1.0
+
+
+def test_the_drift_signal_state_round_trips():
+    values = drifting(1500, 900, -0.02, seed=13)
+    settings = AnomalySettings(**{**SHIPPED, "signals": ("range", "drift")})
+    original = StreamAnomaly(settings, 1.0, 0.0)
+    feed(original, values[:1000])
+    restored = through_checkpoint(original, settings)
+    rest = [(values[i], values[i - 1], 1e9 + 60.0 * i) for i in range(1000, 1500)]
+    assert [restored.update(*a) for a in rest] == [original.update(*a) for a in rest]
+    assert same_state(restored.to_state(), original.to_state())

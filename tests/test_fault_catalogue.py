@@ -21,8 +21,9 @@ KNOWN_MISSES = {
     # Measured with the shipped settings (chosen by leave-one-source-out on nab-dev, SMAP, MSL and
     # SKAB, docs/anomaly.md), seeds 0-2. The forecaster follows a 0.5 degree/hour ramp step by step,
     # each new maximum stretches the seen range by less than the range signal's tolerance, and the
-    # level signal's short mean stays within twice the swing it has learnt.
-    "drift": "a slow drift (+0.5 degree/hour for 8 h) raises no alert",
+    # level signal's short mean stays within twice the swing it has learnt. The drift signal (new
+    # maxima again and again) catches seed 2; seeds 0 and 1 still raise none within 12 hours.
+    "drift": "a slow drift (+0.5 degree/hour for 8 h) raises no alert (seeds 0 and 1; seed 2 is caught)",
     # The stuck signal is shipped and catches the freeze after 24 unchanged readings (seed 2), but
     # in seeds 0 and 1 a false alert on the Wednesday-night setback ramp 11 hours earlier holds the
     # stream (refractory_steps 250) through it: the stuck signal is no hold breaker (as one it

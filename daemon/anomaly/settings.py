@@ -31,6 +31,10 @@ RANGES = {
     "stuck_min_steps": (1, 1_000_000, False, False),
     "stuck_margin": (0.0, 100.0, False, False),
     "level_window": (2, 100_000, False, False),
+    "drift_window": (1, 100_000, False, False),
+    "drift_records": (0.0, 100_000.0, True, False),
+    "drift_rate_ratio": (0.0, 1_000_000.0, False, False),
+    "drift_long_window": (1, 1_000_000, False, False),
     "cooldown_seconds": (0.0, None, False, False),
     "max_alerts_per_hour": (0.0, None, False, False),
 }
@@ -68,6 +72,10 @@ class AnomalySettings:
     stuck_min_steps: int = 12      # stuck signal: a run of unchanged values scores once this long at least ...
     stuck_margin: float = 0.25     # ... and (1 + this) x the longest run the stream has shown
     level_window: int = 50         # level signal: time constant (steps) of the short mean
+    drift_window: int = 200        # drift signal: a stream's records are counted over ~this many steps (EW) ...
+    drift_records: float = 5.0     # ... and a record scores once that count reaches this ...
+    drift_rate_ratio: float = 5.0  # ... and is this many times the stream's usual rate of records ...
+    drift_long_window: int = 2000  # ... over ~this many steps (EW)
     cooldown_seconds: float = 0.0  # no new alert within this many seconds (message time) of the last
     max_alerts_per_hour: float = 0.0  # > 0: at most this many alerts per hour per stream (token bucket)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
+from .drift_signal import DriftSignal
 from .level_signal import LevelSignal
 from .novelty_signal import NoveltySignal
 from .range_signal import RangeSignal
@@ -44,4 +45,5 @@ SIGNALS: dict[str, Signal] = {
     "level": LevelSignal(),
     "stuck": StuckSignal(),
     "novel": NoveltySignal(),
+    "drift": DriftSignal(),
 }
