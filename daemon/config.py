@@ -263,6 +263,7 @@ def _anomaly(t: Table) -> AnomalyConfig:
                          novelty_noise_scales=t.get("novelty_noise_scales", float, **_bounds("novelty_noise_scales")),
                          stuck_min_steps=t.get("stuck_min_steps", int, **_bounds("stuck_min_steps")),
                          stuck_margin=t.get("stuck_margin", float, **_bounds("stuck_margin")),
+                         stuck_rare_decades=t.get("stuck_rare_decades", float, **_bounds("stuck_rare_decades")),
                          level_window=t.get("level_window", int, **_bounds("level_window")),
                          drift_window=t.get("drift_window", int, **_bounds("drift_window")),
                          drift_records=t.get("drift_records", float, **_bounds("drift_records")),

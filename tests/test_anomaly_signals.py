@@ -91,6 +91,39 @@ def test_the_stuck_signal_judges_a_run_against_the_longest_the_stream_has_shown(
     assert alerts == [frozen_from + 49]   # ceil(1.25 x 39) = 49 repeats; none of the 40-step holds before
 
 
+def repeating(n: int, repeat_chance: float, seed: int) -> np.ndarray:
+    """A quantised-like stream: each step repeats the value before with `repeat_chance`, else moves."""
+    rng = np.random.default_rng(seed)
+    values = rng.normal(0.0, 1.0, n)
+    for i in range(1, n):
+        if rng.random() < repeat_chance:
+            values[i] = values[i - 1]
+    return values
+
+
+def test_a_short_freeze_alerts_on_a_stream_that_seldom_repeats_but_not_on_one_that_often_does():
+    """stuck_rare_decades: a run of 30 after 1,500 steps. The noise never repeats a value, so 12
+    repeats (RARE_RUN_FLOOR) are already improbable (chance (1/1,502)^12, about 1e-38) and it
+    alerts there, long before stuck_min_steps (48). A stream that repeats its value 6 steps in 10
+    has shown runs of about 13; a run of 30 there has a chance of 0.6^30, about 2e-7, above 1e-9:
+    no alert, where a fixed minimum of 24 (the earlier shipped setting) alerts on both."""
+    rare = AnomalySettings(**TUNED, signals=("stuck",), stuck_min_steps=48, stuck_rare_decades=9.0)
+    fixed = AnomalySettings(**TUNED, signals=("stuck",), stuck_min_steps=24)
+    seldom, often = noisy(2000, seed=8), repeating(2000, 0.6, seed=9)
+    seldom[1500:1531] = seldom[1500]
+    often[1500:1531] = often[1500] + 7.0              # a fresh value, held for 30 repeats
+    assert max(len(run) for run in np.split(often[:1500], np.flatnonzero(np.diff(often[:1500])) + 1)) < 24
+
+    def stuck_alerts(settings, values):
+        _, events, details = feed(StreamAnomaly(settings, 1.0, 0.0), values)
+        return [i for i, e in enumerate(events) if e == "alert" and details[i]["signal"] == "stuck"]
+
+    assert stuck_alerts(rare, seldom) == [1500 + 12]           # the 12th repeat
+    assert stuck_alerts(rare, often) == []
+    assert stuck_alerts(fixed, seldom) == [1500 + 24] and stuck_alerts(fixed, often) == [1500 + 24]
+    assert stuck_alerts(AnomalySettings(**TUNED, signals=("stuck",), stuck_min_steps=48), seldom) == []
+
+
 def test_a_stream_that_has_never_changed_is_not_stuck_but_one_that_freezes_later_is():
     """NAB's art_flatline, or a status channel: one value from the first reading on. No stuck
     alert when the warm-up (min_steps, 100) ends, nor later. A stream that moved in its warm-up
@@ -202,10 +235,11 @@ def test_novelty_signal_takes_a_value_far_beyond_a_tiny_range_in_its_stride():
     assert 0.0 <= score <= 1.0
 
 
+@pytest.mark.parametrize("rare_decades", [0.0, 9.0])      # the stuck signal's 4 and 6 floats
 @pytest.mark.parametrize("cut", [120, 1234])
-def test_every_signal_continues_bit_identically_through_a_checkpoint(cut):
+def test_every_signal_continues_bit_identically_through_a_checkpoint(cut, rare_decades):
     settings = AnomalySettings(**TUNED, signals=("range", "level", "stuck", "novel"), hold_breakers=("range",),
-                               max_alerts_per_hour=2.0, long_window=500)
+                               max_alerts_per_hour=2.0, long_window=500, stuck_rare_decades=rare_decades)
     values = noisy(2500, seed=5)
     values[700] = 20.0
     values[1300:1400] = values[1299]

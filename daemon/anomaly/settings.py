@@ -30,6 +30,7 @@ RANGES = {
     "novelty_noise_scales": (0.0, 100.0, False, False),
     "stuck_min_steps": (1, 1_000_000, False, False),
     "stuck_margin": (0.0, 100.0, False, False),
+    "stuck_rare_decades": (0.0, 300.0, False, False),
     "level_window": (2, 100_000, False, False),
     "drift_window": (1, 100_000, False, False),
     "drift_records": (0.0, 100_000.0, True, False),
@@ -71,6 +72,7 @@ class AnomalySettings:
     novelty_noise_scales: float = 2.0  # novelty signal: an unvisited bin this many residual scales from any visited one
     stuck_min_steps: int = 12      # stuck signal: a run of unchanged values scores once this long at least ...
     stuck_margin: float = 0.25     # ... and (1 + this) x the longest run the stream has shown
+    stuck_rare_decades: float = 0.0  # > 0: a shorter run scores too when its chance at the stream's repeat rate is < 10^-this
     level_window: int = 50         # level signal: time constant (steps) of the short mean
     drift_window: int = 200        # drift signal: a stream's records are counted over ~this many steps (EW) ...
     drift_records: float = 5.0     # ... and a record scores once that count reaches this ...
