@@ -310,3 +310,14 @@ def test_the_drift_signal_state_round_trips():
     rest = [(values[i], values[i - 1], 1e9 + 60.0 * i) for i in range(1000, 1500)]
     assert [restored.update(*a) for a in rest] == [original.update(*a) for a in rest]
     assert same_state(restored.to_state(), original.to_state())
+
+
+def test_a_state_from_before_the_rare_run_path_is_refused_in_one_line():
+    """Upgrading from the fifth round's settings (stuck state of 4 floats) to the shipped ones (6):
+    the statistics are refused with a reason (the daemon then restarts them with one warning)."""
+    before = AnomalySettings(**{**SHIPPED, "stuck_min_steps": 24, "stuck_rare_decades": 0.0})
+    anomaly = StreamAnomaly(before, 1.0, 0.0)
+    feed(anomaly, noisy(300, seed=10))
+    with pytest.raises(ValueError, match=r"statistics, expected \d+ \(a signal's settings changed its state") as error:
+        StreamAnomaly.from_state(AnomalySettings(**SHIPPED), anomaly.to_state())
+    assert "\n" not in str(error.value)

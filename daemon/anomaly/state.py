@@ -86,7 +86,8 @@ def from_state(cls, settings, data: dict):
     stats = np.asarray(data["stats"], np.float64)
     saved = self.offsets.saved
     if stats.shape != (saved,):
-        raise ValueError(f"anomaly state has {stats.size} statistics, expected {saved}")
+        raise ValueError(f"anomaly state has {stats.size} statistics, expected {saved} "
+                         f"(a signal's settings changed its state, e.g. stuck_rare_decades on or off)")
     np.frombuffer(self.stats, np.float64, saved)[:] = stats
     if settings.daily_profile:
         daily_profile.restore(self.levels, self.stats, self.offsets.profile_at, data)
