@@ -29,7 +29,7 @@ Alerts, clears and the published score: alerts.py. Cost: O(1) per step; the wind
 re-summed (exactly rounded, fsum) from the K block sums whenever a block finishes, so rounding
 error cannot build up over time. Memory per stream: one flat float64 array (the running sums,
 the raw-score ring, the block ring, the alert's floats, every signal's state, the daily
-profile's numbers and the counters: 79 floats, 632 bytes, with models/default's settings) and
+profile's numbers and the counters: 81 floats, 648 bytes, with models/default's settings) and
 the profile's int16 levels (576 bytes) instead of a long_window ring (16 kB), which is what lets
 one process keep 10,000s of streams. Non-finite residuals are skipped (no state change, no score).
 """
