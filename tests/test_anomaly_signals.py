@@ -9,10 +9,25 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from statecast.daemon.anomaly import AnomalySettings, StreamAnomaly
+from statecast.daemon.anomaly import STATE_VERSION, AnomalySettings, StreamAnomaly, extremes
 from statecast.daemon.anomaly.drift_signal import DriftSignal
 from statecast.daemon.anomaly.range_signal import RangeSignal
 from test_anomaly import same_state, through_checkpoint
+
+
+def alone(signal, settings):
+    """One signal on its own, as the scorer steps it: (stats, step(value, ready) -> score). The
+    statistics array holds the stream's extremes first and then the signal's slice; each step
+    scores the value and then learns it into the extremes."""
+    stats = array("d", [0.0] * (extremes.FLOATS + signal.size(settings)))
+    extremes.reset(stats)
+    signal.reset(stats, extremes.FLOATS, settings)
+
+    def step(value: float, ready: bool = True) -> float:
+        score, _ = signal.update(stats, extremes.FLOATS, value, 0.0, ready, settings)
+        extremes.learn(stats, value, ready)
+        return score
+    return stats, step
 
 TUNED = dict(threshold=0.997, clear_threshold=0.99, short_window=5, spatial_tolerance=0.05, range_warmup_steps=1000)
 
@@ -190,12 +205,10 @@ def test_a_real_shift_is_learnt_by_the_range_in_a_few_steps():
     """The range grows (1 + EXTEND_WIDTHS)-fold a step while the stream stays beyond it: from 5.6
     wide to a level of 1,000 takes ceil(log4(1000 / 5.6)) = 4 steps, after which values at the new
     level score 0 (measured: the fifth value is the first inside; the bound allows the sixth)."""
-    signal, settings = RangeSignal(), AnomalySettings(**TUNED)
-    stats = array("d", [0.0] * signal.size(settings))
-    signal.reset(stats, 0, settings)
+    _, step = alone(RangeSignal(), AnomalySettings(**TUNED))
     for x in noisy(500, seed=9):
-        signal.update(stats, 0, float(x), 0.0, True, settings)
-    shifted = [signal.update(stats, 0, 1000.0 + float(x), 0.0, True, settings)[0] for x in noisy(20, seed=10)]
+        step(float(x))
+    shifted = [step(1000.0 + float(x)) for x in noisy(20, seed=10)]
     assert shifted[:4] == [1.0] * 4 and sum(shifted[4:6]) <= 1.0 and shifted[6:] == [0.0] * 14
 
 
@@ -293,9 +306,8 @@ def test_a_stream_that_always_trends_is_no_drift():
     settings = AnomalySettings(**{**SHIPPED, "signals": ("drift",), "hold_breakers": ()})
 
     def drift_scores(values):
-        signal, stats = DriftSignal(), array("d", [0.0] * 7)
-        signal.reset(stats, 0, settings)
-        return [signal.update(stats, 0, float(x), 0.0, i >= settings.min_steps, settings)[0] for i, x in enumerate(values)]
+        _, step = alone(DriftSignal(), settings)
+        return [step(float(x), i >= settings.min_steps) for i, x in enumerate(values)]
     assert max(drift_scores(drifting(5000, 0, 0.1, seed=12))) == 0.0
     assert max(drift_scores(drifting(5000, 1500, 0.1, seed=12))) == 0.0
     assert max(drift_scores(drifting(5000, 3000, 0.1, seed=12))[3000:3100]) == 1.0
@@ -321,3 +333,41 @@ def test_a_state_from_before_the_rare_run_path_is_refused_in_one_line():
     with pytest.raises(ValueError, match=r"statistics, expected \d+ \(a signal's settings changed its state") as error:
         StreamAnomaly.from_state(AnomalySettings(**SHIPPED), anomaly.to_state())
     assert "\n" not in str(error.value)
+
+
+V5_FIXTURE = Path(__file__).resolve().parent / "fixtures" / "anomaly_state_v5.npz"
+
+
+def test_a_version_5_state_continues_exactly_as_the_code_that_wrote_it():
+    """Version 6 keeps one copy of the stream's extremes (extremes.py) where version 5 kept one
+    in the range, drift, stuck and novelty signals each. A stream saved by version 5's code
+    (tests/fixtures/make_anomaly_state_v5.py, run at 38fd739: models/default's settings, 2,000
+    minutes of a room-like series) restores with today's code, through a real checkpoint, and
+    gives the scores and events that code gave for the next 1,000 steps (2 alerts, 2 clears):
+    bit for bit, with no statistics restarted."""
+    with np.load(V5_FIXTURE) as data:
+        fixture = {k: data[k] for k in data.files}
+    stored = json.loads(str(fixture["settings"]))
+    settings = AnomalySettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in stored.items()})
+    state = {k.removeprefix("state."): v for k, v in fixture.items() if k.startswith("state.")}
+    assert int(state["version"]) == 5
+    restored = StreamAnomaly.from_state(settings, state)
+    again = through_checkpoint(restored, settings)               # and it saves and loads as version 6
+    assert int(again.to_state()["version"]) == STATE_VERSION == 6
+    values, t, cut = fixture["values"], fixture["t"], int(fixture["cut"])
+    codes = {None: 0, "alert": 1, "clear": 2}
+    scores, events = [], []
+    for i in range(cut, len(values)):
+        score, event = again.update(values[i], values[i - 1], t[i])
+        scores.append(np.nan if score is None else score)
+        events.append(codes[event])
+    assert np.array_equal(np.array(scores), fixture["scores"], equal_nan=True)
+    assert events == fixture["events"].tolist() and events.count(1) == 2
+
+
+def test_a_version_5_state_of_another_size_is_refused_in_one_line():
+    with np.load(V5_FIXTURE) as data:
+        state = {k.removeprefix("state."): data[k] for k in data.files if k.startswith("state.")}
+    settings = AnomalySettings(**{**SHIPPED, "stuck_rare_decades": 0.0})     # stuck's state was 6 floats
+    with pytest.raises(ValueError, match=r"anomaly state \(version 5\) has 71 statistics, expected 69$"):
+        StreamAnomaly.from_state(settings, state)

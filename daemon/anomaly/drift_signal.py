@@ -12,37 +12,34 @@ records in that direction: the exponentially weighted mean over `drift_long_wind
 before this step, divided by the weight it has gathered (1 - (1 - 1/drift_long_window)^n), so a
 young stream's frequent records count at their true rate, not diluted by the steps it has not
 lived yet. A stream that always trends (a counter, a charging battery) sets records all the time
-and is no news, and nor is a young stream showing its range. Its extremes move by at most
-range_signal.EXTEND_WIDTHS range widths a step once the stream is scored, as the range signal's
-do, so one glitch reading cannot leave it blind. State: 7 floats.
+and is no news, and nor is a young stream showing its range. A record is a value beyond the
+stream's extremes, which the scorer keeps for every signal (extremes.py). State: 4 floats.
 """
 from __future__ import annotations
 
 import math
 
-from .range_signal import HIGH, LOW, SEEN, learn_extremes, reset_extremes
+from . import extremes
 
-# After the extremes and the count of values (LOW, HIGH, SEEN, kept as the range signal keeps
-# them): the EW record counts (~drift_window steps) and the long-run EW means of records per
-# step (not yet divided by their weight).
-RECENT_LOW, RECENT_HIGH, USUAL_LOW, USUAL_HIGH = range(3, 7)
+# The EW record counts (~drift_window steps) and the long-run EW means of records per step (not
+# yet divided by their weight).
+RECENT_LOW, RECENT_HIGH, USUAL_LOW, USUAL_HIGH = range(4)
 
 
 class DriftSignal:
     name = "drift"
 
     def size(self, settings) -> int:
-        return 7
+        return 4
 
     def reset(self, stats, at: int, settings) -> None:
-        reset_extremes(stats, at)
         for index in (RECENT_LOW, RECENT_HIGH, USUAL_LOW, USUAL_HIGH):
             stats[at + index] = 0.0
 
     def update(self, stats, at: int, actual: float, noise: float, ready: bool, settings) -> tuple[float, int]:
         if not math.isfinite(actual):
             return 0.0, 0
-        low, high, seen = stats[at + LOW], stats[at + HIGH], stats[at + SEEN]
+        low, high, seen = stats[extremes.LOW], stats[extremes.HIGH], stats[extremes.SEEN]
         below, above = actual < low, actual > high            # both False for the first value (NaN)
         keep = 1.0 - 1.0 / settings.drift_window
         recent_low = stats[at + RECENT_LOW] = keep * stats[at + RECENT_LOW] + below
@@ -59,5 +56,4 @@ class DriftSignal:
                 score, direction = 1.0, -1
             elif above and recent_high >= settings.drift_records and recent_high > per_usual * usual_high:
                 score, direction = 1.0, 1
-        learn_extremes(stats, at, actual, ready)
         return score, direction

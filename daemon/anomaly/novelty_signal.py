@@ -15,15 +15,19 @@ stream has shown 2 x `range_warmup_steps` values the signal only learns which bi
 warm-up that never moved sets no bins (nor one that moved by less than BINS x the smallest
 float): they are set at the first change after it that gives bins of non-zero width.
 
-State: 4 floats. LOW and HIGH follow the stream's extremes through the warm-up and are then the
-bins' fixed edges; VISITED holds the visited bins as an integer below 2**BINS, exact in a float64
-(0: no bins yet; the extremes' two bins count as visited when they are set).
+State: 3 floats. LOW and HIGH follow the stream's extremes through the warm-up (without the
+bound on a step that extremes.py puts on the scored stream's) and are then the bins' fixed
+edges; VISITED holds the visited bins as an integer below 2**BINS, exact in a float64 (0: no bins
+yet; the extremes' two bins count as visited when they are set). The count of values seen is the
+one the scorer keeps with the stream's extremes.
 """
 from __future__ import annotations
 
 import math
 
-LOW, HIGH, VISITED, SEEN = range(4)
+from . import extremes
+
+LOW, HIGH, VISITED = range(3)
 BINS = 32                        # 2**32 is far inside float64's exact integers (2**53)
 
 
@@ -31,17 +35,16 @@ class NoveltySignal:
     name = "novel"
 
     def size(self, settings) -> int:
-        return 4
+        return 3
 
     def reset(self, stats, at: int, settings) -> None:
         stats[at + LOW] = stats[at + HIGH] = math.nan
-        stats[at + VISITED] = stats[at + SEEN] = 0.0
+        stats[at + VISITED] = 0.0
 
     def update(self, stats, at: int, actual: float, noise: float, ready: bool, settings) -> tuple[float, int]:
         if not math.isfinite(actual):
             return 0.0, 0
-        seen = stats[at + SEEN]
-        stats[at + SEEN] = seen + 1.0
+        seen = stats[extremes.SEEN]                    # values before this one
         low, high = stats[at + LOW], stats[at + HIGH]
         if stats[at + VISITED] == 0.0:                 # no bins yet: the warm-up learns their edges
             low = stats[at + LOW] = actual if math.isnan(low) else min(low, actual)

@@ -24,12 +24,14 @@ Each step, for residual r = actual - expected:
 5. Optionally (`daily_profile`, needs the message time), the expected value is the stream's own
    daily profile instead of the model's forecast whenever the profile has lately predicted the
    stream better (daily_profile.py): a daily pattern the model cannot hold still counts. A value
-   far beyond the range signal's range is judged but not learnt by the profile (a glitch).
+   far beyond the stream's range (with the range signal on) is judged but not learnt by the
+   profile (a glitch).
 Alerts, clears and the published score: alerts.py. Cost: O(1) per step; the window's totals are
 re-summed (exactly rounded, fsum) from the K block sums whenever a block finishes, so rounding
-error cannot build up over time. Memory per stream: one flat float64 array (the running sums,
-the raw-score ring, the block ring, the alert's floats, every signal's state, the daily
-profile's numbers and the counters: 81 floats, 648 bytes, with models/default's settings) and
+error cannot build up over time. Memory per stream: one flat float64 array (the stream's
+extremes, which the signals share, the running sums, the alert's floats, the raw-score ring, the
+block ring, every signal's state, the daily profile's numbers and the counters: 76 floats, 608
+bytes, with models/default's settings) and
 the profile's int16 levels (576 bytes) instead of a long_window ring (16 kB), which is what lets
 one process keep 10,000s of streams. Non-finite residuals are skipped (no state change, no score).
 """
@@ -42,7 +44,7 @@ from functools import lru_cache
 import numpy as np
 
 from . import alerts
-from . import daily_profile, range_signal
+from . import daily_profile, extremes
 from .alerts import FORECAST_SIGNAL
 from .settings import AnomalySettings
 from .signals import SIGNALS
@@ -53,11 +55,12 @@ SCALE_CLIP_Z = 5.0             # residuals beyond 5 scales update the scale as i
 SCALE_FLOOR_FRACTION = 1e-3    # scale never drops below this fraction of the prior std (if weighted)
 MIN_LONG_STD = 1e-3            # floor for sigma of raw scores (flat streams)
 
-# Where each running sum lives in StreamAnomaly.stats; the alert's floats follow, then the
-# raw-score ring, the block ring (sums, then sums of squares), the signals' slices, the daily
-# profile's four numbers and the counters (Layout).
-SCALE_SUM_SQ, SCALE_WEIGHT, BLOCK_SUM, BLOCK_SUM_SQ, WINDOW_SUM, WINDOW_SUM_SQ = range(6)
-ALERT_AT = 6
+# StreamAnomaly.stats begins with the stream's extremes (extremes.py: every signal reads them),
+# then each running sum; the alert's floats follow, then the raw-score ring, the block ring (sums,
+# then sums of squares), the signals' slices, the daily profile's four numbers and the counters
+# (Layout).
+SCALE_SUM_SQ, SCALE_WEIGHT, BLOCK_SUM, BLOCK_SUM_SQ, WINDOW_SUM, WINDOW_SUM_SQ = range(extremes.FLOATS, extremes.FLOATS + 6)
+ALERT_AT = WINDOW_SUM_SQ + 1
 RECENT = ALERT_AT + alerts.ALERT_FLOATS
 # The counters, after everything else (Layout.counters_at): residuals seen, alerting (0/1),
 # consecutive steps at or above the threshold, the step of the last alert (NaN: none yet, so
@@ -85,9 +88,9 @@ class Layout:
         self.saved = self.profile_at = at
         self.counters_at = at + (daily_profile.FLOATS if settings.daily_profile else 0)
         self.size = self.counters_at + COUNTERS
-        # The range signal's offset, if configured: the daily profile reads its range (before
-        # this step's update) to keep values far beyond it out of what it learns.
-        self.range_at = next((offset for signal, offset in self.signals if signal.name == "range"), None)
+        # With the range signal on, the daily profile keeps values far beyond the stream's
+        # extremes (before this step's update) out of what it learns.
+        self.skips_beyond_range = "range" in settings.signals
         self.breakers = frozenset(i for i, (signal, _) in enumerate(self.signals)
                                   if signal.name in settings.hold_breakers)
 
@@ -160,6 +163,7 @@ class StreamAnomaly:
         self.stats = array("d", [0.0]) * layout.size
         self.stats[SCALE_SUM_SQ] = self.prior_weight_steps * self.prior_residual_std ** 2
         self.stats[SCALE_WEIGHT] = self.prior_weight_steps
+        extremes.reset(self.stats)
         alerts.reset_alert_floats(self.stats, ALERT_AT)
         for signal, at in layout.signals:
             signal.reset(self.stats, at, settings)
@@ -216,8 +220,8 @@ class StreamAnomaly:
             return None, None
         s, layout = self.kind.settings, self.kind.offsets
         if self.levels is not None and ts is not None and math.isfinite(ts):
-            learn = layout.range_at is None or not range_signal.far_beyond(
-                self.stats, layout.range_at, actual, daily_profile.SKIP_BEYOND_WIDTHS, s.min_steps)
+            learn = not layout.skips_beyond_range or not extremes.far_beyond(
+                self.stats, actual, daily_profile.SKIP_BEYOND_WIDTHS, s.min_steps)
             residual = actual - daily_profile.observe(self.levels, self.stats, layout.profile_at, s.scale_window,
                                                       ts, actual, expected, either=s.profile_either, learn=learn)
         fresh = self.stats[SCALE_SUM_SQ] <= 0.0              # no prior and only zero residuals so far
@@ -229,6 +233,7 @@ class StreamAnomaly:
         if ready:
             mu_long, sigma_long = self._window_stats()
         signal_scores = [signal.update(self.stats, at, actual, noise, ready, s) for signal, at in layout.signals]
+        extremes.learn(self.stats, actual, ready)          # after the signals: they read the past's
         self._update_scale(residual * residual if fresh else min(residual * residual, (SCALE_CLIP_Z * scale) ** 2))
         self._push(raw)
         if not ready:

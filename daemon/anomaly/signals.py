@@ -3,7 +3,9 @@
 A signal keeps its per-stream state in a slice of the stream's flat statistics array (one
 array per stream keeps 10,000s of streams small), is called once per step with the value, and
 returns a score in [0, 1] and a direction (+1 high, -1 low, 0 none). It must depend only on the
-past and this value. It is also told the stream's residual scale (`noise`: the running RMS of
+past and this value. It may read the stream's extremes and its count of values (extremes.py:
+the first slots of the same array, as they were before this value; the scorer learns the value
+into them after every signal has scored it). It is also told the stream's residual scale (`noise`: the running RMS of
 the forecast's one-step errors before this step, in the stream's units; 0.0 while none is
 known), so that a signal can tell a departure from the stream's ordinary step-to-step noise.
 The scorer publishes the largest of the forecast likelihood and the signals' scores, and names

@@ -11,11 +11,11 @@ import zlib
 
 import numpy as np
 
-from . import daily_profile
+from . import daily_profile, extremes
 from .alerts import FORECAST_SIGNAL, NO_ALERT
 from .scorer import ABOVE_STEPS, ANOMALOUS, COUNT, COUNTERS, EPISODE_DIRECTION, EPISODE_SIGNAL, LAST_ALERT_STEP
 
-STATE_VERSION = 5              # 5: the daily profile as int16 quanta (4: one flat statistics array; 3: block sums)
+STATE_VERSION = 6              # 6: one copy of the extremes (extremes.py); 5: the daily profile as int16 quanta (4: one flat statistics array; 3: block sums)
 
 
 def signals_code(settings) -> float:
@@ -68,9 +68,10 @@ def stack_states(anomalies: list) -> dict[str, np.ndarray]:
 
 
 def from_state(cls, settings, data: dict):
-    """Raises ValueError (one line) for a state of another version, settings or signal set."""
+    """Raises ValueError (one line) for a state of another version, settings or signal set. A
+    version-5 state is read too (upgraded_from_5)."""
     version = data.get("version")                    # a float64 when read from a checkpoint
-    if version != STATE_VERSION:
+    if version not in (STATE_VERSION, 5):
         raise ValueError(f"anomaly state version {version if version is None else int(version)}, "
                          f"expected {STATE_VERSION}")
     for key in ("long_window", "short_window"):
@@ -84,6 +85,8 @@ def from_state(cls, settings, data: dict):
                          f"profile, settings say daily_profile={settings.daily_profile}")
     self = cls(settings, float(data["prior_residual_std"]), float(data["prior_weight_steps"]))
     stats = np.asarray(data["stats"], np.float64)
+    if version == 5:
+        stats = upgraded_from_5(settings, self.offsets, stats, float(data["count"]))
     saved = self.offsets.saved
     if stats.shape != (saved,):
         raise ValueError(f"anomaly state has {stats.size} statistics, expected {saved} "
@@ -96,3 +99,41 @@ def from_state(cls, settings, data: dict):
                       None if last == NO_ALERT else last, int(data.get("episode_signal", FORECAST_SIGNAL)),
                       int(data.get("episode_direction", 0)))
     return self
+
+
+# Version 5's slots per signal (the signals that had their own copy of the extremes or of the
+# count of values): range LOW, HIGH, SEEN; drift LOW, HIGH, SEEN before its own four; novel its
+# three before SEEN; stuck its four, then (stuck_rare_decades > 0) VALUES before REPEATS.
+_V5_EXTRA = {"range": 3, "drift": 3, "novel": 1}
+
+
+def upgraded_from_5(settings, layout, stats: np.ndarray, count: float) -> np.ndarray:
+    """A version-5 statistics array (before one copy of the extremes: every signal that needed
+    them kept its own) in this version's layout, for the same settings. Nothing is lost: the
+    extremes come from the range or the drift signal (without either, no signal reads them), and
+    the count of values is the count of residuals, which every signal saw."""
+    rare = settings.stuck_rare_decades > 0
+    old_sizes = [signal.size(settings) + _V5_EXTRA.get(signal.name, 0) + (signal.name == "stuck" and rare)
+                 for signal, _ in layout.signals]
+    head = layout.signals_at - extremes.FLOATS                 # running sums, alert floats, rings
+    if stats.shape != (head + sum(old_sizes) + (layout.saved - layout.profile_at),):
+        raise ValueError(f"anomaly state (version 5) has {stats.size} statistics, expected "
+                         f"{head + sum(old_sizes) + layout.saved - layout.profile_at}")
+    out = np.empty(layout.saved)
+    out[extremes.LOW] = out[extremes.HIGH] = np.nan
+    out[extremes.SEEN] = count
+    out[extremes.FLOATS:layout.signals_at] = stats[:head]
+    old_at = head
+    for (signal, at), old_size in zip(layout.signals, old_sizes):
+        old = stats[old_at:old_at + old_size]
+        if signal.name in ("range", "drift"):
+            out[extremes.LOW], out[extremes.HIGH] = old[0], old[1]
+            old = old[3:]
+        elif signal.name == "novel":
+            old = old[:3]
+        elif signal.name == "stuck" and rare:
+            old = np.delete(old, 4)                           # VALUES
+        out[at:at + signal.size(settings)] = old
+        old_at += old_size
+    out[layout.profile_at:] = stats[old_at:]
+    return out

@@ -9,7 +9,8 @@ reaches (1 + stuck_margin) x the longest run so far and either
 - is at least stuck_min_steps long, or
 - (with stuck_rare_decades > 0) is at least RARE_RUN_FLOOR long and one the stream's own rate of
   repeats makes improbable: p^r < 10^-stuck_rare_decades, with p = (repeats + 1) / (values + 2)
-  over the values before this one.
+  over the values before this one (the count of values is the one the scorer keeps with the
+  stream's extremes, extremes.py).
 The minimum keeps a stream that has not repeated a value yet from alerting on its first few
 repeats. The second way lets a stream that seldom repeats a value (a noisy analogue reading)
 alert on a short frozen run, while one that repeats values all the time (a quantised channel)
@@ -22,14 +23,16 @@ is a stream's first run, the one still going since its first value: a stream tha
 changed has shown no run to outlast (SMAP and MSL have channels that hold one value from their
 first reading past the warm-up; they alerted the moment it ended). LONGEST is -1 until the first
 change. The cost: a sensor frozen from its very first reading is not caught by this signal.
-State: 4 floats, 6 with stuck_rare_decades > 0 (the counts of values and of repeats).
+State: 4 floats, 5 with stuck_rare_decades > 0 (the count of repeats).
 """
 from __future__ import annotations
 
 import math
 
+from . import extremes
+
 LAST, RUN, LONGEST, REPORTED = range(4)   # REPORTED: 1.0 once this run has scored
-VALUES, REPEATS = 4, 5                     # with stuck_rare_decades > 0: finite values seen, repeats among them
+REPEATS = 4                                # with stuck_rare_decades > 0: repeats among the values seen
 NO_RUN_YET = -1.0                          # LONGEST before the stream's first change of value
 RARE_RUN_FLOOR = 12                        # an improbable run still needs this many repeats (the rate is an estimate)
 LOG10 = math.log(10.0)
@@ -39,14 +42,14 @@ class StuckSignal:
     name = "stuck"
 
     def size(self, settings) -> int:
-        return 6 if settings.stuck_rare_decades > 0 else 4
+        return 5 if settings.stuck_rare_decades > 0 else 4
 
     def reset(self, stats, at: int, settings) -> None:
         stats[at + LAST] = math.nan
         stats[at + RUN] = stats[at + REPORTED] = 0.0
         stats[at + LONGEST] = NO_RUN_YET
         if settings.stuck_rare_decades > 0:
-            stats[at + VALUES] = stats[at + REPEATS] = 0.0
+            stats[at + REPEATS] = 0.0
 
     def update(self, stats, at: int, actual: float, noise: float, ready: bool, settings) -> tuple[float, int]:
         if not math.isfinite(actual):
@@ -66,8 +69,6 @@ class StuckSignal:
             stats[at + LONGEST] = max(stats[at + LONGEST], stats[at + RUN])
             stats[at + RUN] = stats[at + REPORTED] = 0.0
         stats[at + LAST] = actual
-        if counting:
-            stats[at + VALUES] += 1.0
         return score, 0
 
     @staticmethod
@@ -75,5 +76,5 @@ class StuckSignal:
         """Is a run this long improbable at the stream's rate of repeats (before this value)?"""
         if run < RARE_RUN_FLOOR:
             return False
-        repeat_rate = (stats[at + REPEATS] + 1.0) / (stats[at + VALUES] + 2.0)
+        repeat_rate = (stats[at + REPEATS] + 1.0) / (stats[extremes.SEEN] + 2.0)
         return run * math.log(repeat_rate) < -settings.stuck_rare_decades * LOG10
