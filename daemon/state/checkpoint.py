@@ -17,7 +17,8 @@ changed by a reload) form group 1, 2, ... A 10,000-stream checkpoint is a few MB
 JSON lists. (Commits 1c1d77e..40bc311 kept the forecast guard inside the scaler's statistics,
 `scaler<g>.guard`; such checkpoints still restore it.)
 Checkpoints written before the stacked layout keep those statistics in meta; they still load
-(the anomaly statistics of an older STATE_VERSION are refused and restart, with one warning).
+(anomaly statistics of a STATE_VERSION before 5 are refused and restart, with one warning;
+version 5's are upgraded, anomaly/state.py).
 """
 from __future__ import annotations
 
