@@ -18,6 +18,7 @@ import anomaly_scoring  # noqa: E402
 import anomaly_sources  # noqa: E402
 import loso  # noqa: E402
 import nab_scorer  # noqa: E402
+import nested_selection  # noqa: E402
 
 # The quality gate (issue 15): a small fixed set of development files (9,946 rows, so the CLI
 # runs in seconds; 6 labelled windows, two real streams) and a floor on NAB's standard score,
@@ -159,3 +160,25 @@ def test_window_hits_agree_with_the_scored_true_positives(gate_corpus):
     hits = anomaly_scoring.window_hits(gate_corpus, scores, {"nab-dev": row["threshold"]})
     assert sum(len(h) for h in hits.values()) == row["tp"] + row["fn"] == 6
     assert sum(sum(h) for h in hits.values()) == row["tp"]
+
+
+def test_nested_selection_chooses_each_fold_on_its_own_sources_only():
+    """Two sources that pull refractory_steps opposite ways: "a" scores higher the longer the
+    hold, "b" the shorter; the novelty signal costs "a" a point. The fold that leaves "a" out is
+    judged on "b" alone and halves the hold down to the smallest value `valid` allows; the fold
+    that leaves "b" out doubles it up to the largest, and drops the novelty signal. What the
+    left-out source would say never enters its fold's choice."""
+    start = {name: 1.0 for name in nested_selection.NUMBERS}
+    start.update(threshold=0.997, refractory_steps=64, signals=["range", "novel"])
+
+    def score_all(settings_list):
+        return [{"a": s["refractory_steps"] / 10 - ("novel" in s["signals"]),
+                 "b": -s["refractory_steps"] / 10} for s in settings_list]
+
+    def valid(s):
+        return 16 <= s["refractory_steps"] <= 256
+    result = nested_selection.descend(score_all, start, ("a", "b"), valid, sweeps=3, sources=("a", "b"),
+                                      say=lambda text: None)
+    assert result["a"][0]["refractory_steps"] == 16 and result["a"][0]["signals"] == ["range", "novel"]
+    assert result["b"][0]["refractory_steps"] == 256 and result["b"][0]["signals"] == ["range"]
+    assert result["a"][1] == {"a": 1.6 - 1, "b": -1.6}
