@@ -16,9 +16,9 @@ from test_anomaly import same_state, through_checkpoint
 
 
 def alone(signal, settings):
-    """One signal on its own, as the scorer steps it: (stats, step(value, ready) -> score). The
-    statistics array holds the stream's extremes first and then the signal's slice; each step
-    scores the value and then learns it into the extremes."""
+    """One signal on its own, as the scorer steps it: step(value, ready) -> score. The statistics
+    array holds the stream's extremes first and then the signal's slice; each step scores the
+    value and then learns it into the extremes."""
     stats = array("d", [0.0] * (extremes.FLOATS + signal.size(settings)))
     extremes.reset(stats)
     signal.reset(stats, extremes.FLOATS, settings)
@@ -27,7 +27,7 @@ def alone(signal, settings):
         score, _ = signal.update(stats, extremes.FLOATS, value, 0.0, ready, settings)
         extremes.learn(stats, value, ready)
         return score
-    return stats, step
+    return step
 
 TUNED = dict(threshold=0.997, clear_threshold=0.99, short_window=5, spatial_tolerance=0.05, range_warmup_steps=1000)
 
@@ -205,7 +205,7 @@ def test_a_real_shift_is_learnt_by_the_range_in_a_few_steps():
     """The range grows (1 + EXTEND_WIDTHS)-fold a step while the stream stays beyond it: from 5.6
     wide to a level of 1,000 takes ceil(log4(1000 / 5.6)) = 4 steps, after which values at the new
     level score 0 (measured: the fifth value is the first inside; the bound allows the sixth)."""
-    _, step = alone(RangeSignal(), AnomalySettings(**TUNED))
+    step = alone(RangeSignal(), AnomalySettings(**TUNED))
     for x in noisy(500, seed=9):
         step(float(x))
     shifted = [step(1000.0 + float(x)) for x in noisy(20, seed=10)]
@@ -306,7 +306,7 @@ def test_a_stream_that_always_trends_is_no_drift():
     settings = AnomalySettings(**{**SHIPPED, "signals": ("drift",), "hold_breakers": ()})
 
     def drift_scores(values):
-        _, step = alone(DriftSignal(), settings)
+        step = alone(DriftSignal(), settings)
         return [step(float(x), i >= settings.min_steps) for i, x in enumerate(values)]
     assert max(drift_scores(drifting(5000, 0, 0.1, seed=12))) == 0.0
     assert max(drift_scores(drifting(5000, 1500, 0.1, seed=12))) == 0.0
@@ -325,7 +325,7 @@ def test_the_drift_signal_state_round_trips():
 
 
 def test_a_state_from_before_the_rare_run_path_is_refused_in_one_line():
-    """Upgrading from the fifth round's settings (stuck state of 4 floats) to the shipped ones (6):
+    """Upgrading from the fifth round's settings (stuck state of 4 floats) to the shipped ones (5):
     the statistics are refused with a reason (the daemon then restarts them with one warning)."""
     before = AnomalySettings(**{**SHIPPED, "stuck_min_steps": 24, "stuck_rare_decades": 0.0})
     anomaly = StreamAnomaly(before, 1.0, 0.0)
