@@ -16,11 +16,10 @@ weekend, and sensor noise. Each fault starts on day 10 at 10:00 (the stream has 
 
 A fault counts as caught when exactly one alert falls between its start and 12 hours after it;
 false alerts are alerts anywhere else after the warm-up day; no alert may fall in the warm-up
-day. `python bench/fault_catalogue.py` prints the table (docs/anomaly.md).
+day. `python bench/fault_catalogue.py ['{"setting": value}']` prints the table (docs/anomaly.md).
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -118,6 +117,15 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":
+def main(argv: list[str] | None = None) -> None:
+    import argparse
     import json
-    print(markdown(catalogue(overrides=json.loads(sys.argv[1]) if len(sys.argv) > 1 else None)))
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("overrides", nargs="?", type=json.loads, default=None,
+                        help='anomaly settings over the shipped ones, as JSON, e.g. \'{"refractory_steps": 125}\'')
+    args = parser.parse_args(argv)
+    print(markdown(catalogue(overrides=args.overrides)))
+
+
+if __name__ == "__main__":
+    main()
