@@ -208,6 +208,22 @@ def reference_scores(corpus: Corpus, detector: str, devcorpus) -> dict[str, np.n
     return out
 
 
+def at_theta_chosen_without(corpus: Corpus, scores: dict[str, np.ndarray], profile: str) -> dict[str, dict]:
+    """{source: result} with each source scored at the θ that NAB's sweep picks on the *other*
+    sources: a detector's alert threshold chosen without the source, as a user has to choose it."""
+    pooled = corpus.pooled
+    pooled_scores = pooled.scores_of(scores)
+    order = np.argsort(-pooled_scores, kind="stable")
+    source_of = np.array([f.source for f in corpus.files])
+    out = {}
+    for source in corpus.sources:
+        others = (source_of != source)[pooled.file_of_row]
+        theta = _sweep(pooled, pooled_scores, order, others, profile)
+        parts = _per_file_at(pooled, pooled_scores, theta, profile)
+        out[source] = _set_result(pooled, parts, source_of == source, theta, profile, False)
+    return out
+
+
 def window_hits(corpus: Corpus, per_row: dict[str, np.ndarray], thresholds: dict[str, float]) -> dict[str, list[bool]]:
     """{file key: [caught?] per window after probation, in time order}: a row at or above its
     source's threshold (thresholds: {source: θ}) inside the window."""
