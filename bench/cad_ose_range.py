@@ -68,7 +68,8 @@ def _values(path) -> np.ndarray:
 
 
 def _detector_class(nab_code: str):
-    sys.path.insert(0, nab_code)
+    if nab_code not in sys.path:
+        sys.path.insert(0, nab_code)
     from nab.detectors.context_ose.cad_ose import ContextualAnomalyDetectorOSE
     return ContextualAnomalyDetectorOSE
 
