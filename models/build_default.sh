@@ -22,6 +22,8 @@ SYNTHETIC_SERIES=${SYNTHETIC_SERIES:-36}
 SEED=${SEED:-0}
 GUARD_HALFLIFE=${GUARD_HALFLIFE:-62}  # forecast guard (daemon/model/forecast_guard.py); docs/forecasting.md
 OUT=${OUT:-models}
+INTEGER_MODES=${INTEGER_MODES-int8 int16x8}   # "" builds the float model only (bench/recipe_selection.py)
+mkdir -p "$OUT"
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
@@ -54,7 +56,7 @@ for f in data/nab/data/*/*.csv; do [ "$f" = "$CAL" ] || CAL_ARGS+=(--calibration
 if [ -z "${SKIP_FLOAT:-}" ]; then
   $PY -m statecast.daemon convert "$KERAS" --quantize float32 "${CAL_ARGS[@]}" --name default --out "$OUT/default"
 fi
-for mode in int8 int16x8; do
+for mode in $INTEGER_MODES; do
   $PY -m statecast.daemon convert "$KERAS" --quantize "$mode" "${CAL_ARGS[@]}" --name "default-$mode" \
       --out "$OUT/default-$mode"
 done
@@ -63,7 +65,9 @@ done
 # in its manifest; `statecast score` uses them (serve: see [anomaly] in the config). So does the
 # forecast guard: the published forecast keeps, per stream, the share of the model's predicted
 # change that has held up on that stream (docs/forecasting.md, "The generic models").
-for dir in "$OUT/default" "$OUT/default-int8" "$OUT/default-int16x8"; do
+DIRS=("$OUT/default")
+for mode in $INTEGER_MODES; do DIRS+=("$OUT/default-$mode"); done
+for dir in "${DIRS[@]}"; do
   $PY - "$dir/manifest.json" models/default-anomaly.json "$GUARD_HALFLIFE" <<'PYEOF'
 import json, sys
 manifest_path, settings_path, guard_halflife = sys.argv[1], sys.argv[2], float(sys.argv[3])
@@ -78,4 +82,6 @@ done
 # Each model's forecast skill next to persistence (issue 16) goes into its manifest, and `serve`
 # logs its line at start. A generic model has no held-back tail: bench/default_skill.py reports the
 # validation part of its 18 NAB training files (its figures on unseen streams: docs/forecasting.md).
-$PY bench/default_skill.py --manifest "$OUT/default" --manifest "$OUT/default-int8" --manifest "$OUT/default-int16x8"
+MANIFEST_ARGS=()
+for dir in "${DIRS[@]}"; do MANIFEST_ARGS+=(--manifest "$dir"); done
+$PY bench/default_skill.py "${MANIFEST_ARGS[@]}"
