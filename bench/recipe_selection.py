@@ -51,8 +51,10 @@ def build(candidate: str, seed: int, work_dir: Path) -> Path:
         out.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **CANDIDATES[candidate], "SEED": str(seed), "OUT": str(out), "INTEGER_MODES": ""}
         with open(out / "build.log", "w", encoding="utf-8") as log:
-            subprocess.run(["bash", "models/build_default.sh"], cwd=ROOT, env=env, stdout=log,
-                           stderr=subprocess.STDOUT, check=True)
+            built = subprocess.run(["bash", "models/build_default.sh"], cwd=ROOT, env=env, stdout=log,
+                                   stderr=subprocess.STDOUT)
+        if built.returncode != 0:
+            sys.exit(f"recipe_selection: building {candidate} seed {seed} failed; see {out / 'build.log'}")
     return out / "default"
 
 
