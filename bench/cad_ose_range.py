@@ -5,7 +5,7 @@ NAB's runner hands every detector the min and max of the *whole* file before its
 CAD OSE cuts that range into 8 bins and learns contexts of bins, so an excursion that the labels
 call anomalous already has bins of its own. A daemon cannot know a stream's future range. This
 script runs NAB's own CAD OSE, imported from a NAB checkout (--nab-code; nothing of NAB is copied
-into statecast), with one of these ranges:
+into statecast), with these ranges:
 
     whole-file      the whole file's min and max, as NAB does (reproduces the stored scores)
     probation       min and max of the file's probationary rows (the rows NAB does not score),
@@ -18,7 +18,7 @@ the source itself (NAB's way, as reference-scores.md reports), and θ chosen on 
 sources (left out, as statecast's alert threshold is judged).
 
     git clone https://github.com/numenta/NAB /tmp/nab && git -C /tmp/nab checkout ea702d7
-    python bench/cad_ose_range.py --nab-code /tmp/nab                    # ~25 min on 2 cores
+    python bench/cad_ose_range.py --nab-code /tmp/nab                    # ~13 min on 2 cores
     python bench/cad_ose_range.py --nab-code /tmp/nab --rules whole-file --check
 
 --check compares the whole-file scores row by row with the per-row CAD OSE results stored in the
